@@ -1,0 +1,48 @@
+# prodlab: `make figures` (the main job) and `make test` (the whole suite) set everything up themselves:
+# a local virtual environment in .venv, the package with its dev extras, and the Fashion-MNIST data.
+PYTHON ?= python3
+VENV   := .venv
+BIN    := $(VENV)/bin
+STAMP  := $(VENV)/.installed-stamp
+NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
+
+.PHONY: setup data figures test lint lab notebooks clean
+
+setup: $(STAMP) data
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	touch $(STAMP)
+
+# Offline first: the staged copy, then the Debian package (installed here when we are root and have apt-get),
+# then torchvision's download. `prodlab data` prints what to do when none works.
+data: $(STAMP)
+	@$(BIN)/python -m prodlab data --no-download >/dev/null 2>&1 || { \
+	  if [ ! -d /usr/share/datasets/fashion-mnist ] && command -v apt-get >/dev/null && [ "$$(id -u)" = 0 ]; then \
+	    echo "Installing the Debian package dataset-fashion-mnist"; \
+	    apt-get install -y -q dataset-fashion-mnist >/dev/null || { apt-get update -q >/dev/null && apt-get install -y -q dataset-fashion-mnist >/dev/null; }; \
+	  fi; \
+	  $(BIN)/python -m prodlab data; }
+
+figures: setup
+	$(BIN)/python -m prodlab figures
+
+lint: $(STAMP)
+	$(BIN)/ruff check prodlab tests
+
+test: setup lint
+	PRODLAB_QUICK=1 $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests $(NOTEBOOKS)
+
+lab: setup
+	$(BIN)/jupyter lab notebooks
+
+# Re-execute every notebook in full mode and store its outputs (what is committed).
+notebooks: setup
+	for nb in $(NOTEBOOKS); do \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
+	done
+
+clean:
+	rm -rf $(VENV) figures runs data/cache data/FashionMNIST .pytest_cache .ruff_cache

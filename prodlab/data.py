@@ -1,0 +1,259 @@
+"""Fashion-MNIST product images: find, verify, stage, cache, and serve them (article §3.3 steps 1-2).
+
+Look-up order for the four IDX files (plain or ``.gz``):
+  1. ``$PRODLAB_DATA`` (or the repo's ``data/`` when it is unset), also in torchvision's ``FashionMNIST/raw`` layout;
+  2. ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``);
+  3. a download through torchvision (needs internet).
+The files are staged decompressed in torchvision's ``FashionMNIST/raw`` layout, verified by the SHA-256 of their
+decompressed content (the Debian copy is recompressed, so ``.gz`` hashes differ from upstream), read with
+``torchvision.datasets.FashionMNIST`` and cached as one safetensors file so later loads take milliseconds.
+"""
+
+from __future__ import annotations
+
+import gzip
+import hashlib
+import shutil
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, save_file
+from torch.utils.data import Dataset
+from torchvision.transforms import v2
+
+from prodlab import config
+
+CLASS_NAMES: tuple[str, ...] = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)
+SPLITS = {"train": 60_000, "test": 10_000}
+SHA256 = {
+    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
+    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
+    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
+    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
+}
+DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
+CACHE_NAME = "fashion-mnist-v1.safetensors"
+
+
+class DataError(RuntimeError):
+    """Fashion-MNIST is missing or corrupt; the message says what to do."""
+
+
+@dataclass(frozen=True)
+class DataReport:
+    """Where the data came from and where it is staged (what ``python -m prodlab data`` prints)."""
+
+    source: str
+    raw_dir: Path
+    cache: Path
+
+
+def remedies() -> str:
+    """The three ways to get the data, for every error message."""
+    home = config.data_home()
+    return (
+        "Get Fashion-MNIST one of three ways:\n"
+        "  1. Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist  (installs it in "
+        f"{DEBIAN_DIR})\n"
+        "  2. With internet: python -m prodlab data  (torchvision downloads it into "
+        f"{home / 'FashionMNIST' / 'raw'})\n"
+        "  3. By hand: copy the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n"
+        f"     t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into {home}\n"
+        f"     (or into any folder named by ${config.DATA_ENV})."
+    )
+
+
+def raw_dir() -> Path:
+    return config.data_home() / "FashionMNIST" / "raw"
+
+
+def cache_path() -> Path:
+    return config.data_home() / "cache" / CACHE_NAME
+
+
+def _find(folder: Path, name: str) -> Path | None:
+    for candidate in (folder / name, folder / f"{name}.gz"):
+        if candidate.is_file():
+            return candidate
+    return None
+
+
+def _candidate_dirs() -> list[Path]:
+    home = config.data_home()
+    return [raw_dir(), home, DEBIAN_DIR]
+
+
+def _stage_from(folder: Path) -> dict[str, Path] | None:
+    """Copy (decompressing) the four files from ``folder`` into the raw dir; None if any is missing."""
+    found = {name: _find(folder, name) for name in SHA256}
+    if any(path is None for path in found.values()):
+        return None
+    target = raw_dir()
+    target.mkdir(parents=True, exist_ok=True)
+    for name, path in found.items():
+        dest = target / name
+        if path == dest:
+            continue
+        opener = gzip.open if path.suffix == ".gz" else open
+        try:
+            with opener(path, "rb") as src, open(dest, "wb") as out:
+                shutil.copyfileobj(src, out)
+        except (OSError, EOFError) as err:
+            dest.unlink(missing_ok=True)
+            raise DataError(f"Could not read {path}: {err}\nDelete or replace that file.\n{remedies()}") from err
+    return found
+
+
+def _download() -> None:
+    """Ask torchvision to download the data into the data home (needs internet)."""
+    from torchvision.datasets import FashionMNIST
+
+    for train in (True, False):
+        FashionMNIST(str(config.data_home()), train=train, download=True)
+
+
+def sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def stage(download: bool = True) -> DataReport:
+    """Find the four files, stage them decompressed, verify them; raise ``DataError`` with remedies if impossible."""
+    sources: dict[str, Path] | None = None
+    for folder in _candidate_dirs():
+        sources = _stage_from(folder)
+        if sources is not None:
+            origin = str(folder)
+            break
+    if sources is None:
+        looked = ", ".join(str(d) for d in _candidate_dirs())
+        if not download:
+            raise DataError(f"Fashion-MNIST was not found (looked in: {looked}).\n{remedies()}")
+        try:
+            _download()
+        except Exception as err:  # torchvision raises several kinds (URLError, RuntimeError, OSError)
+            raise DataError(
+                f"Fashion-MNIST was not found (looked in: {looked}) and the download failed: {err}\n{remedies()}"
+            ) from err
+        sources = {name: raw_dir() / name for name in SHA256}
+        origin = "downloaded by torchvision"
+    for name, expected in SHA256.items():
+        staged = raw_dir() / name
+        if sha256(staged) != expected:
+            staged.unlink()
+            raise DataError(
+                f"Corrupt data file: {sources[name]} (SHA-256 of its content does not match {name}).\n"
+                f"Delete or replace that file.\n{remedies()}"
+            )
+    return DataReport(source=origin, raw_dir=raw_dir(), cache=cache_path())
+
+
+def _build_cache(download: bool) -> tuple[DataReport, dict[str, torch.Tensor]]:
+    from torchvision.datasets import FashionMNIST
+
+    report = stage(download)
+    tensors: dict[str, torch.Tensor] = {}
+    for split in SPLITS:
+        ds = FashionMNIST(str(config.data_home()), train=split == "train", download=False)
+        tensors[f"{split}_images"] = ds.data.contiguous()
+        tensors[f"{split}_labels"] = ds.targets.to(torch.int64).contiguous()
+    report.cache.parent.mkdir(parents=True, exist_ok=True)
+    save_file(tensors, str(report.cache))
+    return report, tensors
+
+
+def _valid(tensors: dict[str, torch.Tensor]) -> bool:
+    return all(
+        tensors.get(f"{split}_images", torch.empty(0)).shape == (n, 28, 28)
+        and tensors.get(f"{split}_labels", torch.empty(0)).shape == (n,)
+        for split, n in SPLITS.items()
+    )
+
+
+@lru_cache(maxsize=4)
+def _tensors(home: str, download: bool) -> dict[str, torch.Tensor]:
+    cache = Path(home) / "cache" / CACHE_NAME
+    if cache.is_file():
+        try:
+            tensors = load_file(str(cache))
+            if _valid(tensors):
+                return tensors
+        except (SafetensorError, OSError):
+            pass
+        cache.unlink()
+    return _build_cache(download)[1]
+
+
+def load(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8, N x 28 x 28, product bright on black) and labels (int64) of ``split`` ('train' or 'test')."""
+    if split not in SPLITS:
+        raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")
+    tensors = _tensors(str(config.data_home()), download)
+    return tensors[f"{split}_images"], tensors[f"{split}_labels"]
+
+
+def check(download: bool = True) -> DataReport:
+    """Stage and verify from scratch (ignoring the cache), then rebuild the cache; for ``python -m prodlab data``."""
+    _tensors.cache_clear()
+    return _build_cache(download)[0]
+
+
+def to_float(images: torch.Tensor) -> torch.Tensor:
+    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (§3.3 step 1: scale pixel values)."""
+    return images.unsqueeze(1).float().div(255.0)
+
+
+def normalize(x: torch.Tensor) -> torch.Tensor:
+    """[0, 1] -> [-1, 1], the range a tanh generator outputs (§3.3 step 1: normalisation)."""
+    return x * 2.0 - 1.0
+
+
+def denormalize(x: torch.Tensor) -> torch.Tensor:
+    """[-1, 1] -> [0, 1], clamped."""
+    return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
+
+
+def augmentations() -> dict[str, v2.Transform]:
+    """The §3.3 step 2 augmentations, each alone, on float images in [0, 1].
+
+    Vertical flip is included as the counter-example: products are photographed upright, so an
+    upside-down shoe is not a plausible catalogue image and teaches the model something false.
+    """
+    return {
+        "horizontal flip": v2.RandomHorizontalFlip(p=1.0),
+        "shift (pad 3 + crop)": v2.RandomCrop(28, padding=3),
+        "contrast jitter": v2.ColorJitter(brightness=0.3, contrast=0.5),
+        "vertical flip (wrong)": v2.RandomVerticalFlip(p=1.0),
+    }
+
+
+def train_augmentation() -> v2.Transform:
+    """The augmentation actually used for training: label-preserving, product-plausible transforms only."""
+    return v2.Compose([v2.RandomHorizontalFlip(p=0.5), v2.RandomCrop(28, padding=2)])
+
+
+class ProductDataset(Dataset):
+    """A Fashion-MNIST split as float images (1 x 28 x 28 in [0, 1]) and labels, with an optional transform."""
+
+    def __init__(self, split: str = "train", transform: v2.Transform | None = None) -> None:
+        images, self.labels = load(split)
+        self.images = to_float(images)
+        self.transform = transform
+
+    def __len__(self) -> int:
+        return len(self.labels)
+
+    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
+        image = self.images[index]
+        if self.transform is not None:
+            image = self.transform(image)
+        return image, int(self.labels[index])
