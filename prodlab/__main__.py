@@ -21,7 +21,8 @@ def cmd_data(args: argparse.Namespace) -> int:
     print(f"  cache: {report.cache}")
     for split in data.SPLITS:
         images, labels = data.load(split)
-        print(f"  {split}: {len(images):,} images of {images.shape[1]}x{images.shape[2]}, {labels.unique().numel()} classes")
+        size = f"{images.shape[1]}x{images.shape[2]}"
+        print(f"  {split}: {len(images):,} images of {size}, {labels.unique().numel()} classes")
     return 0
 
 

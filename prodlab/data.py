@@ -222,6 +222,22 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+def class_means(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """The average product of each class: float 10 x 28 x 28 in [0, 1]."""
+    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
+    return torch.stack([x[labels == c].mean(0) for c in range(len(CLASS_NAMES))])
+
+
+def mirror_asymmetry(means: torch.Tensor) -> torch.Tensor:
+    """Relative L2 distance between each class-mean image and its mirror image.
+
+    Near 0: the class looks the same mirrored, so a horizontal flip is a safe augmentation. Large (the
+    shoes, which Fashion-MNIST photographs toe to the right): a flip makes products the catalogue never shows.
+    """
+    flat, mirrored = means.flatten(1), means.flip(-1).flatten(1)
+    return (flat - mirrored).norm(dim=1) / flat.norm(dim=1)
+
+
 def augmentations() -> dict[str, v2.Transform]:
     """The §3.3 step 2 augmentations, each alone, on float images in [0, 1].
 
@@ -237,7 +253,11 @@ def augmentations() -> dict[str, v2.Transform]:
 
 
 def train_augmentation() -> v2.Transform:
-    """The augmentation actually used for training: label-preserving, product-plausible transforms only."""
+    """The augmentation used to train the classifier: label-preserving transforms only.
+
+    Flips preserve the label, so they suit a classifier; a generative model learns the flipped images as
+    real ones (toe-left shoes the catalogue never shows), so the generators train on the images as photographed.
+    """
     return v2.Compose([v2.RandomHorizontalFlip(p=0.5), v2.RandomCrop(28, padding=2)])
 
 

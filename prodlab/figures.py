@@ -110,8 +110,7 @@ def data_samples() -> Figure:
 @register("data-class-means", "Per-class mean images", "§3.3 step 1", "00_products",
           "Pixel-wise mean of all 6,000 training images of each class.")
 def data_class_means() -> Figure:
-    images, labels = data.load("train")
-    means = torch.stack([images[labels == c].float().mean(0) / 255.0 for c in range(len(data.CLASS_NAMES))])
+    means = data.class_means(*data.load("train"))
     return plots.image_grid(means, ncols=5, titles=list(data.CLASS_NAMES), suptitle="The average product of each class",
                             cell=1.5)
 
@@ -121,6 +120,14 @@ def data_class_means() -> Figure:
 def data_class_balance() -> Figure:
     counts = {split: torch.bincount(data.load(split)[1], minlength=10).tolist() for split in data.SPLITS}
     return plots.class_balance(counts, data.CLASS_NAMES)
+
+
+@register("data-mirror-asymmetry", "Which classes survive a horizontal flip", "§3.3 step 2", "00_products",
+          "Relative L2 distance between each class-mean training image and its mirror image.")
+def data_mirror_asymmetry() -> Figure:
+    asym = data.mirror_asymmetry(data.class_means(*data.load("train")))
+    return plots.bar_chart(asym.tolist(), data.CLASS_NAMES, "||mean - mirror(mean)|| / ||mean||",
+                           "Mirror asymmetry of the average product (higher: a flip changes the product)")
 
 
 @register("data-normalisation", "Normalisation of pixel values", "§3.3 step 1", "00_products",

@@ -107,8 +107,22 @@ def class_balance(counts: Mapping[str, Sequence[int]], class_names: Sequence[str
         ax.bar_label(bars, fontsize=7, padding=1)
     ax.set_xticks(x, class_names, rotation=30, ha="right")
     ax.set_ylabel("images")
+    ax.set_ylim(0, 1.25 * max(max(v) for v in counts.values()))
     ax.set_title("Images per class")
-    ax.legend(frameon=False)
+    ax.legend(frameon=False, ncols=len(counts), loc="upper right")
+    return _done(fig)
+
+
+def bar_chart(values: Sequence[float], labels: Sequence[str], ylabel: str, title: str) -> Figure:
+    """One bar per label, its value written on top."""
+    fig = _figure(8, 3.2)
+    ax = fig.subplots()
+    bars = ax.bar(range(len(values)), values, color="#4c72b0")
+    ax.bar_label(bars, fmt="%.2f", fontsize=8, padding=1)
+    ax.set_xticks(range(len(values)), labels, rotation=30, ha="right")
+    ax.set_ylabel(ylabel)
+    ax.set_ylim(0, 1.2 * max(values))
+    ax.set_title(title)
     return _done(fig)
 
 

@@ -1,0 +1,145 @@
+"""The data loader: shapes, labels, integrity checks, caching, clear errors (issue: foundation)."""
+
+import gzip
+import subprocess
+import sys
+
+import pytest
+import torch
+
+from prodlab import __main__ as cli
+from prodlab import config, data
+
+
+def test_splits_shapes_and_labels():
+    for split, n in data.SPLITS.items():
+        images, labels = data.load(split)
+        assert images.shape == (n, 28, 28) and images.dtype == torch.uint8
+        assert labels.shape == (n,) and labels.dtype == torch.int64
+        assert torch.bincount(labels).tolist() == [n // 10] * 10
+    assert len(data.CLASS_NAMES) == 10 and data.CLASS_NAMES[7] == "Sneaker" and data.CLASS_NAMES[9] == "Ankle boot"
+
+
+def test_polarity_product_bright_on_black():
+    images, _ = data.load("test")
+    left_right_border = images[:, :, [0, -1]].float().mean()
+    centre = images[:, 10:18, 10:18].float().mean()
+    assert left_right_border < 10 < 100 < centre
+
+
+def test_dataset_returns_float_images():
+    ds = data.ProductDataset("test")
+    image, label = ds[0]
+    assert len(ds) == 10_000 and image.shape == (1, 28, 28) and isinstance(label, int)
+    assert image.min() >= 0.0 and image.max() <= 1.0
+
+
+def test_second_load_in_a_new_process_is_fast():
+    data.load("train")  # make sure the cache exists
+    code = (
+        "import time; from prodlab import data; t = time.perf_counter(); data.load('train');"
+        " print(time.perf_counter() - t)"
+    )
+    seconds = float(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
+    assert seconds < 1.0
+
+
+@pytest.fixture
+def isolated(tmp_path, monkeypatch):
+    """A data home in tmp_path with the Debian folder and the download both out of reach."""
+    data.load("train")  # stage the repo's verified copy first: _copy_raw reads it
+    monkeypatch.setenv(config.DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(data, "DEBIAN_DIR", tmp_path / "no-debian-here")
+
+    def offline():
+        raise OSError("network is unreachable")
+
+    monkeypatch.setattr(data, "_download", offline)
+    data._tensors.cache_clear()
+    yield tmp_path
+    data._tensors.cache_clear()
+
+
+def _copy_raw(target, compress: bool = False) -> None:
+    """Copy the verified staged files of the repo's data home into ``target``."""
+    source = config.REPO_ROOT / "data" / "FashionMNIST" / "raw"
+    for name in data.SHA256:
+        payload = (source / name).read_bytes()
+        if compress:
+            (target / f"{name}.gz").write_bytes(gzip.compress(payload, compresslevel=1))
+        else:
+            (target / name).write_bytes(payload)
+
+
+def test_missing_data_names_the_three_remedies(isolated):
+    with pytest.raises(data.DataError) as err:
+        data.load("train")
+    message = str(err.value)
+    assert "not found" in message and "network is unreachable" in message
+    assert "apt-get install dataset-fashion-mnist" in message
+    assert "python -m prodlab data" in message
+    assert config.DATA_ENV in message and str(isolated) in message
+
+
+def test_cli_data_reports_missing_data_without_traceback(isolated, capsys):
+    assert cli.main(["data"]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: Fashion-MNIST was not found") and "Traceback" not in err
+
+
+def test_flipped_byte_is_detected_and_named(isolated):
+    _copy_raw(isolated)
+    path = isolated / "t10k-labels-idx1-ubyte"
+    payload = bytearray(path.read_bytes())
+    payload[100] ^= 0x01
+    path.write_bytes(bytes(payload))
+    with pytest.raises(data.DataError, match=r"Corrupt data file: .*t10k-labels-idx1-ubyte"):
+        data.load("test")
+
+
+def test_gz_files_are_staged_verified_and_cached(isolated):
+    _copy_raw(isolated, compress=True)
+    images, labels = data.load("test")
+    assert images.shape == (10_000, 28, 28)
+    assert (isolated / "FashionMNIST" / "raw" / "t10k-images-idx3-ubyte").is_file()
+    assert data.cache_path().is_file()
+    reference = data._tensors(str(config.REPO_ROOT / "data"), True)
+    assert torch.equal(labels, reference["test_labels"])
+
+
+def test_corrupt_cache_is_rebuilt(isolated):
+    _copy_raw(isolated)
+    data.load("test")
+    data._tensors.cache_clear()
+    data.cache_path().write_bytes(b"not a safetensors file")
+    images, _ = data.load("test")
+    assert images.shape == (10_000, 28, 28)
+
+
+def test_unknown_split_is_a_clear_error():
+    with pytest.raises(ValueError, match="split must be one of"):
+        data.load("validation")
+
+
+def test_normalise_round_trip_and_range():
+    x = data.to_float(data.load("test")[0][:64])
+    z = data.normalize(x)
+    assert z.min() >= -1.0 and z.max() <= 1.0 and z.min() == -1.0
+    assert torch.allclose(data.denormalize(z), x, atol=1e-6)
+
+
+def test_augmentations_are_what_they_say():
+    x = data.to_float(data.load("test")[0][:4])
+    augs = data.augmentations()
+    assert torch.equal(augs["horizontal flip"](x), x.flip(-1))
+    assert torch.equal(augs["vertical flip (wrong)"](x), x.flip(-2))
+    config.seed_everything(0)
+    shifted = data.train_augmentation()(x)
+    assert shifted.shape == x.shape and shifted.min() >= 0.0 and shifted.max() <= 1.0
+
+
+def test_shoes_are_the_mirror_asymmetric_classes():
+    asym = data.mirror_asymmetry(data.class_means(*data.load("train")))
+    shoes = [data.CLASS_NAMES.index(n) for n in ("Sandal", "Sneaker", "Ankle boot")]
+    others = [i for i in range(10) if i not in shoes]
+    assert asym[shoes].min() > 2 * asym[others].max()
