@@ -1,0 +1,198 @@
+"""DCGAN generator and discriminator for 28 x 28 product images (article §2.2, §3.1), plain and class-conditional.
+
+The article's GAN (§2.2) is a generator ``G`` that maps noise ``z`` to a product image and a discriminator ``D``
+that tells real from generated images; it names no architecture. This is the DCGAN of Radford et al. (2016)
+shrunk to 28 x 28 and to two CPU cores (``w = cfg.width``, default 32):
+
+* Generator: ``z`` (N x latent_dim) [+ one-hot class] -> Linear -> 4w x 7 x 7 -> BN, ReLU -> 4x4 transposed
+  convolution, stride 2 -> 2w x 14 x 14 -> BN, ReLU -> 4x4 transposed convolution, stride 2 -> 1 x 28 x 28 ->
+  ``tanh``: an image in [-1, 1] (the range of ``data.normalize``); :meth:`GAN.sample` maps it to [0, 1].
+* Discriminator: 1 x 28 x 28 in [-1, 1] -> 4x4 convolution, stride 2 -> 2w x 14 x 14 -> LeakyReLU(0.2) -> 4x4
+  convolution, stride 2 -> 4w x 7 x 7 -> BN (or spectral normalisation, Miyato et al. 2018) -> LeakyReLU ->
+  flatten (the 4w*49 "features") -> one **logit** ``l`` with ``D(x) = sigmoid(l)`` (``prodlab.losses`` takes logits).
+
+The class-conditional variant (``n_classes > 0``, shipped as ``cdcgan``) is how one asks for "a sneaker": the
+generator reads the one-hot class next to ``z`` (Mirza & Osindero 2014) and the discriminator adds the projection
+term ``<embed(y), features(x)>`` to its logit (Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just
+"a real product?".
+
+Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02), batch
+norm scales ~ N(1, 0.02), biases 0.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from torch.nn.utils.parametrizations import spectral_norm
+
+from prodlab import data
+
+
+@dataclass(frozen=True)
+class GANConfig:
+    """Shape of a GAN (what a checkpoint's JSON records as ``config``)."""
+
+    latent_dim: int = 64
+    width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14, the discriminator's mirror them
+    n_classes: int = 0  # 0: unconditional (dcgan); 10: one generator for every product class (cdcgan)
+    spectral_norm: bool = False  # discriminator: spectral normalisation of every layer instead of batch norm
+
+
+def init_dcgan(module: nn.Module) -> None:
+    """DCGAN initialisation (Radford et al. 2016, §4): N(0, 0.02) weights, N(1, 0.02) BN scales, zero biases."""
+    if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
+        nn.init.normal_(module.weight, 0.0, 0.02)
+        if getattr(module, "bias", None) is not None:
+            nn.init.zeros_(module.bias)
+    elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
+        nn.init.normal_(module.weight, 1.0, 0.02)
+        nn.init.zeros_(module.bias)
+
+
+class Generator(nn.Module):
+    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x 1 x 28 x 28 in [-1, 1]."""
+
+    def __init__(self, cfg: GANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        self.project = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, 4 * w * 7 * 7, bias=False),
+                                     nn.Unflatten(1, (4 * w, 7, 7)), nn.BatchNorm2d(4 * w), nn.ReLU())
+        self.upsample = nn.Sequential(
+            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # 7 -> 14
+            nn.BatchNorm2d(2 * w), nn.ReLU(),
+            nn.ConvTranspose2d(2 * w, 1, 4, stride=2, padding=1),  # 14 -> 28
+            nn.Tanh(),
+        )
+        self.apply(init_dcgan)
+
+    def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        if self.cfg.n_classes:
+            z = torch.cat([z, F.one_hot(_labels(labels), self.cfg.n_classes).to(z.dtype)], dim=1)
+        return self.upsample(self.project(z))
+
+
+class Discriminator(nn.Module):
+    """``D``: images N x 1 x 28 x 28 in [-1, 1] (and labels, if conditional) -> logits N (``D = sigmoid(logit)``)."""
+
+    def __init__(self, cfg: GANConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        w = cfg.width
+        norm = spectral_norm if cfg.spectral_norm else (lambda m: m)
+        self.body = nn.Sequential(
+            norm(nn.Conv2d(1, 2 * w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # 28 -> 14
+            norm(nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=cfg.spectral_norm)),  # 14 -> 7
+            nn.Identity() if cfg.spectral_norm else nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
+            nn.Flatten(),
+        )
+        self.head = norm(nn.Linear(4 * w * 7 * 7, 1))
+        self.embed = norm(nn.Embedding(cfg.n_classes, 4 * w * 7 * 7)) if cfg.n_classes else None
+        self.apply(init_dcgan)
+
+    def features(self, x: Tensor) -> Tensor:
+        """The flattened last feature map, N x (4w * 49): what the logit (and the projection) is computed from."""
+        return self.body(x)
+
+    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+        h = self.features(x)
+        logit = self.head(h).squeeze(1)
+        if self.embed is not None:
+            logit = logit + (self.embed(_labels(labels)) * h).sum(1)  # projection: "is it a real product of class y?"
+        return logit
+
+
+def _labels(labels: Tensor | None) -> Tensor:
+    if labels is None:
+        raise ValueError("a class-conditional GAN needs class labels")
+    return labels.long()
+
+
+class GAN(nn.Module):
+    """A generator and its discriminator, saved and loaded together as one checkpoint.
+
+    ``generator`` is what :meth:`sample` uses (the shipped weights may be its exponential moving average);
+    ``discriminator`` is kept so later notebooks can reuse its features (e.g. product search).
+    """
+
+    def __init__(self, cfg: GANConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or GANConfig()
+        self.generator = Generator(self.cfg)
+        self.discriminator = Discriminator(self.cfg)
+
+    @property
+    def conditional(self) -> bool:
+        return self.cfg.n_classes > 0
+
+    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
+        """§3.1.2 step 2: ``z ~ N(0, I)``, N x latent_dim."""
+        return torch.randn(n, self.cfg.latent_dim, generator=generator)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+        """``n`` new products as float images N x 1 x 28 x 28 in [0, 1] (eval mode: deterministic given the noise).
+
+        Conditional models take one class label per image (random classes from ``generator`` when None);
+        unconditional ones refuse labels.
+        """
+        if labels is not None and not self.conditional:
+            raise ValueError("this GAN is unconditional: sample() takes no labels")
+        z = self.noise(n, generator)
+        if self.conditional and labels is None:
+            labels = torch.randint(0, self.cfg.n_classes, (n,), generator=generator)
+        if labels is not None and len(labels) != n:
+            raise ValueError(f"got {len(labels)} labels for {n} samples")
+        return self.render(z, labels)
+
+    @torch.no_grad()
+    def render(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        """``G(z, y)`` in eval mode (BN running statistics), mapped to [0, 1]: N x 1 x 28 x 28."""
+        was_training = self.generator.training
+        self.generator.eval()
+        images = data.denormalize(self.generator(z, labels))
+        self.generator.train(was_training)
+        return images
+
+    @torch.no_grad()
+    def discriminator_features(self, images: Tensor, batch_size: int = 1000) -> Tensor:
+        """Discriminator features (N x 4w*49) of float images in [0, 1], eval mode, batched."""
+        self.discriminator.eval()
+        x = data.normalize(images if images.ndim == 4 else images.unsqueeze(1))
+        return torch.cat([self.discriminator.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
+
+
+@torch.no_grad()
+def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator: torch.Generator) -> None:
+    """Replace the generator's BN running statistics by exact averages over fresh noise batches.
+
+    An exponential moving average of G's weights (the EMA generator) never ran a forward pass itself, so the
+    running means and variances it inherits belong to other weights; in eval mode those mismatched statistics
+    shift and scale every feature map. Here every BN layer is reset and re-estimated with ``momentum=None``
+    (a cumulative average) from ``n_batches`` batches of ``z`` (and random labels, if conditional).
+    """
+    layers = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [m.momentum for m in layers]
+    for m in layers:
+        m.reset_running_stats()
+        m.momentum = None
+    was_training = g.training
+    g.train()
+    for _ in range(n_batches):
+        z = torch.randn(batch_size, g.cfg.latent_dim, generator=generator)
+        labels = torch.randint(0, g.cfg.n_classes, (batch_size,), generator=generator) if g.cfg.n_classes else None
+        g(z, labels)
+    for m, momentum in zip(layers, momenta, strict=True):
+        m.momentum = momentum
+    g.train(was_training)
+
+
+@torch.no_grad()
+def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` for every parameter (not the BN buffers)."""
+    for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
+        p_ema.lerp_(p, 1.0 - decay)
