@@ -1,0 +1,94 @@
+"""A small CNN product classifier: the "ruler" of notebook 04 (article §2.4 and §4).
+
+The article uses a classifier twice without building one: §2.4 (search and categorisation of products) and §4
+(judging generated products). Here it is also the feature extractor of every generative-model metric
+(``prodlab.metrics``): its penultimate layer is a 256-dimensional description of a product image that was
+trained on Fashion-MNIST itself, the in-domain stand-in for the Inception network behind FID.
+
+Architecture (Zalando's benchmark: a small CNN with batch norm and augmentation reaches 0.934-0.939):
+three stages of 3x3 convolutions (conv, BatchNorm, ReLU; one, one and two of them) with 32, 64 and 128
+channels, each stage with a 2x2 max-pool (28 -> 14 -> 7 -> 3 pixels), then a 256-unit hidden layer
+(BatchNorm, ReLU) whose output is the feature vector, dropout, and a linear head over the ten classes.
+About 0.54 M parameters. The second convolution sits in the cheapest place, at 7 x 7 pixels, so that
+training stays within 10 minutes on 2 CPU cores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+# Pixel statistics of the Fashion-MNIST training split in [0, 1]; the input is standardised with them.
+PIXEL_MEAN = 0.2860
+PIXEL_STD = 0.3530
+
+
+@dataclass(frozen=True)
+class ClassifierConfig:
+    """Shape of the classifier (what a checkpoint's JSON records as ``config``)."""
+
+    channels: tuple[int, ...] = (32, 64, 128)
+    convs: tuple[int, ...] = (1, 1, 2)  # convolutions per stage
+    hidden: int = 256  # size of the penultimate layer = dimension of the metric feature space
+    dropout: float = 0.3
+    n_classes: int = 10
+
+
+def _stage(c_in: int, c_out: int, convs: int) -> list[nn.Module]:
+    """``convs`` x (3x3 conv, BatchNorm, ReLU), the last one pooled first (conv, max-pool, BatchNorm, ReLU).
+
+    Pooling before normalising does the elementwise work on a quarter of the pixels: training is about 20 %
+    faster on a CPU, with the same kind of features.
+    """
+    layers: list[nn.Module] = []
+    for i in range(convs):
+        layers.append(nn.Conv2d(c_in if i == 0 else c_out, c_out, 3, padding=1, bias=False))
+        if i == convs - 1:
+            layers.append(nn.MaxPool2d(2))
+        layers += [nn.BatchNorm2d(c_out), nn.ReLU(inplace=True)]
+    return layers
+
+
+class ProductClassifier(nn.Module):
+    """CNN over float images N x 1 x 28 x 28 in [0, 1] (Fashion-MNIST polarity: product bright on black)."""
+
+    def __init__(self, cfg: ClassifierConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or ClassifierConfig()
+        layers: list[nn.Module] = []
+        c_in, size = 1, 28
+        for c_out, convs in zip(self.cfg.channels, self.cfg.convs, strict=True):
+            layers += _stage(c_in, c_out, convs)
+            c_in, size = c_out, size // 2
+        self.body = nn.Sequential(
+            *layers,
+            nn.Flatten(),
+            nn.Linear(c_in * size * size, self.cfg.hidden, bias=False),
+            nn.BatchNorm1d(self.cfg.hidden),
+            nn.ReLU(inplace=True),
+        )
+        self.dropout = nn.Dropout(self.cfg.dropout)
+        self.head = nn.Linear(self.cfg.hidden, self.cfg.n_classes)
+
+    @property
+    def num_features(self) -> int:
+        return self.cfg.hidden
+
+    def features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate-layer activations (N x ``hidden``, non-negative): the feature space of the metrics."""
+        return self.body((x - PIXEL_MEAN) / PIXEL_STD)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Class logits (N x 10)."""
+        return self.head(self.dropout(self.features(x)))
+
+    @torch.no_grad()
+    def predict(self, x: torch.Tensor, batch_size: int = 1000) -> torch.Tensor:
+        """Predicted class of each image, in eval mode and batches (deterministic)."""
+        was_training = self.training
+        self.eval()
+        preds = torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
+        self.train(was_training)
+        return preds

@@ -1,0 +1,168 @@
+"""Metrics against references (scipy FID, a hand-written MMD²), on point sets with known answers, and on the
+shipped classifier: each must move the right way when real images are degraded on purpose."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+import scipy.linalg
+import torch
+from torchmetrics.image.kid import poly_mmd
+
+from prodlab import data, metrics
+
+N_SANITY = 1000  # modest sample size: enough for the monotonicity the notebook shows at 10,000
+
+
+def _scipy_fid(a: np.ndarray, b: np.ndarray) -> float:
+    mu_a, mu_b = a.mean(0), b.mean(0)
+    cov_a, cov_b = np.cov(a, rowvar=False), np.cov(b, rowvar=False)
+    root = scipy.linalg.sqrtm(cov_a @ cov_b).real
+    return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a + cov_b - 2 * root))
+
+
+def test_fid_of_identical_sets_is_zero():
+    a = torch.randn(500, 16, generator=torch.Generator().manual_seed(0))
+    assert metrics.fid(a, a) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_fid_matches_scipy_sqrtm_reference():
+    gen = torch.Generator().manual_seed(1)
+    a, b, mix = (torch.randn(shape, generator=gen, dtype=torch.float64) for shape in ((800, 12), (800, 12), (12, 12)))
+    b = b @ mix * 0.5 + 0.3  # another covariance and mean
+    expected = _scipy_fid(a.numpy(), b.numpy())
+    assert expected > 1.0
+    assert metrics.fid(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def _mmd2_by_hand(x: np.ndarray, y: np.ndarray) -> float:
+    d = x.shape[1]
+    k = lambda u, v: (u @ v / d + 1.0) ** 3  # noqa: E731
+    m, n = len(x), len(y)
+    xx = sum(k(x[i], x[j]) for i in range(m) for j in range(m) if i != j) / (m * (m - 1))
+    yy = sum(k(y[i], y[j]) for i in range(n) for j in range(n) if i != j) / (n * (n - 1))
+    xy = sum(k(x[i], y[j]) for i in range(m) for j in range(n)) / (m * n)
+    return xx + yy - 2 * xy
+
+
+
+
+def test_kid_is_the_unbiased_cubic_mmd2():
+    gen = torch.Generator().manual_seed(2)
+    x = torch.randn(40, 5, generator=gen, dtype=torch.float64)
+    y = torch.randn(40, 5, generator=gen, dtype=torch.float64) + 0.4
+    expected = _mmd2_by_hand(x.numpy(), y.numpy())
+    assert metrics.mmd2_unbiased(x, y) == pytest.approx(expected, rel=1e-9)
+    assert float(poly_mmd(x, y)) == pytest.approx(expected, rel=1e-9)  # torchmetrics agrees with the loop
+    mean, std = metrics.kid(x, y, subsets=5, subset_size=40)  # subsets = whole sets, in another order
+    assert mean == pytest.approx(expected, rel=1e-9) and std == pytest.approx(0.0, abs=1e-9)
+    unequal = _mmd2_by_hand(x.numpy(), y[:25].numpy())
+    assert metrics.mmd2_unbiased(x, y[:25]) == pytest.approx(unequal, rel=1e-9)
+
+
+def test_kid_of_float32_features_matches_float64():
+    gen = torch.Generator().manual_seed(6)
+    x, y = torch.rand(500, 256, generator=gen), torch.rand(500, 256, generator=gen) * 1.1
+    assert metrics.mmd2_unbiased(x, y) == pytest.approx(metrics.mmd2_unbiased(x.double(), y.double()), abs=1e-6)
+
+
+def test_kid_is_unbiased_and_deterministic():
+    gen = torch.Generator().manual_seed(3)
+    a, b = torch.randn(2000, 8, generator=gen), torch.randn(2000, 8, generator=gen)
+    same, _ = metrics.kid(a, b, subsets=20, subset_size=500)
+    shifted, _ = metrics.kid(a, b + 0.3, subsets=20, subset_size=500)
+    assert abs(same) < 0.01 < shifted
+    assert metrics.kid(a, b, subsets=3, seed=5) == metrics.kid(a, b, subsets=3, seed=5)
+
+
+def _cluster(n: int, center: float, seed: int) -> torch.Tensor:
+    return torch.randn(n, 2, generator=torch.Generator().manual_seed(seed)) + center
+
+
+def test_precision_recall_on_known_sets():
+    a, far = _cluster(100, 0.0, 0), _cluster(100, 100.0, 1)
+    # half the samples are real points, half lie far from anything real: precision 0.5, every real point covered
+    assert metrics.precision_recall(a, torch.cat([a, far]), k=3) == (0.5, 1.0)
+    # samples cover only one of two real clusters: all realistic, half the variety
+    assert metrics.precision_recall(torch.cat([a, far]), a, k=3) == (1.0, 0.5)
+
+
+def test_knn_radii_excludes_the_point_itself():
+    x = torch.tensor([[0.0], [1.0], [3.0], [6.0]])
+    assert metrics.knn_radii(x, k=1).tolist() == [1.0, 1.0, 2.0, 3.0]
+    assert metrics.knn_radii(x, k=2).tolist() == [3.0, 2.0, 3.0, 5.0]
+
+
+def test_class_fidelity_and_coverage():
+    requested = torch.arange(100) % 10
+    predicted = requested.clone()
+    predicted[:20] = 0  # the first twenty: 0..9, 0..9 -> two hits (the zeros), 18 misses
+    result = metrics.class_fidelity(predicted, requested)
+    assert result["class_fidelity"] == pytest.approx(0.82)
+    assert result["class_fidelity_per_class"]["T-shirt/top"] == 1.0
+    assert result["class_fidelity_per_class"]["Trouser"] == pytest.approx(8 / 10)
+
+    uniform = metrics.class_coverage(torch.arange(1000) % 10)
+    assert uniform["coverage_tv"] == pytest.approx(0.0) and uniform["classes_covered"] == 10
+    single = metrics.class_coverage(torch.full((1000,), 3))
+    assert single["coverage_tv"] == pytest.approx(0.9) and single["classes_covered"] == 1
+    assert single["coverage_kl"] == pytest.approx(math.log(10))
+
+
+def test_memorisation_detects_copied_training_images():
+    train_images = data.load("train")[0][:5000]
+    heldout = data.load("test")[0][:500]
+    copies = metrics.memorisation(train_images[:200], train_images, heldout)
+    assert copies["copy_rate"] > 0.95 and copies["distance_ratio"] < 0.1
+    fresh = metrics.memorisation(data.load("test")[0][1000:1200], train_images, heldout)
+    assert fresh["copy_rate"] < 0.2 and fresh["distance_ratio"] > 0.8
+
+
+def test_input_convention():
+    u8 = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
+    assert torch.equal(metrics.as_images(u8), data.to_float(u8))
+    assert metrics.as_images(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 1, 28, 28)
+    with pytest.raises(ValueError, match="denormalize"):
+        metrics.as_images(torch.full((2, 1, 28, 28), -1.0))
+    with pytest.raises(ValueError, match="shape"):
+        metrics.as_images(torch.zeros(2, 3, 28, 28))
+
+
+def test_degradations():
+    images, labels = data.load("test")
+    x = images[:50]
+    assert torch.equal(metrics.blur(x, 0.0), data.to_float(x))
+    blurred = metrics.blur(x, 1.5)
+    assert blurred.diff(dim=-1).abs().mean() < 0.6 * data.to_float(x).diff(dim=-1).abs().mean()
+    noisy = metrics.add_noise(x, 0.3)
+    assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, data.to_float(x))
+    kept, kept_labels = metrics.drop_classes(images, labels, 3, 500)
+    assert len(kept) == 500 and kept_labels.min() == 3
+    assert len(metrics.collapse(x, 5).unique(dim=0)) == len(x[:5].unique(dim=0))
+
+
+@pytest.fixture(scope="module")
+def ruler():
+    return metrics.ruler()
+
+
+@pytest.mark.parametrize("kind,levels", [("blur", (0.0, 1.0, 2.0)), ("noise", (0.0, 0.1, 0.3)), ("drop", (0, 3, 6))])
+def test_fid_grows_with_degradation_and_kid_agrees(ruler, kind, levels):
+    reference = ruler.reference("test")
+    feats = [ruler.features(metrics.degraded(kind, level, N_SANITY)) for level in levels]
+    fids = [metrics.fid(reference, f) for f in feats]
+    kids = [metrics.kid(reference, f, subsets=10)[0] for f in feats]
+    assert fids == sorted(fids) and fids[-1] > 2 * fids[0], fids
+    assert kids[-1] > kids[0], kids
+
+
+def test_collapse_lowers_recall_not_precision(ruler):
+    reference = ruler.reference("test")
+    healthy = metrics.generator_report(metrics.degraded("collapse", 1.0, N_SANITY), r=ruler, kid_subsets=10)
+    collapsed = metrics.generator_report(metrics.degraded("collapse", 0.1, N_SANITY), r=ruler, kid_subsets=10)
+    assert collapsed["recall"] < 0.5 * healthy["recall"]
+    assert collapsed["precision"] > 0.8 * healthy["precision"]
+    assert collapsed["fid"] > healthy["fid"]
+    assert reference.shape == (10_000, 256)
