@@ -192,8 +192,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 
     Lower is better; 0 only for identical means and covariances. It is biased upwards for finite samples (the
     covariance estimates are noisy), so values are comparable only at the same N: two independent samples of
-    the same distribution give a positive floor that shrinks like 1/N. Noise between draws of N = 10,000 is a
-    few percent of the floor. Needs N >= 2 on both sides (N > 256 for a full-rank covariance).
+    the same distribution give a positive floor that shrinks like 1/N: 10,000 training images against the
+    10,000 test images give 0.13 (std 0.007 between draws), 2,000 give 0.42, 500 give 1.46 (in the feature
+    space of the shipped classifier). Needs N >= 2 on both sides (N > 256 for a full-rank covariance).
     """
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
     metric.update(real.double(), real=True)
@@ -232,8 +233,10 @@ def kid(
     Each of ``subsets`` draws takes ``subset_size`` features from each set (without replacement; the size is
     capped at the smaller set) and computes :func:`mmd2_unbiased`, as torchmetrics'
     ``KernelInceptionDistance`` does. Lower is better. Unbiased: its expectation is 0 when both sets come from
-    one distribution, at any N, so small negative values occur. ``std`` is the spread over subsets (noise of
-    one subset's estimate, not of the mean). The subsets come from a ``torch.Generator`` seeded with ``seed``:
+    one distribution, at any N, so small negative values occur: 10,000 training images against the test set
+    give -0.0001 to 0.0000 (std 0.0002 between draws), against 0.014 for a blur of half a pixel. ``std`` is
+    the spread over subsets (about 0.001 there): the noise of one subset's estimate, not of the mean, which
+    varies less (the std between draws above). The subsets come from a ``torch.Generator`` seeded with ``seed``:
     deterministic, unlike torchmetrics' class, which draws from the global random state.
     """
     size = min(subset_size, len(real), len(fake))
@@ -277,8 +280,10 @@ def precision_recall(
     The manifold of a set is the union of balls around its points, each with the radius to its k-th nearest
     neighbour. Precision = share of generated samples inside the real manifold (are the samples realistic?);
     recall = share of real samples inside the generated manifold (is the variety covered?). Both in [0, 1],
-    higher is better. They are not 1 for two samples of the same distribution (the balls leave gaps); the
-    train-vs-test value at N = 10,000 is the reference. Noise: about ±0.005 between draws at N = 10,000.
+    higher is better. They are not 1 for two samples of the same distribution (the balls leave gaps): 10,000
+    training images against the test set give precision 0.85 and recall 0.85, with a std of 0.002 and 0.003
+    between draws. Exact duplicates get radius 0, so a set of repeated images has recall 0; heavily damaged
+    images still reach a precision of about 0.4 (the balls of outlying real images are large).
     Cost O(N²) distances, done in chunks; ``real_radii`` (``knn_radii(real, k)``) may be passed precomputed.
     """
     real, fake = real.float(), fake.float()

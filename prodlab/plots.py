@@ -437,10 +437,12 @@ def metric_curves(
     log_x: Sequence[str] = (),
     reversed_x: Sequence[str] = (),
     suptitle: str | None = None,
+    unit_interval: Sequence[str] = ("precision", "recall"),
 ) -> Figure:
     """One row per sweep (e.g. a degradation), one column per metric: metric value against the sweep's level.
 
     ``sweeps[name]`` is a list of rows with a ``level`` and the metric keys; ``metrics`` maps key -> axis label.
+    Metrics in ``unit_interval`` get the full 0..1 axis, so that a change of 0.01 does not look like a collapse.
     """
     fig = _figure(2.6 * len(metrics) + 0.4, 2.1 * len(sweeps) + (0.4 if suptitle else 0.0))
     axes = np.atleast_2d(fig.subplots(len(sweeps), len(metrics)))
@@ -449,6 +451,8 @@ def metric_curves(
         for c, (key, label) in enumerate(metrics.items()):
             ax = axes[r, c]
             ax.plot(levels, [row[key] for row in rows], "o-", color=f"C{c}", ms=4)
+            if key in unit_interval:
+                ax.set_ylim(-0.02, 1.02)
             if name in log_x:
                 ax.set_xscale("log")
             if name in reversed_x:
@@ -467,7 +471,8 @@ def floor_plot(rows: Sequence[Mapping[str, float]], title: str) -> Figure:
     sizes = sorted({int(row["n"]) for row in rows})
     fig = _figure(8.5, 3.0)
     axes = fig.subplots(1, 2)
-    for ax, key, label in zip(axes, ("fid", "kid"), ("FID (lower is better)", "KID (lower is better)"), strict=True):
+    labels = ("FID (lower is better)", "KID (lower is better; 0 = same distribution)")
+    for ax, key, label in zip(axes, ("fid", "kid"), labels, strict=True):
         values = [np.array([row[key] for row in rows if row["n"] == n]) for n in sizes]
         mean = np.array([v.mean() for v in values])
         std = np.array([v.std() for v in values])
@@ -476,9 +481,13 @@ def floor_plot(rows: Sequence[Mapping[str, float]], title: str) -> Figure:
         ax.errorbar(sizes, mean, yerr=std, fmt="o-", color="C0", capsize=3, ms=4, label="mean ± std over draws")
         ax.axhline(0.0, color="black", lw=0.8)
         ax.set_xscale("log")
+        ax.set_xticks(sizes, [f"{n:,}" for n in sizes])
+        ax.minorticks_off()
         ax.set_xlabel("samples N (train images vs the 10,000 test images)")
         ax.set_title(label)
         ax.grid(alpha=0.3)
+    limit = max(0.005, 1.5 * max(abs(row["kid"]) for row in rows))  # symmetric, so "about 0" reads as such
+    axes[1].set_ylim(-limit, limit)
     axes[0].legend(frameon=False, fontsize=8)
     fig.suptitle(title)
     return _done(fig)
