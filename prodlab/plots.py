@@ -638,7 +638,7 @@ def ablation_bars(rows: Sequence[Mapping[str, float | str]], title: str) -> Figu
         b = right.barh(y + offset, [r[key] for r in rows], height, color=color, label=key)
         right.bar_label(b, fmt="%.2f", fontsize=7, padding=2)
     right.set_xlim(0, 1.12)
-    right.set_xlabel("precision, recall (higher: better)")
+    right.set_xlabel("precision, recall\n(higher is better)")
     right.legend(frameon=False, fontsize=8, loc="lower right")
     fig.suptitle(title)
     return _done(fig)
