@@ -17,7 +17,6 @@ images N x 1 x 28 x 28 in [0, 1]; :func:`generate` turns that into the uint8 arr
 from __future__ import annotations
 
 import dataclasses
-import hashlib
 import json
 import os
 import platform
@@ -105,10 +104,6 @@ def exists(name: str, directory: Path | None = None) -> bool:
     return all(p.is_file() for p in paths(name, directory))
 
 
-def file_sha256(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
 def machine() -> dict[str, Any]:
     """Where a model was trained (recorded next to its training time)."""
     return {
@@ -158,7 +153,7 @@ def save(
         "machine": machine(),
         "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
         "metrics": metrics,
-        "weights_sha256": file_sha256(weights),
+        "weights_sha256": data.sha256(weights),
         **(extra or {}),
     }
     meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
@@ -212,7 +207,7 @@ def load(name: str, directory: Path | None = None) -> nn.Module:
     weights, meta_path = paths(name, directory)
     remedy = f"Re-create it with: python -m prodlab train {name}"
     recorded = meta.get("weights_sha256")
-    if recorded is not None and file_sha256(weights) != recorded:
+    if recorded is not None and data.sha256(weights) != recorded:
         raise CheckpointError(f"corrupt checkpoint {weights}: its SHA-256 differs from the one in {meta_path.name}. "
                               f"{remedy}")
     try:

@@ -136,7 +136,7 @@ def ruler(directory: Path | None = None) -> Ruler:
     key = (str(directory), meta.get("weights_sha256", ""))
     if key not in _RULERS:
         model = checkpoints.load("classifier", directory).to(memory_format=torch.channels_last)
-        sha = meta.get("weights_sha256") or checkpoints.file_sha256(checkpoints.paths("classifier", directory)[0])
+        sha = meta.get("weights_sha256") or data.sha256(checkpoints.paths("classifier", directory)[0])
         _RULERS[key] = Ruler(model, sha)
     return _RULERS[key]
 

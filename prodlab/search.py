@@ -120,7 +120,7 @@ def _data_key() -> str:
 
 def _weights_key(name: str, directory: Path | None) -> str:
     meta = checkpoints.read_meta(name, directory)
-    return meta.get("weights_sha256") or checkpoints.file_sha256(checkpoints.paths(name, directory)[0])
+    return meta.get("weights_sha256") or data.sha256(checkpoints.paths(name, directory)[0])
 
 
 def fit_pca(images: Tensor, dim: int = PCA_DIM, seed: int = 0) -> tuple[Tensor, Tensor]:

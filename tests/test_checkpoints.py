@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from prodlab import checkpoints
+from prodlab import checkpoints, data
 from prodlab.models.classifier import ClassifierConfig, ProductClassifier
 
 SMALL = ClassifierConfig(channels=(4, 8, 8), convs=(1, 1, 2), hidden=16)
@@ -60,7 +60,7 @@ def test_json_records_the_recipe(tmp_path):
     assert meta["metrics"] == {"test_accuracy": 0.5}
     assert set(meta["training_data_sha256"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}
     assert {"platform", "cpu_count", "torch"} <= set(meta["machine"])
-    assert meta["weights_sha256"] == checkpoints.file_sha256(tmp_path / "classifier.safetensors")
+    assert meta["weights_sha256"] == data.sha256(tmp_path / "classifier.safetensors")
 
 
 def test_missing_checkpoint_is_a_clear_error(tmp_path):
