@@ -42,7 +42,7 @@ lab: setup
 # Re-execute every notebook in full mode and store its outputs (what is committed).
 notebooks: setup
 	for nb in $(NOTEBOOKS); do \
-	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 $$nb || exit 1; \
+	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=True $$nb || exit 1; \
 	done
 
 clean:

@@ -48,6 +48,9 @@ def cmd_figures(args: argparse.Namespace) -> int:
     print(f"Writing figures to {args.out} (quick mode {'on' if config.quick() else 'off'})")
     written = figures.write_catalogue(args.out, args.only)
     print(f"{len(written)} figure(s) and {args.out / 'index.md'}")
+    if args.gallery:
+        for path in figures.write_gallery(args.out):
+            print(f"  gallery: {path}")
     return 0
 
 
@@ -91,8 +94,10 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Measure a checkpoint: test accuracy for the classifier, FID/KID/precision/recall for a generator."""
     from prodlab import metrics
 
-    if args.model == "search":
-        return cmd_evaluate_search(args)
+    if args.model in ("search", "edit"):
+        args.n = args.n or (1000 if args.model == "edit" else 10_000)
+        return cmd_evaluate_search(args) if args.model == "search" else cmd_evaluate_edit(args)
+    args.n = args.n or 10_000
 
     start = time.perf_counter()
     result = metrics.evaluate(args.model, n=args.n, seed=args.seed, directory=args.checkpoint_dir)
@@ -138,6 +143,17 @@ def cmd_search(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_evaluate_edit(args: argparse.Namespace) -> int:
+    """``evaluate edit``: the enhancement and restoration tables of notebook 05 on the first --n test images."""
+    from prodlab import edit
+
+    start = time.perf_counter()
+    result = edit.evaluate_editing(args.n, args.seed)
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    print(json.dumps(result) if args.json else edit.format_table(result))
+    return 0
+
+
 def cmd_evaluate_search(args: argparse.Namespace) -> int:
     """``evaluate search``: the search benchmark of notebook 06 (every embedding, --n test queries)."""
     from prodlab import search
@@ -172,6 +188,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=config.FIGURES_DIR, help="output folder (default: figures/)")
     p.add_argument("--only", help="render only this figure id")
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
+    p.add_argument("--gallery", action="store_true",
+                   help="also refresh the README's gallery (docs/gallery/, small copies of a few figures)")
     p.set_defaults(func=cmd_figures)
 
     models = ", ".join(checkpoints.MODELS)
@@ -194,8 +212,9 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("evaluate", help="measure a checkpoint (accuracy, or FID/KID/precision/recall)")
     p.add_argument("model", help=f"registered model ({models})")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
-    p.add_argument("--n", type=int, default=10_000,
-                   help="samples drawn from a generator, or test queries for 'search' (default 10,000)")
+    p.add_argument("--n", type=int, default=None,
+                   help="samples drawn from a generator, or test queries for 'search' (default 10,000); test images "
+                        "for 'edit' (default 1,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
     p.set_defaults(func=cmd_evaluate)

@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import os
 import random
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -39,6 +41,21 @@ def quick() -> bool:
 def budget(full: int, quick_value: int) -> int:
     """Pick a budget (steps, samples, epochs) for the current mode."""
     return quick_value if quick() else full
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small networks on one CPU thread, restoring the setting after.
+
+    Tiny layers gain nothing from a second thread (the split costs more than it saves), the result is
+    deterministic, and CPU times measured this way compare across runs whatever else the machine is doing.
+    """
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

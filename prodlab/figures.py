@@ -64,6 +64,29 @@ def write_catalogue(out: Path = config.FIGURES_DIR, only: str | None = None) -> 
     return written
 
 
+GALLERY = ("gan-samples-per-class", "edit-class-transfer", "edit-inpaint-center", "edit-directions-cdcgan",
+           "vae-manifold", "search-good")  # the README's gallery, in its order
+GALLERY_DIR = config.REPO_ROOT / "docs" / "gallery"
+
+
+def write_gallery(source: Path = config.FIGURES_DIR, dest: Path = GALLERY_DIR, width: int = 640) -> list[Path]:
+    """Small copies (``width`` pixels wide at most) of the ``GALLERY`` figures rendered in ``source``, for the
+    README; a missing figure raises ``FileNotFoundError`` naming the command that makes it."""
+    from PIL import Image
+
+    dest.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fid in GALLERY:
+        path = source / f"{fid}.png"
+        if not path.is_file():
+            raise FileNotFoundError(f"{path} is missing: run python -m prodlab figures --out {source} first")
+        with Image.open(path) as img:
+            img.thumbnail((width, width * 4))
+            img.save(dest / path.name, optimize=True)
+        written.append(dest / path.name)
+    return written
+
+
 def _index(rows: list[tuple[FigureSpec, float]], complete: bool) -> str:
     lines = [
         "# prodlab figure catalogue",
@@ -574,3 +597,205 @@ def gan_time_to_fid() -> Figure:
         raw = {"raw G": (minutes, [p["fid_raw"] for p in points])}
         curves[key] = {"EMA G": (minutes, [p["fid_ema"] for p in points]), **raw} if "fid_ema" in points[0] else raw
     return plots.time_to_fid(curves, f"FID of {bench['n_fid']:,} samples after each epoch (bench gan)")
+
+
+# ---------------------------------------------------------------- notebook 05: editing (§2.4 item 2, §3.3 step 4)
+
+EDIT_SCORE_IMAGES = 200  # test images behind the catalogue's score chart (quick mode: 32); the tables use 1,000
+DENOISE_SHOWN = {"gaussian": 0.3, "saltpepper": 0.1}  # the strengths shown in the image grids
+
+
+def _class_titles(labels: torch.Tensor) -> list[str]:
+    return [data.CLASS_NAMES[int(c)] for c in labels]
+
+
+def enhancement_grid(task: str) -> Figure:
+    """The showcase products, their degraded versions and every method's output, one row each."""
+    from prodlab import edit
+
+    x, labels = edit.showcase()
+    level = DENOISE_SHOWN.get(task, 0.0)
+    y, outputs = edit.enhancement_outputs(x, task, level)
+    shown = edit.bicubic(y) if task == "superres" else y
+    what = {"gaussian": f"Gaussian noise sigma {level}", "saltpepper": f"salt and pepper, {level:.0%} of pixels",
+            "superres": "14 x 14 thumbnail (shown enlarged, nearest)"}[task]
+    if task == "superres":
+        shown = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
+    rows = [x, shown] + [v for k, v in outputs.items() if k != "noisy_input"]
+    names = ["original", "degraded"] + [k.replace("_", " ") for k in outputs if k != "noisy_input"]
+    psnrs = [""] * 2 + [f"  {float(edit.psnr(v, x).mean()):.1f} dB" for k, v in outputs.items() if k != "noisy_input"]
+    return plots.labelled_rows(rows, [n + p for n, p in zip(names, psnrs, strict=True)],
+                               f"Enhancement: {what}; number: mean PSNR of the row", col_titles=_class_titles(labels),
+                               label_width=2.2)
+
+
+@register("edit-denoise", "Denoising: filters against generative priors", "§2.4 item 2 (增强), §3.3 step 4",
+          "05_editing",
+          "One test product per class with Gaussian noise (sigma 0.3), restored by filters and by latent optimisation "
+          "in the shipped VAE and DCGAN.")
+def edit_denoise() -> Figure:
+    return enhancement_grid("gaussian")
+
+
+@register("edit-saltpepper", "Removing salt-and-pepper noise", "§2.4 item 2 (增强), §3.3 step 4", "05_editing",
+          "One test product per class with 10% of the pixels set to 0 or 1; median filter against the priors "
+          "(started from the median-filtered image).")
+def edit_saltpepper() -> Figure:
+    return enhancement_grid("saltpepper")
+
+
+@register("edit-superres", "Super-resolution 14 x 14 -> 28 x 28", "§2.4 item 2 (增强), §3.3 step 4", "05_editing",
+          "2 x 2 average-pooled test products, upsampled by bicubic interpolation and by latent optimisation "
+          "(the code whose decoding pools to the thumbnail).")
+def edit_superres() -> Figure:
+    return enhancement_grid("superres")
+
+
+@register("edit-scores", "Enhancement and restoration scores per method", "§2.4 item 2, §3.3 step 4", "05_editing",
+          "Mean PSNR on the first 200 test images (quick 32): denoising (mean over 3 strengths), super-resolution, "
+          "inpainting (PSNR of the missing pixels). `python -m prodlab evaluate edit --n 1000` gives the full table.")
+def edit_scores(result: dict | None = None) -> Figure:
+    from prodlab import edit
+
+    result = result or edit.evaluate_editing(config.budget(EDIT_SCORE_IMAGES, 32))
+    tasks = {t: {m: v["psnr"] for m, v in result[t].items()} for t in edit.TASKS}
+    return plots.method_scores(tasks, f"Mean PSNR on {result['n']:,} test images (higher is better; red: generative "
+                                      "prior, grey: classical; outlined: best)")
+
+
+def inpainting_grid(kind: str) -> Figure:
+    from prodlab import edit
+
+    x, labels = edit.showcase()
+    y, m, outputs = edit.inpainting_outputs(x, kind)
+    rows = [x, edit.shown_masked(y, m)] + list(outputs.values())
+    psnrs = [""] * 2 + [f"  {float(edit.psnr(v, x, m).mean()):.1f} dB" for v in outputs.values()]
+    names = ["original", "masked (grey)"] + [k.replace("_", " ") for k in outputs]
+    return plots.labelled_rows(rows, [n + p for n, p in zip(names, psnrs, strict=True)],
+                               f"Inpainting, mask '{kind}': number: mean PSNR of the missing pixels",
+                               col_titles=_class_titles(labels), label_width=2.2)
+
+
+@register("edit-inpaint-center", "Inpainting a centre box", "§2.4 item 2 (修复), §3.3 step 4", "05_editing",
+          "One test product per class with its central 12 x 12 pixels missing, filled by mean fill, diffusion and "
+          "latent optimisation on the visible pixels (VAE, DCGAN).")
+def edit_inpaint_center() -> Figure:
+    return inpainting_grid("center")
+
+
+@register("edit-inpaint-blocks", "Inpainting random blocks", "§2.4 item 2 (修复), §3.3 step 4", "05_editing",
+          "As edit-inpaint-center with four random 7 x 7 blocks missing (seed 0).")
+def edit_inpaint_blocks() -> Figure:
+    return inpainting_grid("blocks")
+
+
+@register("edit-inpaint-half", "Inpainting a missing half", "§2.4 item 2 (修复), §3.3 step 4", "05_editing",
+          "As edit-inpaint-center with the left (even images) or right half (odd images) missing.")
+def edit_inpaint_half() -> Figure:
+    return inpainting_grid("half")
+
+
+INTERPOLATION_PAIRS = 500  # random code pairs behind the norm curves
+
+
+@register("edit-interpolation", "Interpolating between two products: linear against spherical", "§2.4 item 2 (个性化)",
+          "05_editing", "DCGAN codes (seed 3): two pairs decoded along the straight line and the great circle; "
+          "below, |z| along both paths averaged over 500 random pairs.")
+def edit_interpolation() -> Figure:
+    from prodlab import edit
+
+    gan = edit.shipped("dcgan")
+    z = gan.noise(4, torch.Generator().manual_seed(3))
+    t = torch.linspace(0, 1, 9)
+    rows, labels = [], []
+    for i, (a, b) in enumerate([(0, 1), (2, 3)]):
+        for spherical in (False, True):
+            rows.append(gan.render(edit.interpolate(z[a], z[b], len(t), spherical)))
+            labels.append(f"pair {i + 1}, {'slerp' if spherical else 'linear'}")
+    pairs = gan.noise(2 * INTERPOLATION_PAIRS, torch.Generator().manual_seed(4)).reshape(2, INTERPOLATION_PAIRS, -1)
+    norms = {name: torch.stack([edit.interpolate(a, b, 21, spherical).norm(dim=1) for a, b in zip(*pairs, strict=True)])
+             .mean(0).numpy() for name, spherical in (("linear", False), ("spherical", True))}
+    return plots.interpolation(rows, labels, t.numpy(), norms, gan.cfg.latent_dim ** 0.5,
+                               "Interpolation in the DCGAN's 64-d latent space:\nthe straight line cuts through the "
+                               "middle, where codes are rare; the great circle stays where they live")
+
+
+@register("edit-class-transfer", "Class transfer: the same code as every class", "§2.4 item 2 (个性化)", "05_editing",
+          "Conditional DCGAN: five codes (seed 5), each drawn with all ten class labels.")
+def edit_class_transfer() -> Figure:
+    from prodlab import edit
+
+    gan = edit.shipped("cdcgan")
+    images = edit.class_transfer(gan, gan.noise(5, torch.Generator().manual_seed(5)))
+    return plots.labelled_rows(list(images), [f"code {i + 1}" for i in range(len(images))],
+                               "Same z, other class: the code keeps pose, size and brightness, the label changes",
+                               col_titles=list(data.CLASS_NAMES))
+
+
+DIRECTION_SHOWN = {"brightness": (4, 2), "width": (3, 6), "pattern": (0, 8)}  # two classes shown per property
+
+
+def direction_strips(name: str) -> Figure:
+    from prodlab import edit
+
+    rows, labels = [], []
+    x, classes = edit.showcase(10)
+    for prop, classes in DIRECTION_SHOWN.items():
+        for c in classes:
+            if name == "vae":
+                rows.append(edit.edit_real(x[c], prop))
+            else:
+                gan = edit.shipped("cdcgan")
+                z = gan.noise(1, torch.Generator().manual_seed(c))
+                rows.append(edit.walk("cdcgan", z, edit.direction("cdcgan", prop), edit.STEPS,
+                                      torch.tensor([c]))[0])
+            labels.append(f"{prop}, {data.CLASS_NAMES[c]}")
+    what = "real test products, encoded" if name == "vae" else "generated products"
+    return plots.labelled_rows(rows, labels, f"Latent directions of the {name.upper()} ({what})\nleft to right: "
+                               + ", ".join(v[1] for v in edit.PROPERTIES.values()),
+                               col_titles=[f"{t:+.1f}" for t in edit.STEPS.tolist()], label_width=1.8)
+
+
+@register("edit-directions-vae", "Editing real products along latent directions (VAE)", "§2.4 item 2 (个性化)",
+          "05_editing", "Test products encoded by the VAE, moved along the within-class covariance direction of each "
+          "property (steps in within-class standard deviations), decoded.")
+def edit_directions_vae() -> Figure:
+    return direction_strips("vae")
+
+
+@register("edit-directions-cdcgan", "Latent directions of the conditional GAN", "§2.4 item 2 (个性化)", "05_editing",
+          "Conditional DCGAN codes (seeds = class) moved along each property's direction, same class label.")
+def edit_directions_cdcgan() -> Figure:
+    return direction_strips("cdcgan")
+
+
+@register("edit-direction-profiles", "Do the directions do what their names say?", "§2.4 item 2 (个性化)", "05_editing",
+          "Each property measured along each direction, mean over 200 held-out codes (quick 50; seed 1).")
+def edit_direction_profiles(reports: list | None = None) -> Figure:
+    from prodlab import edit
+
+    reports = reports or [edit.direction_report(m, p, n=config.budget(200, 50))
+                          for m in edit.DIRECTION_MODELS for p in edit.PROPERTIES]
+    return plots.property_profiles(reports, "The measured property along each latent direction (legend: share of "
+                                   "codes for which it rises at every step)")
+
+
+@register("edit-inpaint-invented", "Where the prior invents another product", "§2.4 item 2 (修复)", "05_editing",
+          "Half-masked test products (first 500; quick 64) whose VAE inpainting the classifier puts in another class "
+          "than the original: the first eight.")
+def edit_inpaint_invented() -> Figure:
+    from prodlab import edit
+
+    x = edit.test_images(config.budget(500, 64))
+    y, m, outputs = edit.inpainting_outputs(x, "half")
+    restored = outputs["vae_inversion"]
+    wrong = torch.nonzero(edit.invented(x, restored)).flatten()[:8]
+    r = edit.metrics.ruler()
+    before, after = (r.predict(r.features(v[wrong])) for v in (x, restored))
+    return plots.labelled_rows(
+        [x[wrong], edit.shown_masked(y[wrong], m[wrong]), restored[wrong]],
+        ["original", "masked (grey)", "VAE inpainting"],
+        f"The prior fills the hole with a plausible product, not always this one: {len(wrong)} of "
+        f"{int(edit.invented(x, restored).sum())} changed products\n(of {len(x)}); titles: the classifier's "
+        "class before → after", col_titles=[f"{data.CLASS_NAMES[int(a)]}\n→ {data.CLASS_NAMES[int(b)]}"
+                                           for a, b in zip(before, after, strict=True)], label_width=1.6)

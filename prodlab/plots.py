@@ -76,18 +76,20 @@ def image_grid(
 
 def labelled_rows(
     rows: Sequence[torch.Tensor | np.ndarray], row_labels: Sequence[str], suptitle: str | None = None,
-    cell: float = 0.9,
+    cell: float = 0.9, col_titles: Sequence[str] | None = None, label_width: float = 1.3,
 ) -> Figure:
-    """One row of images per label (e.g. one row per product class), the label written left of the row."""
+    """One row of images per label (e.g. one row per product class), the label written left of the row;
+    ``col_titles`` (optional) above the first row."""
     arrays = [_as_numpy(r) for r in rows]
     ncols = max(len(a) for a in arrays)
-    fig = _figure(ncols * cell + 1.3, len(arrays) * cell + (0.4 if suptitle else 0.0))
+    fig = _figure(ncols * cell + label_width,
+                  len(arrays) * cell + (0.4 if suptitle else 0.0) + (0.3 if col_titles else 0.0))
     axes = np.atleast_2d(fig.subplots(len(arrays), ncols))
     for r, (arr, label) in enumerate(zip(arrays, row_labels, strict=True)):
         for c in range(ncols):
             ax = axes[r, c]
             if c < len(arr):
-                _show(ax, arr[c])
+                _show(ax, arr[c], col_titles[c] if col_titles and r == 0 else None)
             else:
                 ax.axis("off")
         axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
@@ -640,5 +642,72 @@ def ablation_bars(rows: Sequence[Mapping[str, float | str]], title: str) -> Figu
     right.set_xlim(0, 1.12)
     right.set_xlabel("precision, recall\n(higher is better)")
     right.legend(frameon=False, fontsize=8, loc="lower right")
+    fig.suptitle(title)
+    return _done(fig)
+
+
+# ---------------------------------------------------------------- notebook 05: editing (§2.4 item 2, §3.3 step 4)
+
+LEARNED = "#c44e52"  # methods with a generative prior
+CLASSICAL = "#8c8c8c"  # filters, interpolation, fills
+
+
+def method_scores(scores: Mapping[str, Mapping[str, float]], title: str, metric: str = "psnr",
+                  learned: Sequence[str] = ("vae_inversion", "gan_inversion", "vae_encode_decode")) -> Figure:
+    """One panel per task: a horizontal bar per method (learned priors red, classical grey), the value written at the
+    bar's end, the best method's bar outlined. ``scores``: task -> method -> value of ``metric``."""
+    fig = _figure(3.0 * len(scores), 0.35 * max(len(m) for m in scores.values()) + 1.3)
+    axes = np.atleast_1d(fig.subplots(1, len(scores)))
+    for ax, (task, methods) in zip(axes, scores.items(), strict=True):
+        names, values = list(methods), [methods[m] for m in methods]
+        bars = ax.barh(range(len(names)), values, color=[LEARNED if n in learned else CLASSICAL for n in names])
+        bars[int(np.argmax(values))].set_edgecolor("black")
+        bars[int(np.argmax(values))].set_linewidth(1.5)
+        ax.bar_label(bars, fmt="%.1f" if metric == "psnr" else "%.2f", fontsize=7, padding=2)
+        ax.set_yticks(range(len(names)), [n.replace("_", " ") for n in names], fontsize=8)
+        ax.invert_yaxis()
+        ax.set_xlim(min(values) * 0.9 if metric == "psnr" else 0, max(values) * 1.12)
+        ax.set_title(task.replace("_", " "))
+        ax.set_xlabel("PSNR (dB)" if metric == "psnr" else metric.upper())
+    fig.suptitle(title)
+    return _done(fig)
+
+
+def interpolation(rows: Sequence[torch.Tensor], labels: Sequence[str], t: np.ndarray,
+                  norms: Mapping[str, np.ndarray], typical_norm: float, title: str) -> Figure:
+    """Interpolation strips (one row per path) above the norm of the latent code along each path."""
+    fig = _figure(0.8 * len(t) + 1.6, 0.8 * len(rows) + 2.8)
+    top, bottom = fig.subfigures(2, 1, height_ratios=[0.8 * len(rows) + 0.3, 2.2])
+    axes = np.atleast_2d(top.subplots(len(rows), len(t)))
+    for r, (row, label) in enumerate(zip(rows, labels, strict=True)):
+        arr = _as_numpy(row)
+        for c in range(len(t)):
+            _show(axes[r, c], arr[c], f"t={t[c]:.2f}" if r == 0 else None)
+        axes[r, 0].set_ylabel(label, rotation=0, ha="right", va="center", fontsize=9)
+    ax = bottom.subplots()
+    for label, values in norms.items():
+        ax.plot(np.linspace(0, 1, len(values)), values, label=label)
+    ax.axhline(typical_norm, color="black", lw=0.8, ls=":", label=f"typical |z| = sqrt(d) = {typical_norm:.1f}")
+    ax.set_xlabel("t (0: first product, 1: second)")
+    ax.set_ylabel("|z| (mean over pairs)")
+    ax.legend(frameon=False, fontsize=8, loc="lower left")
+    fig.suptitle(title)
+    return _done(fig)
+
+
+def property_profiles(reports: Sequence[Mapping], title: str) -> Figure:
+    """The measured property (mean over held-out codes) at each step along each latent direction, one panel per
+    property, one line per model; the legend gives the share of codes whose property is monotone."""
+    props = list(dict.fromkeys(r["property"] for r in reports))
+    fig = _figure(3.2 * len(props), 2.9)
+    axes = np.atleast_1d(fig.subplots(1, len(props)))
+    for ax, prop in zip(axes, props, strict=True):
+        mine = [r for r in reports if r["property"] == prop]
+        for r in mine:
+            ax.plot(r["steps"], r["mean"], marker="o", ms=3, label=f"{r['model']}: monotone {r['share_monotone']:.0%}")
+        ax.set_title(f"{prop}: {mine[0]['label']}")
+        ax.set_xlabel("step along the direction (within-class s.d.)")
+        ax.set_ylabel(prop)
+        ax.legend(frameon=False, fontsize=7)
     fig.suptitle(title)
     return _done(fig)

@@ -10,8 +10,7 @@ from __future__ import annotations
 
 import math
 import time
-from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import NamedTuple
 
@@ -29,17 +28,6 @@ GENERATOR_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
     "saturating": losses.generator_loss_saturating,
     "non-saturating": losses.generator_loss_nonsaturating,
 }
-
-
-@contextmanager
-def _one_thread() -> Iterator[None]:
-    """Run tiny networks on one CPU thread: faster than several, and deterministic; restores the setting."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
 
 
 def _mlp(n_in: int, hidden: int, n_out: int) -> nn.Sequential:
@@ -117,7 +105,7 @@ def _fit_1d_discriminator(cfg: OneDConfig) -> nn.Module:
 
 def train_1d_discriminator(cfg: OneDConfig = OneDConfig()) -> OneDResult:
     """Train an MLP discriminator with the article's L_D on N(data) vs N(gen) and compare it with D*."""
-    with _one_thread():
+    with config.one_thread():
         net = _fit_1d_discriminator(cfg)
     x = np.linspace(cfg.grid_min, cfg.grid_max, cfg.grid_num)
     with torch.no_grad():
@@ -355,7 +343,7 @@ def mode_coverage(points: np.ndarray, cfg: ToyGANConfig) -> tuple[np.ndarray, in
 def train_toy_gan(generator_loss: str, cfg: ToyGANConfig = ToyGANConfig()) -> ToyGANResult:
     """Train an MLP GAN with the article's L_D and the named generator loss (``GENERATOR_LOSSES``)."""
     start = time.perf_counter()
-    with _one_thread():
+    with config.one_thread():
         samples = _train_toy_gan(GENERATOR_LOSSES[generator_loss], cfg)
     counts, covered, quality = mode_coverage(samples, cfg)
     return ToyGANResult(samples, ring_modes(cfg), counts, covered, quality, time.perf_counter() - start)
@@ -399,7 +387,7 @@ def generator_gradient_norms(cfg: ToyGANConfig = ToyGANConfig(), d_steps: int = 
                              every: int = 25) -> GeneratorGradients:
     """Train only D on the ring against a frozen, untrained G; every ``every`` steps measure how large a
     gradient each generator loss sends to G's weights (same probe batch for both). Shows saturation (§4)."""
-    with _one_thread():
+    with config.one_thread():
         gen = config.seed_everything(cfg.seed)
         g_net, d_net = _mlp(cfg.noise_dim, cfg.hidden, 2), _mlp(2, cfg.hidden, 1)
         d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))

@@ -49,3 +49,24 @@ def test_cli_unknown_figure_is_a_clear_error(tmp_path, capsys):
 def test_cli_lists_figures(capsys):
     assert cli.main(["figures", "--list"]) == 0
     assert "data-samples" in capsys.readouterr().out
+
+
+def test_readme_gallery_shows_registered_figures_that_exist():
+    readme = (figures.config.REPO_ROOT / "README.md").read_text(encoding="utf-8")
+    for fid in figures.GALLERY:
+        assert fid in figures.REGISTRY
+        assert f"(docs/gallery/{fid}.png)" in readme, fid
+        assert (figures.GALLERY_DIR / f"{fid}.png").is_file(), "refresh it: python -m prodlab figures --gallery"
+
+
+def test_write_gallery_makes_small_copies_and_names_a_missing_figure(tmp_path):
+    source = tmp_path / "figs"
+    source.mkdir()
+    for fid in figures.GALLERY:
+        Image.new("RGB", (1200, 600), "white").save(source / f"{fid}.png")
+    written = figures.write_gallery(source, tmp_path / "gallery", width=300)
+    assert [p.name for p in written] == [f"{fid}.png" for fid in figures.GALLERY]
+    assert Image.open(written[0]).size == (300, 150)
+    (source / f"{figures.GALLERY[0]}.png").unlink()
+    with pytest.raises(FileNotFoundError, match="python -m prodlab figures"):
+        figures.write_gallery(source, tmp_path / "gallery")

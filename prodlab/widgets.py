@@ -1,0 +1,258 @@
+"""Interactive explorers of the latent spaces (notebook 07): sliders, interpolation, inpainting, "find similar".
+
+Every explorer is plain ipywidgets: a few controls and an ``ipywidgets.Image`` holding PNG bytes, so it works in
+JupyterLab, in a headless ``jupyter nbconvert --execute`` run and in tests. A control's callback is one call to a
+pure ``render_*`` function (tensors in, tensors out, unit-tested without widgets) and one PNG encoding; the
+explorer keeps the last rendered tensor in ``.current`` so tests can check what is shown. Models and latent
+directions are loaded once when an explorer is built, so moving a slider only decodes one code (milliseconds).
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Mapping
+
+import ipywidgets as w
+import numpy as np
+import torch
+from PIL import Image
+from torch import Tensor
+
+from prodlab import data, edit, search
+
+MODELS = {"GAN (dcgan)": "dcgan", "conditional GAN (cdcgan)": "cdcgan", "VAE": "vae"}
+SLIDER_RANGE = 2.0  # the direction sliders span +- this many within-class standard deviations (edit.STEPS)
+SCALE = 6  # screen pixels per image pixel
+
+
+# ---------------------------------------------------------------- pure render functions
+
+
+def png(images: Tensor, scale: int = SCALE, gap: int = 4) -> bytes:
+    """Images (N x 1 x 28 x 28 or 1 x 28 x 28, floats in [0, 1]) side by side, enlarged ``scale`` times without
+    smoothing, separated by ``gap`` white pixels: PNG bytes for an ``ipywidgets.Image``."""
+    x = images.reshape(-1, 28, 28).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    tile = 28 * scale
+    strip = np.full((tile, len(x) * (tile + gap) - gap), 255, dtype=np.uint8)
+    for i, img in enumerate(x):
+        strip[:, i * (tile + gap) : i * (tile + gap) + tile] = np.kron(img, np.ones((scale, scale), dtype=np.uint8))
+    buffer = io.BytesIO()
+    Image.fromarray(strip).save(buffer, format="PNG", compress_level=1)
+    return buffer.getvalue()
+
+
+def _generator(seed: int) -> torch.Generator:
+    return torch.Generator().manual_seed(int(seed))
+
+
+def code(model: str, seed: int) -> Tensor:
+    """The prior code of ``seed`` for ``model`` (1 x latent_dim): the same seed always gives the same product."""
+    m = edit.shipped(model)
+    dim = m.latent_dim if model == "vae" else m.cfg.latent_dim
+    return torch.randn(1, dim, generator=_generator(seed))
+
+
+@torch.no_grad()
+def decode(model: str, z: Tensor, label: int = 0) -> Tensor:
+    """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x 1 x 28 x 28 in [0, 1]."""
+    m = edit.shipped(model)
+    if model == "vae":
+        return m.decode(z)
+    return m.render(z, torch.full((len(z),), int(label)) if m.conditional else None)
+
+
+def render_latent(model: str, seed: int, offsets: Mapping[str, float], label: int = 0) -> Tensor:
+    """The product of ``seed``, moved ``offsets[prop]`` steps along each property's direction (edit.direction)."""
+    z = code(model, seed)
+    for prop, t in offsets.items():
+        if t:
+            z = z + t * edit.direction(model, prop)
+    return decode(model, z, label)
+
+
+def interpolation_ends(model: str, a: int, b: int) -> tuple[Tensor, Tensor]:
+    """The two codes to morph between: catalogue items ``a`` and ``b`` encoded (VAE), or seeds ``a`` and ``b``
+    (GANs, which have no encoder)."""
+    if model == "vae":
+        items = data.to_float(search.catalogue()[0][[a, b]])
+        z = edit.shipped("vae").embed(items)
+        return z[:1], z[1:]
+    return code(model, a), code(model, b)
+
+
+def render_interpolation(model: str, a: int, b: int, mix: float, spherical: bool, label: int = 0) -> Tensor:
+    """Three images: the first product, the mix at ``mix`` (0: first, 1: second), the second product."""
+    za, zb = interpolation_ends(model, a, b)
+    path = edit.slerp if spherical else edit.lerp
+    z = torch.cat([za, path(za[0], zb[0], torch.tensor([float(mix)])), zb])
+    return decode(model, z, label)
+
+
+INPAINT_PRESETS = {"box (sliders)": "box", "centre box": "center", "random blocks": "blocks", "missing half": "half"}
+
+
+def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], seed: int = 0) -> Tensor:
+    """The missing pixels (1 x 1 x 28 x 28 bool): the box ``rows`` x ``cols`` (``preset="box"``) or a preset mask
+    of ``edit.MASKS``."""
+    if preset == "box":
+        return edit.box_mask(rows[0], rows[1], cols[0], cols[1])
+    return edit.missing_mask(preset, 1, seed)
+
+
+def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor:
+    """Three images: test product ``image_id``, its masked version (missing pixels grey) and the restoration by
+    latent optimisation in ``model`` ("vae" or "dcgan")."""
+    x = data.to_float(data.load("test")[0][image_id : image_id + 1])
+    y = x.masked_fill(mask, 0.0)
+    restored = edit.inpaint(edit.prior(model), y, mask)
+    return torch.cat([x, edit.shown_masked(y, mask), restored])
+
+
+def render_similar(image: Tensor, k: int = 6) -> tuple[Tensor, list[str]]:
+    """The query and its ``k`` nearest catalogue products (classifier features, cosine): images and captions."""
+    emb, index = search.catalogue_index(search.BEST)
+    scores, ids = search.query(emb, index, image.reshape(1, 1, 28, 28), k)
+    found = data.to_float(search.catalogue()[0][ids[0]])
+    captions = ["query"] + [f"#{i} {data.CLASS_NAMES[int(index.labels[i])]} ({s:.2f})"
+                            for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)]
+    return torch.cat([image.reshape(1, 1, 28, 28), found]), captions
+
+
+# ---------------------------------------------------------------- explorers
+
+
+class Explorer:
+    """An image that controls update. ``.widget`` is what a notebook displays; ``.current`` the rendered tensor;
+    ``.seconds`` how long the last update took (render and PNG)."""
+
+    def __init__(self, title: str, controls: list[w.Widget], width: int) -> None:
+        self.image = w.Image(format="png", width=width)
+        self.status = w.HTML()
+        self.current = torch.empty(0)
+        self.seconds = 0.0
+        self.widget = w.VBox([w.HTML(f"<b>{title}</b>"), *controls, self.image, self.status])
+
+    def render(self) -> Tensor:
+        raise NotImplementedError
+
+    def update(self, change: object = None) -> None:
+        start = time.perf_counter()
+        self.current = self.render()
+        self.image.value = png(self.current)
+        self.seconds = time.perf_counter() - start
+
+    def _observe(self, controls: list[w.Widget]) -> None:
+        for c in controls:
+            c.observe(self.update, names="value")
+
+
+class LatentExplorer(Explorer):
+    """Model picker, class (conditional GAN), seed, and one slider per latent direction (edit.PROPERTIES)."""
+
+    def __init__(self, model: str = "cdcgan", seed: int = 0, label: int = 0) -> None:
+        self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
+        self.label = w.Dropdown(options=[(n, i) for i, n in enumerate(data.CLASS_NAMES)], value=label,
+                                description="class")
+        self.seed = w.IntSlider(value=seed, min=0, max=999, description="seed", continuous_update=True)
+        self.sliders = {prop: w.FloatSlider(value=0.0, min=-SLIDER_RANGE, max=SLIDER_RANGE, step=0.1,
+                                            description=prop, continuous_update=True)
+                        for prop in edit.PROPERTIES}
+        hints = ", ".join(f"{p}: {label}" for p, (_, label) in edit.PROPERTIES.items())
+        for name in MODELS.values():  # the directions are computed once here, not on the first slider move
+            for prop in edit.PROPERTIES:
+                edit.direction(name, prop)
+        controls = [self.model, self.label, self.seed, *self.sliders.values()]
+        super().__init__("Latent sliders", [*controls[:3], w.HTML(f"<small>{hints}</small>"), *controls[3:]],
+                         width=28 * SCALE)
+        self._observe(controls)
+        self.update()
+
+    def render(self) -> Tensor:
+        self.label.disabled = self.model.value != "cdcgan"
+        offsets = {prop: s.value for prop, s in self.sliders.items()}
+        return render_latent(self.model.value, self.seed.value, offsets, self.label.value)
+
+
+class InterpolationExplorer(Explorer):
+    """Two products (catalogue ids for the VAE, seeds for the GANs), the mix, and linear or spherical paths."""
+
+    def __init__(self, model: str = "vae", a: int = 0, b: int = 1) -> None:
+        self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
+        self.a = w.BoundedIntText(value=a, min=0, max=59_999, description="product A")
+        self.b = w.BoundedIntText(value=b, min=0, max=59_999, description="product B")
+        self.mix = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="mix", continuous_update=True)
+        self.spherical = w.ToggleButtons(options=[("spherical", True), ("linear", False)], value=True,
+                                         description="path")
+        self.label = w.Dropdown(options=[(n, i) for i, n in enumerate(data.CLASS_NAMES)], value=7,
+                                description="class")
+        controls = [self.model, self.a, self.b, self.label, self.spherical, self.mix]
+        note = w.HTML("<small>VAE: A and B are catalogue ids (encoded); GANs: they are seeds. "
+                      "Shown: A, the mix, B.</small>")
+        super().__init__("Interpolation", [*controls, note], width=3 * 28 * SCALE)
+        self._observe(controls)
+        self.update()
+
+    def render(self) -> Tensor:
+        self.label.disabled = self.model.value != "cdcgan"
+        return render_interpolation(self.model.value, self.a.value, self.b.value, self.mix.value,
+                                    self.spherical.value, self.label.value)
+
+
+class InpaintingExplorer(Explorer):
+    """A test image, a mask (a box from two range sliders, or a preset) and the restoration, with a progress note
+    (latent optimisation takes a fraction of a second, longer than a slider's decode)."""
+
+    def __init__(self, image_id: int = 0, model: str = "vae") -> None:
+        self.image_id = w.BoundedIntText(value=image_id, min=0, max=9_999, description="test image")
+        self.preset = w.Dropdown(options=list(INPAINT_PRESETS.items()), value="box", description="mask")
+        self.rows = w.IntRangeSlider(value=(8, 20), min=0, max=28, description="rows", continuous_update=False)
+        self.cols = w.IntRangeSlider(value=(8, 20), min=0, max=28, description="columns", continuous_update=False)
+        self.model = w.Dropdown(options=[("VAE", "vae"), ("GAN (dcgan)", "dcgan")], value=model, description="prior")
+        controls = [self.image_id, self.preset, self.rows, self.cols, self.model]
+        super().__init__("Inpainting: original, masked (grey), restored", controls, width=3 * 28 * SCALE)
+        self._observe(controls)
+        self.update()
+
+    def render(self) -> Tensor:
+        self.status.value = "<i>restoring…</i>"
+        self.rows.disabled = self.cols.disabled = self.preset.value != "box"
+        mask = inpainting_mask(self.preset.value, self.rows.value, self.cols.value)
+        out = render_inpainting(self.image_id.value, mask, self.model.value)
+        self.status.value = f"missing pixels: {int(mask.sum())}"
+        return out
+
+    def update(self, change: object = None) -> None:
+        super().update(change)
+        self.status.value += f"; restored in {self.seconds * 1000:.0f} ms"
+
+
+class SimilarExplorer(Explorer):
+    """"What in the catalogue looks like this?": the image another explorer shows, or a test image."""
+
+    def __init__(self, source: Explorer | None = None, k: int = 6) -> None:
+        self.source = source
+        options = ([("the latent sliders' product", "source")] if source is not None else []) + [("test image", "test")]
+        self.query = w.Dropdown(options=options, value=options[0][1], description="query")
+        self.image_id = w.BoundedIntText(value=0, min=0, max=9_999, description="test image")
+        self.k = w.IntSlider(value=k, min=1, max=10, description="results")
+        self.button = w.Button(description="find similar", icon="search")
+        self.caption = w.HTML()
+        controls = [self.query, self.image_id, self.k]
+        super().__init__("Find similar products (classifier features, 60,000 products)",
+                         [*controls, self.button], width=(k + 1) * 28 * SCALE // 2)
+        self.widget.children = (*self.widget.children, self.caption)
+        self._observe(controls)
+        self.button.on_click(lambda _: self.update())
+        self.update()
+
+    def query_image(self) -> Tensor:
+        if self.query.value == "source" and self.source is not None:
+            return self.source.current[1 if len(self.source.current) == 3 else 0]
+        return data.to_float(data.load("test")[0][self.image_id.value])
+
+    def render(self) -> Tensor:
+        images, captions = render_similar(self.query_image(), self.k.value)
+        self.caption.value = "<small>" + " | ".join(captions) + "</small>"
+        self.image.width = len(images) * 28 * SCALE // 2
+        return images

@@ -1,0 +1,128 @@
+"""Notebook 07 in a real JupyterLab, in headless Chromium driven by Playwright: dragging a slider changes the image.
+
+This is the one test that sees what a reader sees: the widget front end, the comm messages to the kernel, the
+kernel's callback and the new PNG coming back. It needs Chromium (Debian: ``apt-get install chromium``; CI
+installs it) and Playwright (a dev dependency); without them it is skipped with the reason. Playwright never
+downloads a browser here: it drives the system's Chromium.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import pytest
+
+from prodlab import config
+
+CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
+try:
+    from playwright.sync_api import sync_playwright
+except ImportError:  # pragma: no cover - depends on the environment
+    sync_playwright = None
+
+MISSING = ("no Chromium installed (Debian: apt-get install chromium)" if CHROMIUM is None else
+           "Playwright is not installed (pip install playwright)" if sync_playwright is None else None)
+IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}  # CI installs both: there a skip would hide a gap
+pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+NOTEBOOK = config.REPO_ROOT / "notebooks" / "07_explorer.ipynb"
+CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
+                  "--disable-component-update", "--no-first-run"]
+RUN_TIMEOUT_MS = 600_000  # the whole notebook, in quick mode, on a busy 2-core machine
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            pytest.fail(f"JupyterLab exited with status {process.returncode}:\n{log.read_text()[-3000:]}")
+        try:
+            with urllib.request.urlopen(url, timeout=2):
+                return
+        except OSError:
+            time.sleep(0.5)
+    pytest.fail(f"JupyterLab did not answer within {timeout:.0f} s:\n{log.read_text()[-3000:]}")
+
+
+@pytest.fixture
+def jupyterlab(tmp_path):
+    """A JupyterLab server on a free port, serving a copy of notebook 07 (autosave must not touch the repo's)."""
+    root = tmp_path / "root"
+    root.mkdir()
+    shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
+    port, token = _free_port(), secrets.token_hex(16)
+    env = {**os.environ, config.QUICK_ENV: "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
+           "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
+           "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
+    log = tmp_path / "jupyterlab.log"
+    with log.open("w") as out:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "jupyterlab", "--no-browser", "--ip=127.0.0.1", f"--port={port}",
+             f"--IdentityProvider.token={token}", f"--ServerApp.root_dir={root}", "--allow-root",
+             "--LabApp.news_url=None", "--LabApp.check_for_updates_class=jupyterlab.NeverCheckForUpdate"],
+            env=env, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        _wait_for_server(f"http://127.0.0.1:{port}/api/status?token={token}", process, log)
+        yield f"http://127.0.0.1:{port}/lab/tree/{NOTEBOOK.name}?token={token}", log
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+
+
+def test_dragging_a_slider_in_jupyterlab_changes_the_image(jupyterlab):
+    assert MISSING is None, f"CI must run the browser test: {MISSING}"
+    url, log = jupyterlab
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 1000})
+            page.goto(url)
+            page.wait_for_selector(".jp-NotebookPanel .jp-Notebook", timeout=120_000)
+            page.wait_for_selector(".jp-Notebook-ExecutionIndicator[data-status='idle']", timeout=120_000)
+            # "Run All Cells" from the Run menu, as a reader would.
+            page.locator(".lm-MenuBar-itemLabel", has_text="Run").first.click()
+            page.locator(".lm-Menu-itemLabel", has_text="Run All Cells").first.click()
+            # Done when the last code cell has printed its line (an output, not the cell's source).
+            page.locator(".jp-OutputArea-output", has_text="notebook run time").first.wait_for(timeout=RUN_TIMEOUT_MS)
+            image = page.locator("img.widget-image").first
+            image.scroll_into_view_if_needed()
+            before = image.screenshot()
+            slider = page.locator(".widget-slider", has=page.locator("label", has_text="brightness")).first
+            handle = slider.locator(".noUi-handle").first
+            box = handle.bounding_box()
+            assert box is not None, "the brightness slider's handle is not visible"
+            x, y = box["x"] + box["width"] / 2, box["y"] + box["height"] / 2
+            page.mouse.move(x, y)
+            page.mouse.down()
+            page.mouse.move(x + 60, y, steps=6)
+            page.mouse.up()
+            readout = slider.locator(".widget-readout").first
+            deadline = time.monotonic() + 60
+            after = before
+            while time.monotonic() < deadline and after == before:
+                page.wait_for_timeout(250)
+                after = image.screenshot()
+            assert float(readout.inner_text()) > 0.0, "the slider did not move"
+            page.screenshot(path=str(log.parent / "jupyterlab.png"))  # for a human, when the test is in doubt
+            assert after != before, "moving the slider did not change the image"
+        except Exception:
+            print(log.read_text()[-3000:])
+            raise
+        finally:
+            browser.close()

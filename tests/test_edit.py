@@ -1,0 +1,207 @@
+"""Editing (notebook 05): degradations, classical baselines, latent optimisation, interpolation, directions, user
+images and the ``evaluate edit`` command."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from scipy import ndimage
+from torchmetrics.functional.image import peak_signal_noise_ratio
+
+from prodlab import __main__ as cli
+from prodlab import edit, imageio
+
+
+@pytest.fixture(scope="module")
+def x() -> torch.Tensor:
+    return edit.test_images(32)
+
+
+# ---------------------------------------------------------------- degradations and masks
+
+
+def test_noise_is_seeded_and_stays_in_range(x):
+    a, b = edit.gaussian_noise(x, 0.3, seed=1), edit.gaussian_noise(x, 0.3, seed=1)
+    assert torch.equal(a, b) and not torch.equal(a, edit.gaussian_noise(x, 0.3, seed=2))
+    assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+    assert 0.2 < float((a - x).std()) < 0.3  # clamping at 0 and 1 trims the noise a little
+
+
+def test_salt_and_pepper_hits_the_requested_share_with_zeros_and_ones(x):
+    y = edit.salt_and_pepper(x, 0.1, seed=0)
+    changed = y != x
+    assert 0.07 < float(changed.float().mean()) < 0.11  # some hits land on pixels that already were 0 or 1
+    assert set(torch.unique(y[changed]).tolist()) <= {0.0, 1.0}
+
+
+def test_downsample_averages_2x2_blocks():
+    img = torch.arange(16.0).reshape(1, 1, 4, 4)
+    assert torch.equal(edit.downsample(img), torch.tensor([[[[2.5, 4.5], [10.5, 12.5]]]]))
+
+
+def test_masks_have_the_documented_shapes():
+    centre = edit.missing_mask("center", 3)
+    assert centre.shape == (3, 1, 28, 28) and int(centre[0].sum()) == 144 and bool(centre[0, 0, 14, 14])
+    half = edit.missing_mask("half", 2)
+    assert bool(half[0, 0, :, :14].all()) and not bool(half[0, 0, :, 14:].any())
+    assert bool(half[1, 0, :, 14:].all()) and not bool(half[1, 0, :, :14].any())
+    blocks = edit.missing_mask("blocks", 5, seed=3)
+    assert torch.equal(blocks, edit.missing_mask("blocks", 5, seed=3))
+    assert all(49 <= int(b.sum()) <= 196 for b in blocks)
+    assert int(edit.box_mask(2, 6, 20, 40).sum()) == 4 * 8  # clipped at the image border
+    with pytest.raises(ValueError, match="unknown mask"):
+        edit.missing_mask("circle", 1)
+
+
+# ---------------------------------------------------------------- classical baselines
+
+
+def test_median_filter_matches_scipy_and_removes_an_impulse(x):
+    ours = edit.median_filter(x[:4])
+    ref = torch.from_numpy(ndimage.median_filter(x[:4].numpy(), size=(1, 1, 3, 3), mode="mirror"))
+    assert torch.allclose(ours, ref)
+    flat = torch.full((1, 1, 28, 28), 0.5)
+    flat[0, 0, 10, 10] = 1.0
+    assert torch.allclose(edit.median_filter(flat), torch.full_like(flat, 0.5))
+
+
+def test_diffusion_fill_keeps_visible_pixels_and_continues_a_ramp():
+    ramp = torch.linspace(0, 1, 28).repeat(28, 1).reshape(1, 1, 28, 28)  # harmonic: Laplace's equation holds
+    m = edit.box_mask(8, 20, 8, 20)
+    filled = edit.diffusion_fill(ramp.masked_fill(m, 0.0), m, iterations=2000)
+    assert torch.equal(filled[~m], ramp[~m])
+    assert float((filled - ramp)[m].abs().max()) < 0.01
+
+
+def test_mean_fill_uses_the_average_training_product(x):
+    m = edit.missing_mask("center", len(x))
+    filled = edit.mean_fill(x.masked_fill(m, 0.0), m)
+    assert torch.equal(filled[~m], x[~m])
+    assert torch.allclose(filled[0][m[0]], edit.mean_image()[0][m[0]])
+
+
+def test_psnr_matches_torchmetrics_and_respects_the_region(x):
+    y = edit.gaussian_noise(x, 0.1)
+    ours = edit.psnr(y, x)
+    ref = torch.stack([peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(y, x, strict=True)])
+    assert torch.allclose(ours, ref, atol=1e-4)
+    m = edit.missing_mask("center", len(x))
+    only_outside = torch.where(m, x, y)  # errors outside the region only
+    assert float(edit.psnr(only_outside, x, m).min()) >= 99.0  # perfect inside: capped at 100 dB
+    assert edit.ssim(x, x).allclose(torch.ones(len(x)))
+
+
+# ---------------------------------------------------------------- latent optimisation
+
+
+def test_inversion_recovers_a_decoded_product_better_than_its_start():
+    p = edit.prior("vae")
+    z_true = torch.randn(16, 16, generator=torch.Generator().manual_seed(0))
+    target = edit.decode(p, z_true)
+    start = edit.decode(p, p.start(edit.gaussian_filter(target, 2.0), lambda v: v, target))
+    found = edit.decode(p, edit.invert(p, target, lambda v: v, edit.gaussian_filter(target, 2.0)))
+    assert float(edit.psnr(found, target).mean()) > float(edit.psnr(start, target).mean()) + 3.0
+
+
+def test_inpainting_keeps_visible_pixels_and_beats_mean_fill(x):
+    m = edit.missing_mask("center", len(x))
+    y = x.masked_fill(m, 0.0)
+    for name in ("vae", "dcgan"):
+        out = edit.inpaint(edit.prior(name), y, m)
+        assert torch.equal(out[~m], x[~m])
+        assert float(edit.psnr(out, x, m).mean()) > float(edit.psnr(edit.mean_fill(y, m), x, m).mean()) + 2.0
+
+
+def test_evaluate_editing_reports_every_task_and_method():
+    result = edit.evaluate_editing(n=8)
+    for task in edit.TASKS:
+        assert {"vae_inversion", "gan_inversion"} <= set(result[task])
+        assert all(np.isfinite(v["psnr"]) for v in result[task].values())
+    assert "ssim" in result["superres"]["bicubic"] and "ssim" not in result["inpaint_half"]["mean_fill"]
+    levels = {str(v) for v in edit.NOISE_LEVELS["gaussian"]}
+    assert set(result["denoise_gaussian"]["median_filter"]["by_level"]) == levels
+    table = edit.format_table(result)
+    assert all(t.replace("_", " ") in table for t in edit.TASKS) and "**" in table
+
+
+def test_cli_evaluate_edit_prints_json(capsys):
+    assert cli.main(["evaluate", "edit", "--n", "4", "--json"]) == 0
+    result = json.loads(capsys.readouterr().out)
+    assert result["n"] == 4 and set(edit.TASKS) <= set(result)
+
+
+# ---------------------------------------------------------------- personalised edits
+
+
+def test_slerp_keeps_the_norm_and_lerp_does_not():
+    g = torch.Generator().manual_seed(0)
+    z0, z1 = torch.randn(64, generator=g), torch.randn(64, generator=g)
+    z1 = z1 * z0.norm() / z1.norm()
+    s, line = edit.interpolate(z0, z1, 11, spherical=True), edit.interpolate(z0, z1, 11, spherical=False)
+    assert torch.allclose(s[0], z0, atol=1e-5) and torch.allclose(s[-1], z1, atol=1e-5)
+    assert torch.allclose(s.norm(dim=1), z0.norm().expand(11), rtol=1e-4)
+    assert float(line[5].norm()) < 0.85 * float(z0.norm())  # nearly orthogonal codes: the midpoint shrinks ~1/sqrt 2
+
+
+def test_class_transfer_draws_every_class_and_the_ruler_agrees():
+    gan = edit.shipped("cdcgan")
+    images = edit.class_transfer(gan, gan.noise(20, torch.Generator().manual_seed(0)))
+    assert images.shape == (20, 10, 1, 28, 28)
+    from prodlab import metrics
+
+    r = metrics.ruler()
+    predicted = r.predict(r.features(images.reshape(-1, 1, 28, 28))).reshape(20, 10)
+    assert float((predicted == torch.arange(10)).float().mean()) > 0.8
+    with pytest.raises(ValueError, match="conditional"):
+        edit.class_transfer(edit.shipped("dcgan"), torch.zeros(1, 64))
+
+
+@pytest.mark.parametrize("name", edit.DIRECTION_MODELS)
+@pytest.mark.parametrize("prop", list(edit.PROPERTIES))
+def test_each_direction_moves_its_property_monotonically_and_keeps_the_class(name, prop):
+    report = edit.direction_report(name, prop, n=100)
+    assert np.all(np.diff(report["mean"]) > 0)  # the batch mean rises at every step
+    assert report["share_monotone"] >= 0.8  # and for most products individually
+    assert report["class_kept_small_steps"] >= 0.8
+
+
+def test_direction_properties_measure_what_they_say():
+    box = torch.zeros(1, 1, 28, 28)
+    box[..., 4:24, 10:18] = 0.5
+    assert float(edit.width(box)) == pytest.approx(8.0, abs=0.1)
+    assert float(edit.brightness(box)) == pytest.approx(0.5)
+    striped = box.clone()
+    striped[..., :, 10:18:2] = 1.0
+    assert float(edit.pattern(striped)) > 2 * float(edit.pattern(box))
+
+
+# ---------------------------------------------------------------- user images
+
+
+@pytest.mark.parametrize("mode", ["RGBA", "RGB", "L", "P"])
+def test_user_photos_of_any_mode_and_size_become_editable_products(tmp_path, mode):
+    x, _ = edit.showcase(1)
+    photo = imageio.shop_photo(x[0], width=1000, height=800, jpeg_quality=None).convert(mode)
+    path = tmp_path / f"photo.{'png' if mode in ('RGBA', 'P') else 'jpg'}"
+    photo.save(path)
+    product = edit.product_image(path)
+    assert product.shape == (1, 28, 28) and float(product.max()) > 0.6  # bright (P: web palette, dithered) ...
+    assert float(product[0, 0, :].max()) < 0.1 or float(product[0, :, 0].max()) < 0.1  # ... on black, framed
+    strip = edit.edit_real(product, "width")
+    assert strip.shape == (len(edit.STEPS), 1, 28, 28)
+    widths = edit.width(strip)
+    assert float(widths[-1]) > float(widths[0])
+
+
+def test_a_file_that_is_not_an_image_is_refused_by_name(tmp_path):
+    bad = tmp_path / "notes.png"
+    bad.write_text("not an image")
+    with pytest.raises(imageio.ImageError, match="notes.png"):
+        edit.product_image(bad)
+    Image.new("L", (5, 5), 0).save(tmp_path / "blank.png")
+    with pytest.raises(imageio.ImageError, match="no product"):
+        edit.product_image(tmp_path / "blank.png")
