@@ -578,7 +578,8 @@ def gan_class_coverage() -> Figure:
 def gan_ablation() -> Figure:
     from prodlab import train
 
-    rows = [{**r, "recipe": f"{r['model']}, {r['steps']:,} steps: {r['recipe']}"} for r in train.gan_ablation()]
+    rows = [{**r, "recipe": f"{r['model']}, {r['steps']:,} steps, {r['cpu_minutes']:.1f} CPU-min: {r['recipe']}"}
+            for r in train.gan_ablation()]
     return plots.ablation_bars(rows, "GAN recipes measured with the ruler (10,000 samples each)")
 
 

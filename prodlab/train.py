@@ -715,7 +715,8 @@ def _recipe_gan(name: str, seed: int, progress: bool, resume: bool) -> tuple[nn.
     ratio = reports[best]["fid"] / baseline["fid"]
     extra = {
         "train_recipe": dataclasses.asdict(recipe), "train_steps": by_variant["raw"]["steps"],
-        "train_cpu_seconds_steps": round(result.cpu_seconds, 1), "shipped_variant": best,
+        "train_cpu_seconds_steps": round(result.cpu_seconds, 1), "train_torch_threads": 1,  # train_gan: one thread
+        "shipped_variant": best,
         "baseline": baseline,
         "ablation": rows,
         "acceptance": {"fid": reports[best]["fid"], "cpu_minutes": by_variant["raw"]["cpu_minutes"],
