@@ -617,11 +617,9 @@ def enhancement_grid(task: str) -> Figure:
     x, labels = edit.showcase()
     level = DENOISE_SHOWN.get(task, 0.0)
     y, outputs = edit.enhancement_outputs(x, task, level)
-    shown = edit.bicubic(y) if task == "superres" else y
+    shown = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest") if task == "superres" else y
     what = {"gaussian": f"Gaussian noise sigma {level}", "saltpepper": f"salt and pepper, {level:.0%} of pixels",
             "superres": "14 x 14 thumbnail (shown enlarged, nearest)"}[task]
-    if task == "superres":
-        shown = torch.nn.functional.interpolate(y, scale_factor=2, mode="nearest")
     rows = [x, shown] + [v for k, v in outputs.items() if k != "noisy_input"]
     names = ["original", "degraded"] + [k.replace("_", " ") for k in outputs if k != "noisy_input"]
     psnrs = [""] * 2 + [f"  {float(edit.psnr(v, x).mean()):.1f} dB" for k, v in outputs.items() if k != "noisy_input"]

@@ -228,9 +228,9 @@ class InpaintingExplorer(Explorer):
 
 
 class SimilarExplorer(Explorer):
-    """"What in the catalogue looks like this?": the image another explorer shows, or a test image."""
+    """"What in the catalogue looks like this?": the product the latent sliders show, or a test image."""
 
-    def __init__(self, source: Explorer | None = None, k: int = 6) -> None:
+    def __init__(self, source: LatentExplorer | None = None, k: int = 6) -> None:
         self.source = source
         options = ([("the latent sliders' product", "source")] if source is not None else []) + [("test image", "test")]
         self.query = w.Dropdown(options=options, value=options[0][1], description="query")
@@ -248,7 +248,7 @@ class SimilarExplorer(Explorer):
 
     def query_image(self) -> Tensor:
         if self.query.value == "source" and self.source is not None:
-            return self.source.current[1 if len(self.source.current) == 3 else 0]
+            return self.source.current[0]
         return data.to_float(data.load("test")[0][self.image_id.value])
 
     def render(self) -> Tensor:

@@ -205,3 +205,13 @@ def test_a_file_that_is_not_an_image_is_refused_by_name(tmp_path):
     Image.new("L", (5, 5), 0).save(tmp_path / "blank.png")
     with pytest.raises(imageio.ImageError, match="no product"):
         edit.product_image(tmp_path / "blank.png")
+
+
+def test_classical_filters_are_tuned_on_images_outside_the_tables():
+    settings = {lv: edit.tuned_filter("gaussian", "gaussian", lv) for lv in edit.NOISE_LEVELS["gaussian"]}
+    assert set(settings.values()) <= set(edit.FILTER_GRID["gaussian"])
+    assert settings[0.1] <= settings[0.3]  # more noise, more smoothing
+    x = edit.test_images(64)  # the tables' images: the tuned sigma is no worse there than the untuned extremes
+    y = edit.gaussian_noise(x, 0.1)
+    tuned = float(edit.psnr(edit.gaussian_filter(y, settings[0.1]), x).mean())
+    assert tuned >= max(float(edit.psnr(edit.gaussian_filter(y, s), x).mean()) for s in (1.0, 1.5))
