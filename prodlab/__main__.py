@@ -94,10 +94,11 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """Measure a checkpoint: test accuracy for the classifier, FID/KID/precision/recall for a generator."""
     from prodlab import metrics
 
-    if args.model in ("search", "edit"):
-        args.n = args.n or (1000 if args.model == "edit" else 10_000)
-        return cmd_evaluate_search(args) if args.model == "search" else cmd_evaluate_edit(args)
-    args.n = args.n or 10_000
+    args.n = args.n or (1000 if args.model == "edit" else 10_000)
+    if args.model == "search":
+        return cmd_evaluate_search(args)
+    if args.model == "edit":
+        return cmd_evaluate_edit(args)
 
     start = time.perf_counter()
     result = metrics.evaluate(args.model, n=args.n, seed=args.seed, directory=args.checkpoint_dir)

@@ -554,13 +554,19 @@ SMALL_STEP = 0.5  # "small": within this many standard deviations the edit must 
 
 
 @torch.no_grad()
+def render(name: str, z: Tensor, labels: Tensor | None = None) -> Tensor:
+    """Codes decoded by shipped model ``name``: N x 1 x 28 x 28 in [0, 1] (``labels``: the cdcgan's classes; the
+    unconditional models ignore them)."""
+    model = shipped(name)
+    if name == "vae":
+        return model.decode(z)
+    return model.render(z, labels if model.conditional else None)
+
+
+@torch.no_grad()
 def walk(name: str, z: Tensor, d: Tensor, steps: Tensor = STEPS, labels: Tensor | None = None) -> Tensor:
     """Decode ``z + t d`` for every ``t`` in ``steps``: N x T x 1 x 28 x 28 (``labels``: the cdcgan's classes)."""
-    if name == "vae":
-        model = shipped("vae")
-        return torch.stack([model.decode(z + t * d) for t in steps], dim=1)
-    model = shipped(name)
-    return torch.stack([model.render(z + t * d, labels if model.conditional else None) for t in steps], dim=1)
+    return torch.stack([render(name, z + t * d, labels) for t in steps], dim=1)
 
 
 def direction_report(name: str, prop: str, n: int = 200, seed: int = 1) -> dict[str, Any]:

@@ -56,10 +56,7 @@ def code(model: str, seed: int) -> Tensor:
 @torch.no_grad()
 def decode(model: str, z: Tensor, label: int = 0) -> Tensor:
     """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x 1 x 28 x 28 in [0, 1]."""
-    m = edit.shipped(model)
-    if model == "vae":
-        return m.decode(z)
-    return m.render(z, torch.full((len(z),), int(label)) if m.conditional else None)
+    return edit.render(model, z, torch.full((len(z),), int(label)))
 
 
 def render_latent(model: str, seed: int, offsets: Mapping[str, float], label: int = 0) -> Tensor:
