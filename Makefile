@@ -32,9 +32,13 @@ figures: setup
 lint: $(STAMP)
 	$(BIN)/ruff check prodlab tests
 
+# Two workers (pytest-xdist), one thread each: most tests and notebooks use one core, so both cores stay busy.
+# --dist loadfile keeps each notebook's cells (and each test file) in one worker, in order.
 # OMP_WAIT_POLICY=PASSIVE: idle PyTorch threads sleep instead of spinning (much faster on a busy 2-core machine).
+TEST_WORKERS ?= 2
 test: setup lint
-	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE $(BIN)/python -m pytest --nbval-lax --nbval-current-env tests $(NOTEBOOKS)
+	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
+	  --nbval-lax --nbval-current-env tests $(NOTEBOOKS)
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
@@ -45,5 +49,27 @@ notebooks: setup
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=True $$nb || exit 1; \
 	done
 
+# The student edition (not committed): every notebook with its exercise solutions replaced by nbgrader's stub.
+.PHONY: student
+student: $(STAMP)
+	$(BIN)/python -m prodlab.student
+
+# The website: the committed notebooks with their stored outputs (nothing is executed) as a static site in
+# _build/html, offline (MathJax is copied into the site; so is the widgets' JavaScript, which npm fetches once into
+# _build/npm: without npm the build says so in one line and those pages load it from a CDN).
+# Publish it with .github/workflows/book.yml (README).
+.PHONY: book test-book app
+book: $(STAMP)
+	$(BIN)/jupyter-book build . --config book/_config.yml --toc book/_toc.yml
+
+# The book's browser test (it builds the book first when _build/html is missing or older than a notebook).
+test-book: $(STAMP)
+	$(BIN)/python -m pytest tests/test_book.py
+
+# Notebook 07's explorers as a web app: Voila runs the notebook and shows its widgets, never its code.
+APP_PORT ?= 8866
+app: setup
+	$(BIN)/voila notebooks/07_explorer.ipynb --port=$(APP_PORT) --no-browser --strip_sources=True
+
 clean:
-	rm -rf $(VENV) figures runs data/cache data/FashionMNIST .pytest_cache .ruff_cache
+	rm -rf $(VENV) figures runs data/cache data/FashionMNIST .pytest_cache .ruff_cache _build .hypothesis student

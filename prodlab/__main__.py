@@ -1,7 +1,8 @@
-"""Command line: ``python -m prodlab COMMAND`` (``--help`` lists the commands).
+"""Command line: ``python -m prodlab COMMAND`` or ``prodlab COMMAND`` (``--help`` lists the commands).
 
-Every command turns a ``prodlab`` error about the user's input (missing data, a bad file, an unknown
-name) into one clear message and exit status 1, never a traceback.
+Exit status: 0 done; 1 the user's input was refused (missing data, a bad file, an unknown name or recipe key),
+with one line saying why and what to do, never a traceback; 2 a usage error (argparse); 130 interrupted (Ctrl-C),
+with the command that resumes a training run.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import os
 os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
 
 import argparse  # noqa: E402
+import dataclasses  # noqa: E402
 import json  # noqa: E402
 import shlex  # noqa: E402
 import sys  # noqa: E402
@@ -21,7 +23,9 @@ from pathlib import Path  # noqa: E402
 
 import numpy as np  # noqa: E402
 
-from prodlab import checkpoints, config, data, runs  # noqa: E402
+import prodlab  # noqa: E402
+from prodlab import checkpoints, config, data, distributed, edit, imageio, ruler, runs, search  # noqa: E402
+from prodlab.training import gan_measure, registry  # noqa: E402
 
 
 def cmd_data(args: argparse.Namespace) -> int:
@@ -39,7 +43,8 @@ def cmd_data(args: argparse.Namespace) -> int:
 
 def cmd_figures(args: argparse.Namespace) -> int:
     """Render the figure catalogue."""
-    from prodlab import figures
+    # Imported here, not at the top: the chapters load matplotlib and every model, which no other command needs.
+    from prodlab import chapters, figures  # noqa: F401  (importing the chapters registers their figures)
 
     if args.list:
         for spec in figures.REGISTRY.values():
@@ -55,18 +60,63 @@ def cmd_figures(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    """Train a registered model with its recipe and write its checkpoint (weights + JSON)."""
-    from prodlab import train
+    """Train a registered model with its recipe (and ``--set`` overrides) and write its checkpoint.
 
-    checkpoints.spec(args.model)
-    command = "python -m prodlab " + shlex.join(args.argv)
-    print(f"Training {args.model} (seed {args.seed}, quick mode {'on' if config.quick() else 'off'})")
-    metrics, meta_path = train.train_and_save(args.model, args.seed, command, args.checkpoint_dir, resume=args.resume)
+    Under torchrun every process runs this as one rank of a data-parallel run (``prodlab.distributed``; each
+    training loop joins the ranks); rank 0 alone prints and writes the checkpoint."""
+    recipe = registry.resolve(args.model, args.set)
+    command = f"{distributed.command_prefix()} {shlex.join(args.argv)}"
+    shipped = recipe == registry.entry(args.model).recipe
+    with distributed.quiet_unless_main():
+        print(f"Training {args.model} (seed {args.seed}, quick mode {'on' if config.quick() else 'off'}, "
+              f"{'the shipped recipe' if shipped else 'recipe ' + registry.run_name(args.model, recipe)}, "
+              f"on {config.use_device(args.device)}, {distributed.processes()} process(es))")
+        try:
+            metrics, meta_path = registry.train_and_save(args.model, recipe, args.seed, command,
+                                                         args.checkpoint_dir, resume=args.resume)
+        except runs.Interrupted as err:
+            again = command if args.resume else f"{command} --resume"
+            print(f"{err}; continue with: {again}", file=sys.stderr)
+            return 130
+    if meta_path is None:  # not rank 0: rank 0 wrote the checkpoint
+        return 0
     meta = json.loads(meta_path.read_text(encoding="utf-8"))
     print(f"Wrote {meta_path.with_suffix('.safetensors')} and {meta_path} ({meta['train_seconds']:.0f} s)")
     for key, value in metrics.items():
         if isinstance(value, float):
             print(f"  {key}: {value:.4f}")
+    return 0
+
+
+def cmd_recipes(args: argparse.Namespace) -> int:
+    """Print the named recipes (or one of them) with every field's default value."""
+    names = [args.name] if args.name else list(registry.ENTRIES)
+    for name in names:
+        e = registry.entry(name)
+        print(f"{name}: {e.description}")
+        for label, recipe in (("shipped", e.recipe), ("quick", e.quick), ("baseline", e.baseline)):
+            if recipe is not None:
+                fields = ", ".join(f"{k}={v!r}" for k, v in dataclasses.asdict(recipe).items())
+                print(f"  {label:8s} {type(recipe).__name__}({fields})")
+    if args.name:
+        print(f"Override any field with --set KEY=VALUE, e.g. python -m prodlab train {args.name} --set epochs=1")
+    return 0
+
+
+def cmd_compute(args: argparse.Namespace) -> int:
+    """Recompute a cached analysis that figures and notebooks draw from (or list them)."""
+    # Imported here, not at the top: the chapters register the computations and load matplotlib and every model.
+    from prodlab import cache, chapters, widgets  # noqa: F401  (importing them registers their computations)
+
+    if args.name is None:
+        for spec in cache.REGISTRY.values():
+            print(f"{spec.name:20s} {spec.description}")
+        return 0
+    if args.name not in cache.REGISTRY:
+        raise KeyError(f"no computation {args.name!r}; known: {', '.join(sorted(cache.REGISTRY))}")
+    start = time.perf_counter()
+    cache.get(args.name, refresh=True)
+    print(f"Recomputed {args.name} in {time.perf_counter() - start:.0f} s: {cache.path(args.name)}")
     return 0
 
 
@@ -92,7 +142,6 @@ def _number(value: object) -> str:
 
 def cmd_evaluate(args: argparse.Namespace) -> int:
     """Measure a checkpoint: test accuracy for the classifier, FID/KID/precision/recall for a generator."""
-    from prodlab import metrics
 
     args.n = args.n or (1000 if args.model == "edit" else 10_000)
     if args.model == "search":
@@ -101,7 +150,7 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
         return cmd_evaluate_edit(args)
 
     start = time.perf_counter()
-    result = metrics.evaluate(args.model, n=args.n, seed=args.seed, directory=args.checkpoint_dir)
+    result = ruler.evaluate(args.model, n=args.n, seed=args.seed, directory=args.checkpoint_dir)
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         print(json.dumps(result))
@@ -121,17 +170,17 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def cmd_search(args: argparse.Namespace) -> int:
     """Find the catalogue products that look most like an image file (notebook 06, §2.4 item 3)."""
-    from prodlab import imageio, search
 
     x = imageio.to_product_image(args.image)
-    emb, index = search.catalogue_index(args.embedding, args.checkpoint_dir)
+    emb, index = search.catalogue_index(args.embedding, args.checkpoint_dir, kind=args.index)
     scores, ids = search.query(emb, index, x, args.k)
     hits = [{"id": i, "label": int(index.labels[i]), "class": data.CLASS_NAMES[index.labels[i]], "score": round(s, 4)}
             for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)]
     if args.grid:
-        from prodlab import figures
+        # Imported here, not at the top: only --grid draws (matplotlib and the chapters are slow to import).
+        from prodlab.chapters import ch06_search
 
-        fig = figures.retrieval_figure(emb, index, x, None, [f"query\n{args.image.name[:14]}"],
+        fig = ch06_search.retrieval_figure(emb, index, x, None, [f"query\n{args.image.name[:14]}"],
                                        f"Top {args.k} of {len(index):,} catalogue products ({emb.name})", k=args.k)
         args.grid.parent.mkdir(parents=True, exist_ok=True)
         fig.savefig(args.grid, facecolor="white")
@@ -146,8 +195,6 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_edit(args: argparse.Namespace) -> int:
     """``evaluate edit``: the enhancement and restoration tables of notebook 05 on the first --n test images."""
-    from prodlab import edit
-
     start = time.perf_counter()
     result = edit.evaluate_editing(args.n, args.seed)
     result["seconds"] = round(time.perf_counter() - start, 1)
@@ -157,8 +204,6 @@ def cmd_evaluate_edit(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_search(args: argparse.Namespace) -> int:
     """``evaluate search``: the search benchmark of notebook 06 (every embedding, --n test queries)."""
-    from prodlab import search
-
     results = search.benchmark(args.n, directory=args.checkpoint_dir)
     for result in results.values():
         result.pop("precision_curve", None)
@@ -168,83 +213,123 @@ def cmd_evaluate_search(args: argparse.Namespace) -> int:
 
 def cmd_bench(args: argparse.Namespace) -> int:
     """``bench gan``: training throughput and time-to-FID of GAN recipes at equal budgets (notebook 02)."""
-    from prodlab import train
-
-    out = args.out or (config.RUNS_DIR / "bench_gan_quick.json" if config.quick() else train.BENCH_GAN_FILE)
-    result = train.bench_gan(seed=args.seed, out_path=out)
+    if args.target == "search":
+        return search.cli.run_bench(args)
+    out = args.out or (config.RUNS_DIR / "bench_gan_quick.json" if config.quick() else gan_measure.BENCH_GAN_FILE)
+    variants = registry.QUICK_BENCH_GAN_VARIANTS if config.quick() else registry.BENCH_GAN_VARIANTS
+    result = gan_measure.bench_gan(variants, seed=args.seed, out_path=out)
     print(json.dumps(result, indent=2))
     print(f"Wrote {out}", file=sys.stderr)
     return 0
 
 
+EXAMPLES = {
+    "data": "python -m prodlab data",
+    "figures": "python -m prodlab figures --only gan-samples",
+    "train": "PRODLAB_QUICK=1 python -m prodlab train dcgan --set batch_size=32 --set epochs=1 --out runs/try",
+    "recipes": "python -m prodlab recipes dcgan",
+    "compute": "python -m prodlab compute vae-beta-sweep",
+    "sample": "python -m prodlab sample cdcgan --n 16 --out samples.npz",
+    "evaluate": "python -m prodlab evaluate vae --n 2000",
+    "search": "python -m prodlab search photo.jpg --k 8 --grid results.png",
+    "bench": "python -m prodlab bench search --n 1000000",
+}
+
+
+def _command(sub: argparse._SubParsersAction, name: str, help_text: str, func) -> argparse.ArgumentParser:
+    p = sub.add_parser(name, help=help_text, description=help_text, epilog=f"example: {EXAMPLES[name]}",
+                       formatter_class=argparse.RawDescriptionHelpFormatter)  # the example stays one line
+    p.set_defaults(func=func)
+    return p
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m prodlab", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(
+        prog="python -m prodlab", description=__doc__.splitlines()[0],
+        epilog="exit status: 0 ok, 1 the input was refused (one line says why), 2 usage, 130 interrupted")
+    parser.add_argument("--version", action="version", version=f"prodlab {prodlab.__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("data", help="find, verify and cache Fashion-MNIST")
+    p = _command(sub, "data", "find, verify and cache Fashion-MNIST", cmd_data)
     p.add_argument("--no-download", action="store_true", help="do not try torchvision's download")
-    p.set_defaults(func=cmd_data)
 
-    p = sub.add_parser("figures", help="reproduce the figure catalogue")
+    p = _command(sub, "figures", "reproduce the figure catalogue", cmd_figures)
     p.add_argument("--out", type=Path, default=config.FIGURES_DIR, help="output folder (default: figures/)")
     p.add_argument("--only", help="render only this figure id")
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
     p.add_argument("--gallery", action="store_true",
                    help="also refresh the README's gallery (docs/gallery/, small copies of a few figures)")
-    p.set_defaults(func=cmd_figures)
 
     models = ", ".join(checkpoints.MODELS)
     ckpt_help = "checkpoint folder (default: data/checkpoints/)"
-    p = sub.add_parser("train", help="train a model and write its checkpoint")
-    p.add_argument("model", help=f"registered model ({models})")
+    p = _command(sub, "train", "train a model with its named recipe and write its checkpoint", cmd_train)
+    p.add_argument("model", help=f"model with a recipe ({', '.join(registry.ENTRIES)})")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override a recipe field (repeatable); python -m prodlab recipes MODEL lists them")
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--resume", action="store_true", help="continue an interrupted run from runs/MODEL/ (last epoch)")
-    p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
-    p.set_defaults(func=cmd_train)
+    p.add_argument("--resume", action="store_true", help="continue an interrupted run from its last complete epoch")
+    p.add_argument("--device", choices=config.DEVICES, default=None,
+                   help="where to train: auto (a GPU if there is one; the default, or $PRODLAB_DEVICE), cpu, cuda, mps")
+    p.add_argument("--out", "--checkpoint-dir", dest="checkpoint_dir", type=Path, default=None,
+                   help="where the checkpoint goes (default: data/checkpoints/ for the shipped recipe, else the "
+                        "run folder runs/MODEL-...)")
 
-    p = sub.add_parser("sample", help="draw samples of a generative model into an .npz file")
+    p = _command(sub, "recipes", "print the named training recipes and their default values", cmd_recipes)
+    p.add_argument("name", nargs="?", help="one recipe (default: all)")
+
+    p = _command(sub, "compute", "recompute a cached analysis (the beta sweep, ...); without NAME, list them",
+                 cmd_compute)
+    p.add_argument("name", nargs="?", help="the computation (default: list them)")
+
+    p = _command(sub, "sample", "draw samples of a generative model into an .npz file", cmd_sample)
     p.add_argument("model", help="registered generative model")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", type=Path, required=True, help="output .npz (arrays: images, and labels if conditional)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
-    p.set_defaults(func=cmd_sample)
 
-    p = sub.add_parser("evaluate", help="measure a checkpoint (accuracy, or FID/KID/precision/recall)")
-    p.add_argument("model", help=f"registered model ({models})")
+    p = _command(sub, "evaluate", "measure a checkpoint (accuracy, or FID/KID/precision/recall)", cmd_evaluate)
+    p.add_argument("model", help=f"registered model ({models}), or 'search', or 'edit'")
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--n", type=int, default=None,
                    help="samples drawn from a generator, or test queries for 'search' (default 10,000); test images "
                         "for 'edit' (default 1,000)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
-    p.set_defaults(func=cmd_evaluate)
 
-    p = sub.add_parser("search", help="find the catalogue products that look like an image file")
+    p = _command(sub, "search", "find the catalogue products that look like an image file", cmd_search)
     p.add_argument("image", type=Path, help="any image file PIL can read (photo, PNG with transparency, ...)")
     p.add_argument("--k", type=int, default=8, help="number of results (default 8)")
     p.add_argument("--json", action="store_true", help="print a JSON list of {id, label, class, score}")
     p.add_argument("--grid", type=Path, help="also save the query and its results as a PNG")
     p.add_argument("--embedding", default="classifier", help="pixels, pca, vae, dcgan or classifier (default)")
     p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
-    p.set_defaults(func=cmd_search)
+    search.cli.add_search_index_argument(p)
 
-    p = sub.add_parser("bench", help="benchmark training: throughput and time-to-FID of GAN recipes")
-    p.add_argument("target", choices=["gan"], help="what to benchmark")
+    p = _command(sub, "bench", "benchmark GAN training (throughput, time-to-FID) or search at scale", cmd_bench)
+    p.add_argument("target", choices=["gan", "search"], help="what to benchmark")
+    search.cli.add_bench_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
-                   help="output JSON (default: data/checkpoints/bench_gan.json; quick mode: runs/bench_gan_quick.json)")
-    p.set_defaults(func=cmd_bench)
+                   help="output JSON (default: data/checkpoints/bench_gan.json, quick mode runs/bench_gan_quick.json; "
+                        "search: data/checkpoints/bench_search.json, quick mode or --n: runs/)")
     return parser
 
 
+USER_ERRORS = (data.DataError, checkpoints.CheckpointError, runs.RunError, KeyError, ValueError, OSError)
+
+
 def main(argv: list[str] | None = None) -> int:
+    """Run one command; map the user's errors to one line and status 1, Ctrl-C to status 130."""
     argv = sys.argv[1:] if argv is None else list(argv)
     args = build_parser().parse_args(argv)
     args.argv = argv
     try:
         return args.func(args)
-    except (data.DataError, checkpoints.CheckpointError, runs.RunError, KeyError, ValueError, FileNotFoundError) as err:
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+    except USER_ERRORS as err:  # recipes.RecipeError, imageio.ImageError and ModelError are ValueErrors
         message = err.args[0] if isinstance(err, KeyError) and err.args else err
         print(f"error: {message}", file=sys.stderr)
         return 1

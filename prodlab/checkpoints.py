@@ -9,7 +9,7 @@ A checkpoint is two files in ``config.CHECKPOINT_DIR`` (CONTRIBUTING.md, "Shippe
   measured metrics and the SHA-256 of the weights file (checked on load, so a damaged file is caught).
 
 The registry maps a model name to how to build it (a function of a frozen config dataclass) and what it can do.
-Generative models (registered by later notebooks) expose ``sample(n, generator, labels=None)`` returning float
+Generative models expose ``sample(n, generator, labels=None)`` returning float
 images N x 1 x 28 x 28 in [0, 1]; :func:`generate` turns that into the uint8 arrays that ``sample`` writes and
 ``evaluate`` measures.
 """
@@ -28,15 +28,16 @@ from typing import Any
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
 from torch import nn
 
-from prodlab import config, data
+from prodlab import config, data, files, provenance
 from prodlab.models.classifier import ClassifierConfig, ProductClassifier
 from prodlab.models.gan import GAN, GANConfig
+from prodlab.models.unet import DiffusionConfig, DiffusionModel, LatentDiffusion, LatentDiffusionConfig
 from prodlab.models.vae import ConvVAE, VAEConfig
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: the recipe saved whole (``recipe``), the command line (``command``), ``code_version``
 
 
 class ModelError(ValueError):
@@ -64,7 +65,7 @@ MODELS: dict[str, ModelSpec] = {}
 
 
 def register_model(spec: ModelSpec) -> ModelSpec:
-    """Add a model to the registry (later notebooks register dcgan, cdcgan, vae, vae2d this way)."""
+    """Add a model to the registry (the workbook's models below; tests add toy ones)."""
     if spec.name in MODELS:
         raise ValueError(f"model {spec.name!r} registered twice")
     MODELS[spec.name] = spec
@@ -81,6 +82,10 @@ register_model(ModelSpec("vae", "vae", ConvVAE, VAEConfig(latent_dim=16), genera
                          description="convolutional VAE, 16-d latent, Bernoulli likelihood (§2.3, §3.2)"))
 register_model(ModelSpec("vae2d", "vae", ConvVAE, VAEConfig(latent_dim=2), generative=True,
                          description="convolutional VAE with a 2-d latent, for the latent manifold (§3.2)"))
+register_model(ModelSpec("diffusion", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
+                         conditional=True, description="class-conditional flow-matching U-Net with guidance (ch. 08)"))
+register_model(ModelSpec("latent-diffusion", "latent-diffusion", LatentDiffusion, LatentDiffusionConfig(),
+                         generative=True, description="flow prior on the vae's 16-d codes + its decoder (ch. 08)"))
 
 
 def spec(name: str) -> ModelSpec:
@@ -125,38 +130,43 @@ def save(
     name: str,
     model: nn.Module,
     *,
-    recipe: str,
+    recipe: dict[str, Any] | None,
+    command: str,
     seed: int,
     train_seconds: float,
     metrics: dict[str, Any],
     extra: dict[str, Any] | None = None,
     directory: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``NAME.safetensors`` and ``NAME.json`` for a model built from the registry's ``name``."""
+    """Write ``NAME.safetensors`` and ``NAME.json`` for a model built from the registry's ``name``.
+
+    ``recipe`` is the training recipe as JSON (``recipes.recipe_to_json``), ``command`` the exact command line.
+    Both files are written to temporary files first and then renamed, so an interruption leaves the old pair.
+    """
     s = spec(name)
     weights, meta_path = paths(name, directory)
-    weights.parent.mkdir(parents=True, exist_ok=True)
-    tensors = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    save_file(tensors, str(weights), metadata={"model": name, "format": str(FORMAT_VERSION)})
-    weights.chmod(0o644)
-    cfg = getattr(model, "cfg", s.config)
-    meta = {
-        "model": name,
-        "kind": s.kind,
-        "format": FORMAT_VERSION,
-        "config": dataclasses.asdict(cfg),
-        "recipe": recipe,
-        "seed": seed,
-        "quick_mode": config.quick(),
-        "training_data_sha256": training_data_sha256(),
-        "train_seconds": round(train_seconds, 1),
-        "machine": machine(),
-        "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
-        "metrics": metrics,
-        "weights_sha256": data.sha256(weights),
-        **(extra or {}),
-    }
-    meta_path.write_text(json.dumps(meta, indent=2) + "\n", encoding="utf-8")
+    tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
+    with files.atomic_path(weights) as tmp_weights, files.atomic_path(meta_path) as tmp_meta:
+        files.write_tensors(tmp_weights, tensors, metadata={"model": name, "format": str(FORMAT_VERSION)})
+        tmp_weights.chmod(0o644)
+        meta = {
+            "model": name,
+            "kind": s.kind,
+            "format": FORMAT_VERSION,
+            "config": dataclasses.asdict(getattr(model, "cfg", s.config)),
+            "recipe": recipe,
+            "command": command,
+            "seed": seed,
+            "quick_mode": config.quick(),
+            "training_data_sha256": training_data_sha256(),
+            "train_seconds": round(train_seconds, 1),
+            "machine": machine(),
+            "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "metrics": metrics,
+            "weights_sha256": data.sha256(tmp_weights),
+            **(extra or {}),
+        }
+        files.write_json(tmp_meta, meta)
     return weights, meta_path
 
 
@@ -187,6 +197,9 @@ def read_meta(name: str, directory: Path | None = None) -> dict[str, Any]:
         raise CheckpointError(f"corrupt checkpoint description {meta_path}: {err}. {remedy}") from err
     if not isinstance(meta, dict):
         raise CheckpointError(f"corrupt checkpoint description {meta_path}: not a JSON object. {remedy}")
+    if meta.get("format") != FORMAT_VERSION:
+        raise CheckpointError(f"{meta_path} has format {meta.get('format')!r}; this prodlab reads format "
+                              f"{FORMAT_VERSION}. {remedy}")
     if meta.get("model") != name or meta.get("kind") != s.kind:
         raise CheckpointError(
             f"{meta_path} holds a {meta.get('model')!r} checkpoint (kind {meta.get('kind')!r}), not {name!r} "
@@ -227,6 +240,7 @@ def load(name: str, directory: Path | None = None) -> nn.Module:
             f"wrong shape {[(k, found[k], expected[k]) for k in shapes[:5]]}. {remedy}"
         )
     model.load_state_dict(tensors)
+    provenance.record(name, weights, recorded)  # which weights a notebook read: tests/test_freshness.py
     return model.eval()
 
 
@@ -259,5 +273,5 @@ def generate(
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         x = model.sample(stop - start, generator, labels=None if labels is None else labels[start:stop])
-        chunks.append(x.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).reshape(-1, 28, 28))
+        chunks.append(data.to_uint8(x))
     return torch.cat(chunks), labels

@@ -20,11 +20,11 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, save_file
-from torch.utils.data import Dataset
+from safetensors.torch import load_file
+from torchvision.datasets import FashionMNIST
 from torchvision.transforms import v2
 
-from prodlab import config
+from prodlab import config, files
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -42,12 +42,18 @@ CACHE_NAME = "fashion-mnist-v1.safetensors"
 
 
 class DataError(RuntimeError):
-    """Fashion-MNIST is missing or corrupt; the message says what to do."""
+    """Fashion-MNIST is missing or corrupt; the message says what to do.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
 
 
 @dataclass(frozen=True)
 class DataReport:
-    """Where the data came from and where it is staged (what ``python -m prodlab data`` prints)."""
+    """Where the data came from and where it is staged (what ``python -m prodlab data`` prints).
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
 
     source: str
     raw_dir: Path
@@ -55,7 +61,10 @@ class DataReport:
 
 
 def remedies() -> str:
-    """The three ways to get the data, for every error message."""
+    """The three ways to get the data, for every error message.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     home = config.data_home()
     return (
         "Get Fashion-MNIST one of three ways:\n"
@@ -70,11 +79,13 @@ def remedies() -> str:
 
 
 def raw_dir() -> Path:
+    """Where the four IDX files are staged (torchvision's ``FashionMNIST/raw`` layout). Chapter 00."""
     return config.data_home() / "FashionMNIST" / "raw"
 
 
 def cache_path() -> Path:
-    return config.data_home() / "cache" / CACHE_NAME
+    """The verified data set as one safetensors file, loaded in milliseconds. Chapter 00."""
+    return config.cache_dir() / CACHE_NAME
 
 
 def _find(folder: Path, name: str) -> Path | None:
@@ -112,13 +123,12 @@ def _stage_from(folder: Path) -> dict[str, Path] | None:
 
 def _download() -> None:
     """Ask torchvision to download the data into the data home (needs internet)."""
-    from torchvision.datasets import FashionMNIST
-
     for train in (True, False):
         FashionMNIST(str(config.data_home()), train=train, download=True)
 
 
 def sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (data files, checkpoints). Chapter 00 verifies the data with it."""
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -127,7 +137,10 @@ def sha256(path: Path) -> str:
 
 
 def stage(download: bool = True) -> DataReport:
-    """Find the four files, stage them decompressed, verify them; raise ``DataError`` with remedies if impossible."""
+    """Find the four files, stage them decompressed, verify them; raise ``DataError`` with remedies if impossible.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     sources: dict[str, Path] | None = None
     for folder in _candidate_dirs():
         sources = _stage_from(folder)
@@ -158,16 +171,13 @@ def stage(download: bool = True) -> DataReport:
 
 
 def _build_cache(download: bool) -> tuple[DataReport, dict[str, torch.Tensor]]:
-    from torchvision.datasets import FashionMNIST
-
     report = stage(download)
     tensors: dict[str, torch.Tensor] = {}
     for split in SPLITS:
         ds = FashionMNIST(str(config.data_home()), train=split == "train", download=False)
         tensors[f"{split}_images"] = ds.data.contiguous()
         tensors[f"{split}_labels"] = ds.targets.to(torch.int64).contiguous()
-    report.cache.parent.mkdir(parents=True, exist_ok=True)
-    save_file(tensors, str(report.cache))
+    files.write_tensors(report.cache, tensors)
     return report, tensors
 
 
@@ -181,7 +191,7 @@ def _valid(tensors: dict[str, torch.Tensor]) -> bool:
 
 @lru_cache(maxsize=4)
 def _tensors(home: str, download: bool) -> dict[str, torch.Tensor]:
-    cache = Path(home) / "cache" / CACHE_NAME
+    cache = cache_path()  # under ``home``: the lru_cache key
     if cache.is_file():
         try:
             tensors = load_file(str(cache))
@@ -194,7 +204,10 @@ def _tensors(home: str, download: bool) -> dict[str, torch.Tensor]:
 
 
 def load(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8, N x 28 x 28, product bright on black) and labels (int64) of ``split`` ('train' or 'test')."""
+    """Images (uint8, N x 28 x 28, product bright on black) and labels (int64) of ``split`` ('train' or 'test').
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     if split not in SPLITS:
         raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")
     tensors = _tensors(str(config.data_home()), download)
@@ -202,28 +215,58 @@ def load(split: str = "train", download: bool = True) -> tuple[torch.Tensor, tor
 
 
 def check(download: bool = True) -> DataReport:
-    """Stage and verify from scratch (ignoring the cache), then rebuild the cache; for ``python -m prodlab data``."""
+    """Stage and verify from scratch (ignoring the cache), then rebuild the cache; for ``python -m prodlab data``.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     _tensors.cache_clear()
     return _build_cache(download)[0]
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (§3.3 step 1: scale pixel values)."""
+    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (§3.3 step 1: scale pixel values).
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     return images.unsqueeze(1).float().div(255.0)
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """float N x 1 x 28 x 28 in [0, 1] -> uint8 N x 28 x 28 (clamped, rounded): what samples and snapshots store.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
+    return x.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).reshape(-1, 28, 28)
+
+
 def normalize(x: torch.Tensor) -> torch.Tensor:
-    """[0, 1] -> [-1, 1], the range a tanh generator outputs (§3.3 step 1: normalisation)."""
+    """[0, 1] -> [-1, 1], the range a tanh generator outputs (§3.3 step 1: normalisation).
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     return x * 2.0 - 1.0
 
 
 def denormalize(x: torch.Tensor) -> torch.Tensor:
-    """[-1, 1] -> [0, 1], clamped."""
+    """[-1, 1] -> [0, 1], clamped.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
+def showcase(per_class: int = 1, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` images of each class in ``split``: the fixed products the chapters show."""
+    images, labels = load(split)
+    index = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASS_NAMES))])
+    return images[index], labels[index]
+
+
 def class_means(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The average product of each class: float 10 x 28 x 28 in [0, 1]."""
+    """The average product of each class: float 10 x 28 x 28 in [0, 1].
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
     x = images.float() / 255.0 if images.dtype == torch.uint8 else images
     return torch.stack([x[labels == c].mean(0) for c in range(len(CLASS_NAMES))])
 
@@ -232,7 +275,9 @@ def mirror_asymmetry(means: torch.Tensor) -> torch.Tensor:
     """Relative L2 distance between each class-mean image and its mirror image.
 
     Near 0: the class looks the same mirrored, so a horizontal flip is a safe augmentation. Large (the
-    shoes, which Fashion-MNIST photographs toe to the right): a flip makes products the catalogue never shows.
+    shoes, which Fashion-MNIST photographs toe to the left): a flip makes products the catalogue never shows.
+
+    Chapter 00 (notebooks/00_products.ipynb).
     """
     flat, mirrored = means.flatten(1), means.flip(-1).flatten(1)
     return (flat - mirrored).norm(dim=1) / flat.norm(dim=1)
@@ -243,6 +288,8 @@ def augmentations() -> dict[str, v2.Transform]:
 
     Vertical flip is included as the counter-example: products are photographed upright, so an
     upside-down shoe is not a plausible catalogue image and teaches the model something false.
+
+    Chapter 00 (notebooks/00_products.ipynb).
     """
     return {
         "horizontal flip": v2.RandomHorizontalFlip(p=1.0),
@@ -250,30 +297,3 @@ def augmentations() -> dict[str, v2.Transform]:
         "contrast jitter": v2.ColorJitter(brightness=0.3, contrast=0.5),
         "vertical flip (wrong)": v2.RandomVerticalFlip(p=1.0),
     }
-
-
-def train_augmentation() -> v2.Transform:
-    """The augmentation used to train the classifier: label-preserving transforms only.
-
-    Flips preserve the label, so they suit a classifier; a generative model learns the flipped images as
-    real ones (toe-left shoes the catalogue never shows), so the generators train on the images as photographed.
-    """
-    return v2.Compose([v2.RandomHorizontalFlip(p=0.5), v2.RandomCrop(28, padding=2)])
-
-
-class ProductDataset(Dataset):
-    """A Fashion-MNIST split as float images (1 x 28 x 28 in [0, 1]) and labels, with an optional transform."""
-
-    def __init__(self, split: str = "train", transform: v2.Transform | None = None) -> None:
-        images, self.labels = load(split)
-        self.images = to_float(images)
-        self.transform = transform
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> tuple[torch.Tensor, int]:
-        image = self.images[index]
-        if self.transform is not None:
-            image = self.transform(image)
-        return image, int(self.labels[index])

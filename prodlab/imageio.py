@@ -9,11 +9,27 @@ the product centred, and negate, so that the product is bright on black.
 Correction of a common belief: a Fashion-MNIST product is not a 20 x 20 box centred in 28 x 28 (that is MNIST's
 digits). Measured on the 60,000 training images, the longest side of the product spans 27 or 28 pixels in 99.97 %
 of them, so :class:`Framing` defaults to ``fit = 28``; notebook 06 measures what a 20-pixel framing costs search.
+
+**Inputs that cannot break it** (the rules, each with its own one-line ``ImageError``):
+
+* at most :data:`MAX_PIXELS` (50 megapixels) are decoded, checked on the header **before** decoding: a
+  decompression bomb (a 30000 x 30000 PNG is 2.7 MB on disk and 900 megapixels) is refused, and so is any image
+  that large. A JPEG is first decoded at a reduced scale (``Image.draft``, 1/2 to 1/8 in the DCT), so a 108 MP
+  phone photo is read at 1.7 MP and passes; anything over Pillow's own ceiling (179 MP declared) is refused;
+* what is decoded is shrunk to :data:`WORK_SIDE` pixels on its longest side before any conversion, so a
+  50 MP image costs at most its decoded size (200 MB for RGBA) once, and every later step works on 1 megapixel;
+* an animated or multi-page image (GIF, APNG, WebP, TIFF with more than one frame) is refused: which frame is the
+  product is the user's call, not ours. The one exception is MPO, the JPEG that cameras write with extra views or
+  a preview: its first frame is the photograph, by the MPO standard, and it is used;
+* a directory, an unreadable file (permission denied), an empty (0-byte) file, a file that is not an image and a
+  truncated image each get a message that says which.
 """
 
 from __future__ import annotations
 
 import io
+import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,6 +39,9 @@ import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
 WHITE = (255, 255, 255, 255)
+MAX_PIXELS = 50_000_000  # the most pixels decoded from one file (after a JPEG's draft reduction): 200 MB as RGBA
+WORK_SIDE = 1024  # longest side an image is shrunk to before any conversion: ample for a 28-pixel thumbnail
+STILL_FORMATS_WITH_FRAMES = {"MPO"}  # frames beyond the first are previews or other views: frame 0 is the photo
 
 
 class ImageError(ValueError):
@@ -39,21 +58,97 @@ class Framing:
     tolerance: float = 24.0  # grey levels: a pixel this close to the background is background (JPEG noise)
 
 
-def open_image(source: str | Path | Image.Image) -> Image.Image:
-    """Read ``source`` fully with PIL (any format it knows); ``ImageError`` naming the file otherwise."""
+def open_image(source: str | Path | Image.Image, side: int = WORK_SIDE) -> Image.Image:
+    """``source`` decoded in bounded memory, upright (EXIF orientation) and shrunk to ``side`` pixels at most.
+
+    A path is checked before it is decoded (see the module's rules: :data:`MAX_PIXELS`, one frame); every refusal
+    is an ``ImageError`` whose one line names the file and says what is wrong with it. A PIL image is only shrunk.
+    """
     if isinstance(source, Image.Image):
-        return source
+        return shrink(source, side)
     path = Path(source)
-    if not path.is_file():
+    _check_path(path)
+    try:
+        with path.open("rb") as fp, warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our limit is lower and stated
+            with Image.open(fp) as img:
+                _check_decodable(path, img, side)
+                img.load()
+                return ImageOps.exif_transpose(shrink(img, side))
+    except ImageError:
+        raise
+    except PermissionError as err:
+        raise ImageError(f"{path}: permission denied, the file cannot be read ({err.strerror})") from err
+    except Image.DecompressionBombError as err:
+        found = re.search(r"\((\d+) pixels\)", str(err))  # Pillow's own ceiling, hit inside Image.open
+        raise _too_large(path, f"{int(found[1]) / 1e6:,.0f} megapixels" if found else "the image") from err
+    except UnidentifiedImageError as err:
+        raise ImageError(f"{path}: not an image PIL can read (the format is unknown or the file is corrupt)") from err
+    except (OSError, ValueError, SyntaxError, EOFError) as err:
+        raise ImageError(f"{path}: the image is truncated or corrupt and cannot be decoded ({err})") from err
+
+
+def _check_path(path: Path) -> None:
+    """Refuse what is not a non-empty regular file, each case with its own message."""
+    if path.is_dir():
+        raise ImageError(f"{path}: is a directory, not an image file")
+    if not path.exists():
         raise ImageError(f"{path}: no such file")
+    if not path.is_file():
+        raise ImageError(f"{path}: not a regular file (a device, socket or pipe), not an image file")
     if path.stat().st_size == 0:
         raise ImageError(f"{path}: the file is empty (0 bytes)")
-    try:
-        with Image.open(path) as img:
-            img.load()
-            return ImageOps.exif_transpose(img)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as err:
-        raise ImageError(f"{path}: not an image PIL can read ({err})") from err
+
+
+def _check_decodable(path: Path, img: Image.Image, side: int) -> None:
+    """Before decoding (only the header has been read): one still frame, at most :data:`MAX_PIXELS` to decode.
+
+    A JPEG's ``draft`` is applied first, so its limit counts the pixels it will really decode.
+    """
+    if img.format in {"JPEG", "MPO"}:
+        img.draft(img.mode, (side, side))
+    width, height = img.size
+    if width * height > MAX_PIXELS:
+        raise _too_large(path, f"{width} x {height} pixels ({width * height / 1e6:,.0f} megapixels)")
+    if getattr(img, "is_animated", False) and img.format not in STILL_FORMATS_WITH_FRAMES:
+        raise ImageError(f"{path}: an animated or multi-page {img.format} image (more than one frame); search and "
+                         "editing take one still image: save the frame you mean as PNG or JPEG")
+
+
+def _too_large(path: Path, what: str) -> ImageError:
+    return ImageError(f"{path}: {what} is over the limit of {MAX_PIXELS / 1e6:.0f} megapixels; refused before "
+                      "decoding (a decompression bomb, or far larger than a product photo needs: resize it)")
+
+
+def shrink(img: Image.Image, side: int = WORK_SIDE) -> Image.Image:
+    """``img`` with its longest side at most ``side``: area-averaged (palette and bilevel images: nearest).
+
+    Done before any mode conversion, and without a full-size copy: an integer ``reduce`` (block means) of strips
+    first, then a resize of the small result (Pillow's resize and reduce of RGBA and LA premultiply a copy of the
+    whole image). The conversions that follow (transparency, grey, float) cost about ``side`` x ``side`` pixels
+    each, whatever the input.
+    """
+    if max(img.size) <= side:
+        return img
+    scale = side / max(img.size)
+    size = (max(1, round(img.width * scale)), max(1, round(img.height * scale)))
+    if img.mode in {"1", "P", "PA"}:  # averaging palette indices would invent colours
+        return img.resize(size, Image.Resampling.NEAREST)
+    factor = max(img.size) // side
+    if factor > 1 and img.mode not in {"I;16", "I;16L", "I;16B", "I;16N"}:  # the modes reduce() takes
+        img = _reduce_in_strips(img, factor)
+    return img.resize(size, Image.Resampling.BOX)
+
+
+def _reduce_in_strips(img: Image.Image, factor: int, blocks: int = 64) -> Image.Image:
+    """``img.reduce(factor)``, computed ``blocks`` rows of blocks at a time: the copies it makes are strips."""
+    out = Image.new(img.mode, (-(-img.width // factor), -(-img.height // factor)))
+    out.info = dict(img.info)  # as reduce() keeps it: the EXIF orientation is applied after shrinking
+    step = factor * blocks
+    for top in range(0, img.height, step):
+        strip = img.crop((0, top, img.width, min(img.height, top + step)))
+        out.paste(strip.reduce(factor), (0, top // factor))
+    return out
 
 
 def _name(source: str | Path | Image.Image) -> str:

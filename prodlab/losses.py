@@ -34,6 +34,8 @@ def discriminator_loss(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
 
     Binary cross-entropy with label 1 for real and 0 for fake, each averaged over its own batch and added,
     i.e. ``-V(D, G)`` estimated on a batch (§2.2). Note: BCE on the concatenated batch would be half of it.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     real = F.binary_cross_entropy_with_logits(real_logits, torch.ones_like(real_logits))
     fake = F.binary_cross_entropy_with_logits(fake_logits, torch.zeros_like(fake_logits))
@@ -45,6 +47,8 @@ def generator_loss_nonsaturating(fake_logits: Tensor) -> Tensor:
 
     Not a "Ramp Loss" as the article calls it. Its gradient w.r.t. the logit is ``D - 1``, close to -1
     exactly when the discriminator rejects the fakes (``D ~ 0``), so G still learns early in training.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     return F.softplus(-fake_logits).mean()
 
@@ -53,17 +57,25 @@ def generator_loss_saturating(fake_logits: Tensor) -> Tensor:
     """The minimax generator loss ``1/N sum_i log(1 - D(G(z_i)))`` that G minimises (§2.2, the value function).
 
     Its gradient w.r.t. the logit is ``-D``: it vanishes when D confidently rejects the fakes.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     return -F.softplus(fake_logits).mean()
 
 
 def discriminator_loss_hinge(real_logits: Tensor, fake_logits: Tensor) -> Tensor:
-    """Hinge discriminator loss ``E[relu(1 - l_real)] + E[relu(1 + l_fake)]`` (Lim & Ye 2017; not in the article)."""
+    """Hinge discriminator loss ``E[relu(1 - l_real)] + E[relu(1 + l_fake)]`` (Lim & Ye 2017; not in the article).
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return F.relu(1.0 - real_logits).mean() + F.relu(1.0 + fake_logits).mean()
 
 
 def generator_loss_hinge(fake_logits: Tensor) -> Tensor:
-    """Hinge generator loss ``-E[l_fake]``, paired with :func:`discriminator_loss_hinge`."""
+    """Hinge generator loss ``-E[l_fake]``, paired with :func:`discriminator_loss_hinge`.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return -fake_logits.mean()
 
 
@@ -71,12 +83,17 @@ def discriminator_loss_lsgan(real_scores: Tensor, fake_scores: Tensor) -> Tensor
     """Least-squares discriminator loss ``1/2 E[(s_real - 1)^2] + 1/2 E[s_fake^2]`` (Mao et al. 2017).
 
     Takes raw scores (no sigmoid): the targets are 1 for real and 0 for fake.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     return 0.5 * ((real_scores - 1.0) ** 2).mean() + 0.5 * (fake_scores**2).mean()
 
 
 def generator_loss_lsgan(fake_scores: Tensor) -> Tensor:
-    """Least-squares generator loss ``1/2 E[(s_fake - 1)^2]``, paired with :func:`discriminator_loss_lsgan`."""
+    """Least-squares generator loss ``1/2 E[(s_fake - 1)^2]``, paired with :func:`discriminator_loss_lsgan`.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return 0.5 * ((fake_scores - 1.0) ** 2).mean()
 
 
@@ -89,13 +106,18 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, reduction: str = "none") -> Tensor:
     The second argument is the **prior** ``p(z) = N(0, I)``, not "the true data distribution" (article error).
     Per sample: ``1/2 sum_j (mu_j^2 + exp(logvar_j) - 1 - logvar_j)``, **summed** over latent dims (last axis).
     ``reduction``: ``'none'`` -> one value per sample, ``'mean'`` -> batch mean, ``'sum'`` -> batch sum.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     per_sample = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
     return _reduce(per_sample, reduction)
 
 
 def reconstruction_mse(x_hat: Tensor, x: Tensor, reduction: str = "none") -> Tensor:
-    """Squared error **summed** over the pixels of each image (§4 "MSE reconstruction"); see the module note."""
+    """Squared error **summed** over the pixels of each image (§4 "MSE reconstruction"); see the module note.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return _reduce((x_hat - x).pow(2).flatten(1).sum(dim=1), reduction)
 
 
@@ -104,6 +126,8 @@ def reconstruction_bce(x_out: Tensor, x: Tensor, from_logits: bool = True, reduc
 
     ``x_out`` are decoder logits (``from_logits=True``, stable) or probabilities; ``x`` lies in [0, 1].
     For grey pixels it is minimised at ``p = x`` but not zero there (its minimum is the pixels' entropy).
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     if from_logits:
         per_pixel = F.binary_cross_entropy_with_logits(x_out, x, reduction="none")
@@ -113,6 +137,8 @@ def reconstruction_bce(x_out: Tensor, x: Tensor, from_logits: bool = True, reduc
 
 
 class VAELoss(NamedTuple):
+    """The VAE loss of §4 and its two terms, each a batch mean in nats. Chapter 01 (notebooks/01_losses.ipynb)."""
+
     total: Tensor  # recon + beta * kl
     recon: Tensor  # batch mean of the per-image sum over pixels
     kl: Tensor  # batch mean of the per-image sum over latent dims
@@ -126,6 +152,8 @@ def vae_loss(
     Reduction: sum over pixels and latent dims, mean over the batch. ``likelihood='mse'`` takes the decoder
     image, ``'bce'`` its logits. With MSE, ``beta`` plays the role of ``2 sigma^2`` of a Gaussian decoder
     (see :func:`gaussian_nll`).
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     if likelihood == "mse":
         recon = reconstruction_mse(x_out, x, reduction="mean")
@@ -138,22 +166,30 @@ def vae_loss(
 
 
 def gaussian_nll_constant(num_pixels: int, sigma2: float) -> float:
-    """The constant ``D/2 log(2 pi sigma^2)`` of a Gaussian decoder with fixed variance over ``D`` pixels."""
+    """The constant ``P/2 log(2 pi sigma^2)`` of a Gaussian decoder with fixed variance over ``P`` pixels.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return 0.5 * num_pixels * math.log(2.0 * math.pi * sigma2)
 
 
 def gaussian_nll(x_hat: Tensor, x: Tensor, sigma2: float) -> Tensor:
-    """Per-image ``-log N(x; x_hat, sigma^2 I) = SSE / (2 sigma^2) + D/2 log(2 pi sigma^2)``.
+    """Per-image ``-log N(x; x_hat, sigma^2 I) = SSE / (2 sigma^2) + P/2 log(2 pi sigma^2)`` over ``P`` pixels.
 
     So the article's MSE is a Gaussian likelihood with fixed variance up to a scale and a constant; multiplying
     the negative ELBO by ``2 sigma^2`` gives ``SSE + 2 sigma^2 KL``: the decoder variance acts as ``beta``.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
     """
     num_pixels = x[0].numel()
     return reconstruction_mse(x_hat, x) / (2.0 * sigma2) + gaussian_nll_constant(num_pixels, sigma2)
 
 
 def beta_from_sigma2(sigma2: float) -> float:
-    """The ``beta`` of ``SSE + beta * KL`` equivalent to a Gaussian decoder of variance ``sigma2``: ``2 sigma^2``."""
+    """The ``beta`` of ``SSE + beta * KL`` equivalent to a Gaussian decoder of variance ``sigma2``: ``2 sigma^2``.
+
+    Chapter 01 (notebooks/01_losses.ipynb).
+    """
     return 2.0 * sigma2
 
 

@@ -11,8 +11,9 @@ time) stops with :class:`DivergenceError`; the last good ``state.pt`` is left un
 from __future__ import annotations
 
 import math
-import os
 import pickle
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,9 +21,10 @@ from typing import Any
 import torch
 from torch import nn
 
-from prodlab import config
+from prodlab import config, distributed, files
 
 STATE_FILE = "state.pt"
+READ_ERRORS = (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError)  # a damaged or foreign state
 
 
 class RunError(RuntimeError):
@@ -31,6 +33,11 @@ class RunError(RuntimeError):
 
 class DivergenceError(RunError):
     """Training diverged; the message says where, and where the last good state is."""
+
+
+class Interrupted(RunError):
+    """Training was stopped with Ctrl-C; the message names the last complete epoch saved (the CLI adds how to
+    resume). Every file is written atomically, so nothing half-written is left."""
 
 
 @dataclass
@@ -57,21 +64,44 @@ class Run:
         generator: torch.Generator,
         history: list[dict[str, float]],
     ) -> Path:
-        """Write the state after ``epoch`` (atomically: a crash mid-write keeps the previous state)."""
-        self.path.mkdir(parents=True, exist_ok=True)
+        """Write the state after ``epoch`` (atomically: a crash or Ctrl-C mid-write keeps the previous state).
+
+        Under torchrun every rank calls it and rank 0 alone writes: its modules and optimisers (the same on every
+        rank), and each rank's random streams (``ranks``), so a resumed run continues every rank's own stream.
+        Returns the path of the state file.
+        """
+        streams = distributed.gather_object({"torch_rng": torch.get_rng_state(), "generator": generator.get_state()})
+        if not distributed.is_main():
+            return self.state_path
         state = {
             "epoch": epoch,
             "step": step,
             "modules": {k: m.state_dict() for k, m in modules.items()},
             "optimizers": {k: o.state_dict() for k, o in optimizers.items()},
-            "torch_rng": torch.get_rng_state(),
-            "generator": generator.get_state(),
+            **streams[0],
             "history": history,
         }
-        tmp = self.state_path.with_suffix(".tmp")
-        torch.save(state, tmp)
-        os.replace(tmp, self.state_path)
-        return self.state_path
+        if len(streams) > 1:
+            state["ranks"] = streams
+        return files.write_torch(self.state_path, state)
+
+    def last_epoch(self) -> int:
+        """The last complete epoch saved in ``state.pt`` (0 when none is)."""
+        if not self.state_path.is_file():
+            return 0
+        try:
+            return int(torch.load(self.state_path, map_location="cpu", weights_only=True)["epoch"])
+        except READ_ERRORS:
+            return 0
+
+    def _read(self) -> dict[str, Any] | Exception | None:
+        """The saved state; ``None`` without one; the error that reading it raised (for :meth:`restore`)."""
+        if not self.state_path.is_file():
+            return None
+        try:
+            return torch.load(self.state_path, map_location="cpu", weights_only=True)
+        except READ_ERRORS as err:
+            return err
 
     def restore(
         self,
@@ -81,23 +111,48 @@ class Run:
     ) -> tuple[int, int, list[dict[str, float]]]:
         """Load the last good state into the given objects; return ``(epoch, step, history)``.
 
-        ``(0, 0, [])`` when the run has no state yet (a fresh start).
+        ``(0, 0, [])`` when the run has no state yet (a fresh start). Under torchrun rank 0 reads the file and
+        sends it to the others (so only rank 0's machine needs the run folder); each rank takes back its own
+        random streams, and resuming with another number of processes is refused.
         """
-        if not self.state_path.is_file():
+        state = distributed.broadcast_object(self._read() if distributed.is_main() else None)
+        if state is None:
             return 0, 0, []
         try:
-            state: dict[str, Any] = torch.load(self.state_path, weights_only=True)
+            if isinstance(state, Exception):
+                raise state
+            streams = _streams(state, distributed.world())
             for k, m in modules.items():
                 m.load_state_dict(state["modules"][k])
             for k, o in optimizers.items():
                 o.load_state_dict(state["optimizers"][k])
-        except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:
+        except READ_ERRORS as err:
             raise RunError(
                 f"cannot resume from {self.state_path}: {err}. Delete the folder {self.path} to start over."
             ) from err
-        torch.set_rng_state(state["torch_rng"])
-        generator.set_state(state["generator"])
+        torch.set_rng_state(streams["torch_rng"])
+        generator.set_state(streams["generator"])
         return int(state["epoch"]), int(state["step"]), list(state["history"])
+
+
+def _streams(state: dict[str, Any], world: distributed.World) -> dict[str, torch.Tensor]:
+    """This rank's random streams in a saved state; ``RunError`` if it was saved by another number of processes."""
+    saved = len(state.get("ranks", [state]))
+    if saved != world.size:
+        raise RunError(f"this run was saved by {saved} process(es) and is resumed by {world.size}: resume it with "
+                       f"the same number of processes (torchrun --nproc-per-node), or start it over")
+    return state["ranks"][world.rank] if "ranks" in state else state
+
+
+@contextmanager
+def interruptible(run: Run) -> Iterator[None]:
+    """Turn Ctrl-C inside training into :class:`Interrupted`, naming the last complete epoch of ``run``."""
+    try:
+        yield
+    except KeyboardInterrupt:
+        epoch = run.last_epoch()
+        saved = f"the last complete epoch, {epoch}, is saved in {run.path}" if epoch else "no epoch had finished"
+        raise Interrupted(f"interrupted: {saved}") from None
 
 
 @dataclass

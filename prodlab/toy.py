@@ -1,9 +1,10 @@
-"""The small, seeded experiments of notebook 01 that check the loss derivations numerically (§2.2, §2.3, §4).
+"""The small, seeded GAN experiments of notebook 01 that check the loss derivations numerically (§2.2, §3.1.2, §4).
 
-Each takes a frozen config, runs in seconds on a CPU and returns plain NumPy results that the plot helpers
-draw and the notebook asserts on: generator-loss profiles, the optimal 1-D discriminator, the
-``V(D*, G) = 2 JSD - log 4`` identity, a Monte-Carlo KL, reparameterisation vs score-function gradient
-variance, a linear-Gaussian ELBO, and a toy 2-D GAN on a ring of Gaussians.
+Each takes a frozen config (built at call time, so ``PRODLAB_QUICK`` set after import counts), runs in seconds on a
+CPU and returns plain NumPy results that the plot helpers draw and the notebook asserts on: generator-loss profiles,
+the optimal 1-D discriminator, the ``V(D*, G) = 2 JSD - log 4`` identity, the generator's gradient while D learns,
+and toy 2-D GANs on a ring of Gaussians. The VAE-side experiments (ELBO, KL, gradient variance) are in
+:mod:`prodlab.toy_vae`; the names the figure catalogue uses are re-exported below.
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from typing import NamedTuple
 
 import numpy as np
@@ -19,10 +20,10 @@ import torch
 from scipy import integrate, stats
 from scipy.spatial.distance import jensenshannon
 from torch import Tensor, nn
-from torch.distributions import Normal, kl_divergence
 from torch.nn import functional as F
 
 from prodlab import config, losses
+from prodlab.toy_vae import KL_SIZES, gradient_variance, kl_example, kl_monte_carlo  # noqa: F401 (re-exported)
 
 GENERATOR_LOSSES: dict[str, Callable[[Tensor], Tensor]] = {
     "saturating": losses.generator_loss_saturating,
@@ -103,8 +104,9 @@ def _fit_1d_discriminator(cfg: OneDConfig) -> nn.Module:
     return net
 
 
-def train_1d_discriminator(cfg: OneDConfig = OneDConfig()) -> OneDResult:
+def train_1d_discriminator(cfg: OneDConfig | None = None) -> OneDResult:
     """Train an MLP discriminator with the article's L_D on N(data) vs N(gen) and compare it with D*."""
+    cfg = cfg or OneDConfig()
     with config.one_thread():
         net = _fit_1d_discriminator(cfg)
     x = np.linspace(cfg.grid_min, cfg.grid_max, cfg.grid_num)
@@ -168,129 +170,6 @@ def jsd_identity(shifts: Sequence[float], gen_std: float = 1.0) -> JSDCurve:
     return JSDCurve(np.asarray(shifts, dtype=float), np.asarray(v), np.asarray(j))
 
 
-# ---------------------------------------------------------------- ELBO in a model with a known posterior (§2.3)
-
-
-class ELBOCheck(NamedTuple):
-    log_px: float  # exact log-evidence
-    elbo: float  # E_q[log p(x|z)] - KL(q || p(z))
-    kl_posterior: float  # KL(q(z|x) || p(z|x)), the gap
-
-
-def linear_gaussian_elbo(x: float, q_mean: float, q_std: float, w: float = 1.5, b: float = 0.5,
-                         noise_std: float = 0.8) -> ELBOCheck:
-    """Model ``z ~ N(0, 1)``, ``x | z ~ N(w z + b, noise_std^2)``; encoder ``q(z|x) = N(q_mean, q_std^2)``.
-
-    Everything is closed form: ``p(x) = N(b, w^2 + s^2)`` and the posterior is Gaussian, so
-    ``log p(x) = ELBO + KL(q || p(z|x))`` can be checked to machine precision. The ELBO's KL term uses
-    :func:`prodlab.losses.gaussian_kl` against the **prior** N(0, 1).
-    """
-    s2 = noise_std**2
-    as64 = lambda v: torch.tensor(v, dtype=torch.float64)  # noqa: E731
-    log_px = Normal(as64(b), as64(math.sqrt(w**2 + s2))).log_prob(as64(x)).item()
-    expected_loglik = -0.5 * math.log(2 * math.pi * s2) - ((x - w * q_mean - b) ** 2 + w**2 * q_std**2) / (2 * s2)
-    kl_prior = losses.gaussian_kl(torch.tensor([[q_mean]], dtype=torch.float64),
-                                  torch.tensor([[2 * math.log(q_std)]], dtype=torch.float64)).item()
-    post_mean, post_std = linear_gaussian_posterior(x, w, b, noise_std)
-    gap = kl_divergence(Normal(as64(q_mean), as64(q_std)), Normal(as64(post_mean), as64(post_std))).item()
-    return ELBOCheck(log_px, expected_loglik - kl_prior, gap)
-
-
-def linear_gaussian_posterior(x: float, w: float = 1.5, b: float = 0.5, noise_std: float = 0.8) -> tuple[float, float]:
-    """Mean and standard deviation of the exact posterior ``p(z|x)`` of :func:`linear_gaussian_elbo`'s model."""
-    s2 = noise_std**2
-    post_var = 1.0 / (1.0 + w**2 / s2)
-    return post_var * w * (x - b) / s2, math.sqrt(post_var)
-
-
-# ---------------------------------------------------------------- Monte-Carlo KL (§2.3, §4)
-
-
-KL_EXAMPLE_MU = (0.5, -1.0, 0.2, 1.5, 0.0, 0.3, -0.7, 0.1)  # one encoder output q(z|x), 8 latent dims
-KL_EXAMPLE_LOGVAR = (-1.0, 0.5, 0.0, -2.0, 0.3, -0.5, 1.0, 0.0)
-KL_SIZES = (10, 30, 100, 300, 1_000, 3_000, 10_000, 30_000, 100_000, 300_000)
-
-
-def kl_example() -> tuple[Tensor, Tensor]:
-    """``(mu, logvar)`` of the encoder output used in notebook 01 and its figures, in float64."""
-    return torch.tensor(KL_EXAMPLE_MU, dtype=torch.float64), torch.tensor(KL_EXAMPLE_LOGVAR, dtype=torch.float64)
-
-
-class KLConvergence(NamedTuple):
-    sizes: np.ndarray
-    estimate: np.ndarray  # mean of log q(z) - log p(z), z ~ q
-    stderr: np.ndarray  # its standard error: sample std / sqrt(n)
-    exact: float  # closed form, prodlab.losses.gaussian_kl
-
-
-def kl_monte_carlo(mu: Tensor, logvar: Tensor, sizes: Sequence[int], seed: int = 0) -> KLConvergence:
-    """Estimate ``KL(q || N(0, I))`` for one diagonal Gaussian ``q`` with fresh samples for each size.
-
-    The log-densities come from ``torch.distributions.Normal``, not from the closed form being checked.
-    """
-    gen = config.seed_everything(seed)
-    q, prior = Normal(mu, (0.5 * logvar).exp()), Normal(torch.zeros_like(mu), torch.ones_like(mu))
-    estimates, errors = [], []
-    for n in sizes:
-        z = mu + (0.5 * logvar).exp() * torch.randn(n, mu.numel(), generator=gen, dtype=mu.dtype)
-        log_ratio = (q.log_prob(z) - prior.log_prob(z)).sum(dim=1)
-        estimates.append(log_ratio.mean().item())
-        errors.append(log_ratio.std().item() / math.sqrt(n))
-    exact = losses.gaussian_kl(mu[None], logvar[None]).item()
-    return KLConvergence(np.asarray(sizes), np.asarray(estimates), np.asarray(errors), exact)
-
-
-# ---------------------------------------------------------------- reparameterisation vs REINFORCE (§3.2.2)
-
-
-@dataclass(frozen=True)
-class GradVarConfig:
-    """Estimate ``d/dmu E_{z ~ N(mu, sigma^2)}[z^2] = 2 mu`` with ``n`` samples, ``repeats`` times per ``n``."""
-
-    mu: float = 2.0
-    sigma: float = 1.0
-    sizes: tuple[int, ...] = (1, 4, 16, 64, 256, 1024)
-    repeats: int = 4000  # cheap (vectorised), so quick mode keeps it: the variance checks need it
-    seed: int = 0
-
-
-class GradVariance(NamedTuple):
-    sizes: np.ndarray
-    mean: dict[str, np.ndarray]  # average estimate per n ("reparameterisation", "REINFORCE")
-    var: dict[str, np.ndarray]  # empirical variance of the estimate per n
-    var_theory: dict[str, np.ndarray]  # closed-form variance per n
-    true_grad: float
-
-
-def gradient_variance(cfg: GradVarConfig = GradVarConfig()) -> GradVariance:
-    """Both estimators by autograd on the same draws: pathwise ``d f(mu + sigma eps)/d mu`` and score function
-    ``f(z) d log q(z)/d mu`` (REINFORCE, no baseline)."""
-    gen = config.seed_everything(cfg.seed)
-    mean: dict[str, list[float]] = {"reparameterisation": [], "REINFORCE": []}
-    var: dict[str, list[float]] = {"reparameterisation": [], "REINFORCE": []}
-    for n in cfg.sizes:
-        eps = torch.randn(cfg.repeats, n, generator=gen, dtype=torch.float64)
-        for name in mean:
-            mu = torch.full((cfg.repeats, 1), cfg.mu, dtype=torch.float64, requires_grad=True)
-            z = mu + cfg.sigma * eps
-            if name == "reparameterisation":
-                surrogate = z.pow(2).mean(dim=1).sum()
-            else:
-                z = z.detach()
-                surrogate = (z.pow(2) * Normal(mu, cfg.sigma).log_prob(z)).mean(dim=1).sum()
-            (grad,) = torch.autograd.grad(surrogate, mu)
-            mean[name].append(grad.mean().item())
-            var[name].append(grad.var().item())
-    sizes = np.asarray(cfg.sizes, dtype=float)
-    m, s2 = cfg.mu, cfg.sigma**2
-    theory = {
-        "reparameterisation": 4 * s2 / sizes,
-        "REINFORCE": ((m**4 + 18 * m**2 * s2 + 15 * s2**2) / s2 - 4 * m**2) / sizes,
-    }
-    return GradVariance(sizes, {k: np.asarray(v) for k, v in mean.items()},
-                        {k: np.asarray(v) for k, v in var.items()}, theory, 2 * cfg.mu)
-
-
 # ---------------------------------------------------------------- a toy GAN on a ring of 8 Gaussians (§3.1.2)
 
 
@@ -300,8 +179,8 @@ class ToyGANConfig:
     radius: float = 2.0
     mode_std: float = 0.05
     noise_dim: int = 2
-    hidden: int = 128
-    steps: int = field(default_factory=lambda: config.budget(2000, 400))
+    hidden: int = 64  # 128 trained as well but took 45 s for the six runs of notebook 01; cells stay under 30 s
+    steps: int = field(default_factory=lambda: config.budget(2000, 800))
     batch: int = 256
     lr: float = 1e-3
     seed: int = 0
@@ -340,41 +219,84 @@ def mode_coverage(points: np.ndarray, cfg: ToyGANConfig) -> tuple[np.ndarray, in
     return counts, int((counts >= cfg.min_share * len(points)).sum()), float(hit.mean())
 
 
-def train_toy_gan(generator_loss: str, cfg: ToyGANConfig = ToyGANConfig()) -> ToyGANResult:
-    """Train an MLP GAN with the article's L_D and the named generator loss (``GENERATOR_LOSSES``)."""
-    start = time.perf_counter()
-    with config.one_thread():
-        samples = _train_toy_gan(GENERATOR_LOSSES[generator_loss], cfg)
-    counts, covered, quality = mode_coverage(samples, cfg)
-    return ToyGANResult(samples, ring_modes(cfg), counts, covered, quality, time.perf_counter() - start)
-
-
 TOY_SEEDS = (0, 1, 2)
 
 
-def toy_gan_runs(seeds: Sequence[int] = TOY_SEEDS, cfg: ToyGANConfig = ToyGANConfig()) -> dict[str, list[ToyGANResult]]:
-    """Both generator losses, one run per seed: mode coverage varies from run to run, so show several."""
-    return {name: [train_toy_gan(name, replace(cfg, seed=s)) for s in seeds] for name in GENERATOR_LOSSES}
+class _Population(nn.Module):
+    """``members`` independent MLPs like :func:`_mlp` (Linear, LeakyReLU 0.2, Linear, LeakyReLU 0.2, Linear), run at
+    once with batched matrix products: input and output are members x batch x features.
+
+    Member ``m`` is initialised from its own generator as ``nn.Linear`` would be (uniform, bound 1/sqrt(fan_in)), so
+    a member's numbers do not depend on the others; Adam is elementwise, so one Adam over the stacked weights is
+    one independent Adam per member. Training six toy GANs this way costs about one run's Python overhead.
+    """
+
+    def __init__(self, gens: Sequence[torch.Generator], sizes: Sequence[int]):
+        super().__init__()
+        self.weights, self.biases = nn.ParameterList(), nn.ParameterList()
+        for n_in, n_out in zip(sizes[:-1], sizes[1:], strict=True):
+            bound = 1 / math.sqrt(n_in)
+            draws = [(torch.rand(n_in, n_out, generator=g), torch.rand(1, n_out, generator=g)) for g in gens]
+            self.weights.append(nn.Parameter(torch.stack([w for w, _ in draws]) * 2 * bound - bound))
+            self.biases.append(nn.Parameter(torch.stack([b for _, b in draws]) * 2 * bound - bound))
+
+    def forward(self, x: Tensor) -> Tensor:
+        for i, (w, b) in enumerate(zip(self.weights, self.biases, strict=True)):
+            x = torch.baddbmm(b, x, w)
+            x = F.leaky_relu(x, 0.2) if i < len(self.weights) - 1 else x
+        return x
 
 
-def _train_toy_gan(g_loss_fn: Callable[[Tensor], Tensor], cfg: ToyGANConfig) -> np.ndarray:
-    gen = config.seed_everything(cfg.seed)
-    g_net, d_net = _mlp(cfg.noise_dim, cfg.hidden, 2), _mlp(2, cfg.hidden, 1)
+def _train_population(loss_names: Sequence[str], seeds: Sequence[int], cfg: ToyGANConfig) -> np.ndarray:
+    """Train one toy GAN per (generator loss, seed) pair with the article's L_D, all at once; samples M x n x 2."""
+    gens = [torch.Generator().manual_seed(s) for s in seeds]
+    g_net = _Population(gens, (cfg.noise_dim, cfg.hidden, cfg.hidden, 2))
+    d_net = _Population(gens, (2, cfg.hidden, cfg.hidden, 1))
     g_opt = torch.optim.Adam(g_net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
     d_opt = torch.optim.Adam(d_net.parameters(), lr=cfg.lr, betas=(0.5, 0.999))
+    groups = {name: [i for i, n in enumerate(loss_names) if n == name] for name in dict.fromkeys(loss_names)}
+    noise = lambda n: torch.stack([torch.randn(n, cfg.noise_dim, generator=g) for g in gens])  # noqa: E731
     for _ in range(cfg.steps):
-        real = sample_ring(cfg, cfg.batch, gen)
-        fake = g_net(torch.randn(cfg.batch, cfg.noise_dim, generator=gen))
-        d_loss = losses.discriminator_loss(d_net(real), d_net(fake.detach()))
+        real = torch.stack([sample_ring(cfg, cfg.batch, g) for g in gens])
+        fake = g_net(noise(cfg.batch))
+        # every member has the same batch size, so M * (mean over members) is the sum of the members' L_D
+        d_loss = len(gens) * losses.discriminator_loss(d_net(real), d_net(fake.detach()))
         d_opt.zero_grad()
         d_loss.backward()
         d_opt.step()
-        g_loss = g_loss_fn(d_net(fake))
+        fake_logits = d_net(fake)
+        g_loss = sum(len(idx) * GENERATOR_LOSSES[name](fake_logits[idx]) for name, idx in groups.items())
         g_opt.zero_grad()
         g_loss.backward()
         g_opt.step()
     with torch.no_grad():
-        return g_net(torch.randn(cfg.n_eval, cfg.noise_dim, generator=gen)).numpy()
+        return g_net(noise(cfg.n_eval)).numpy()
+
+
+def toy_gan_runs(seeds: Sequence[int] = TOY_SEEDS, cfg: ToyGANConfig | None = None,
+                 loss_names: Sequence[str] = tuple(GENERATOR_LOSSES)) -> dict[str, list[ToyGANResult]]:
+    """Each generator loss, one run per seed, trained together: mode coverage varies from run to run, so show
+    several. A run's ``seconds`` is its share of the joint training time."""
+    cfg = cfg or ToyGANConfig()
+    unknown = sorted(set(loss_names) - set(GENERATOR_LOSSES))
+    if unknown:
+        raise KeyError(f"unknown generator loss {unknown}; known: {sorted(GENERATOR_LOSSES)}")
+    pairs = [(name, s) for name in loss_names for s in seeds]
+    start = time.perf_counter()
+    with config.one_thread():
+        samples = _train_population([n for n, _ in pairs], [s for _, s in pairs], cfg)
+    seconds = (time.perf_counter() - start) / len(pairs)
+    runs: dict[str, list[ToyGANResult]] = {name: [] for name in loss_names}
+    for (name, _), points in zip(pairs, samples, strict=True):
+        runs[name].append(ToyGANResult(points, ring_modes(cfg), *mode_coverage(points, cfg), seconds))
+    return runs
+
+
+def train_toy_gan(generator_loss: str, cfg: ToyGANConfig | None = None) -> ToyGANResult:
+    """Train an MLP GAN with the article's L_D and the named generator loss (``GENERATOR_LOSSES``), seed
+    ``cfg.seed``; the same numbers as that run inside :func:`toy_gan_runs`."""
+    cfg = cfg or ToyGANConfig()
+    return toy_gan_runs((cfg.seed,), cfg, (generator_loss,))[generator_loss][0]
 
 
 class GeneratorGradients(NamedTuple):
@@ -383,10 +305,11 @@ class GeneratorGradients(NamedTuple):
     grad_norm: dict[str, np.ndarray]  # norm of the generator's weight gradient, per generator loss
 
 
-def generator_gradient_norms(cfg: ToyGANConfig = ToyGANConfig(), d_steps: int = 300,
-                             every: int = 25) -> GeneratorGradients:
+def generator_gradient_norms(cfg: ToyGANConfig | None = None, d_steps: int = 600,
+                             every: int = 50) -> GeneratorGradients:
     """Train only D on the ring against a frozen, untrained G; every ``every`` steps measure how large a
     gradient each generator loss sends to G's weights (same probe batch for both). Shows saturation (§4)."""
+    cfg = cfg or ToyGANConfig()
     with config.one_thread():
         gen = config.seed_everything(cfg.seed)
         g_net, d_net = _mlp(cfg.noise_dim, cfg.hidden, 2), _mlp(2, cfg.hidden, 1)

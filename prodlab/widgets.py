@@ -3,8 +3,11 @@
 Every explorer is plain ipywidgets: a few controls and an ``ipywidgets.Image`` holding PNG bytes, so it works in
 JupyterLab, in a headless ``jupyter nbconvert --execute`` run and in tests. A control's callback is one call to a
 pure ``render_*`` function (tensors in, tensors out, unit-tested without widgets) and one PNG encoding; the
-explorer keeps the last rendered tensor in ``.current`` so tests can check what is shown. Models and latent
-directions are loaded once when an explorer is built, so moving a slider only decodes one code (milliseconds).
+explorer keeps the last rendered tensor in ``.current`` so tests can check what is shown. Models are loaded once
+when an explorer is built, so moving a slider only decodes one code (milliseconds). The latent directions of the
+sliders (notebook 05, §4.3: 10,000 decoded codes per model) are a cached computation, ``explorer-directions``:
+computed once (about 10 s), then read from ``data/cache/results`` (``python -m prodlab compute explorer-directions``
+recomputes them), so an explorer builds in well under 2 s.
 """
 
 from __future__ import annotations
@@ -19,7 +22,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from prodlab import data, edit, search
+from prodlab import cache, data, edit, search
 
 MODELS = {"GAN (dcgan)": "dcgan", "conditional GAN (cdcgan)": "cdcgan", "VAE": "vae"}
 SLIDER_RANGE = 2.0  # the direction sliders span +- this many within-class standard deviations (edit.STEPS)
@@ -31,8 +34,11 @@ SCALE = 6  # screen pixels per image pixel
 
 def png(images: Tensor, scale: int = SCALE, gap: int = 4) -> bytes:
     """Images (N x 1 x 28 x 28 or 1 x 28 x 28, floats in [0, 1]) side by side, enlarged ``scale`` times without
-    smoothing, separated by ``gap`` white pixels: PNG bytes for an ``ipywidgets.Image``."""
-    x = images.reshape(-1, 28, 28).clamp(0, 1).mul(255).round().to(torch.uint8).numpy()
+    smoothing, separated by ``gap`` white pixels: PNG bytes for an ``ipywidgets.Image``.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
+    x = data.to_uint8(images).numpy()
     tile = 28 * scale
     strip = np.full((tile, len(x) * (tile + gap) - gap), 255, dtype=np.uint8)
     for i, img in enumerate(x):
@@ -47,7 +53,10 @@ def _generator(seed: int) -> torch.Generator:
 
 
 def code(model: str, seed: int) -> Tensor:
-    """The prior code of ``seed`` for ``model`` (1 x latent_dim): the same seed always gives the same product."""
+    """The prior code of ``seed`` for ``model`` (1 x latent_dim): the same seed always gives the same product.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     m = edit.shipped(model)
     dim = m.latent_dim if model == "vae" else m.cfg.latent_dim
     return torch.randn(1, dim, generator=_generator(seed))
@@ -55,22 +64,61 @@ def code(model: str, seed: int) -> Tensor:
 
 @torch.no_grad()
 def decode(model: str, z: Tensor, label: int = 0) -> Tensor:
-    """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x 1 x 28 x 28 in [0, 1]."""
+    """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x 1 x 28 x 28 in [0, 1].
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     return edit.render(model, z, torch.full((len(z),), int(label)))
 
 
-def render_latent(model: str, seed: int, offsets: Mapping[str, float], label: int = 0) -> Tensor:
-    """The product of ``seed``, moved ``offsets[prop]`` steps along each property's direction (edit.direction)."""
-    z = code(model, seed)
+@cache.computation("explorer-directions", "the explorer's slider directions: edit.direction of each model and property")
+def directions() -> cache.Result:
+    """``edit.direction(model, prop)`` for every explorer model and property, keyed ``"model/prop"``; cached.
+
+    Chapter 07 (notebooks/07_explorer.ipynb): the explorer's build reads these instead of decoding 10,000 codes per
+    model each time.
+    """
+    return {f"{model}/{prop}": edit.direction(model, prop) for model in MODELS.values() for prop in edit.PROPERTIES}
+
+
+def slider_direction(model: str, prop: str) -> Tensor:
+    """The cached latent direction of ``prop`` for ``model`` (one step = one within-class standard deviation).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
+    return directions()[f"{model}/{prop}"]
+
+
+def moved_code(z: Tensor, steps: Mapping[str, Tensor], offsets: Mapping[str, float]) -> Tensor:
+    """``z + sum_prop offsets[prop] * steps[prop]``: a code moved along each slider's direction.
+
+    Chapter 07 (notebooks/07_explorer.ipynb), exercise 07.1.
+    """
     for prop, t in offsets.items():
         if t:
-            z = z + t * edit.direction(model, prop)
-    return decode(model, z, label)
+            z = z + t * steps[prop]
+    return z
+
+
+def render_latent(model: str, seed: int, offsets: Mapping[str, float], label: int = 0,
+                  extra: Mapping[str, Tensor] | None = None) -> Tensor:
+    """The product of ``seed``, moved ``offsets[prop]`` steps along each property's direction: the cached ones of
+    ``edit.PROPERTIES``, or ``extra[prop]`` for a slider added later (exercise 07.3).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
+    extra = extra or {}
+    steps = {prop: extra[prop] if prop in extra else slider_direction(model, prop)
+             for prop, t in offsets.items() if t}
+    return decode(model, moved_code(code(model, seed), steps, offsets), label)
 
 
 def interpolation_ends(model: str, a: int, b: int) -> tuple[Tensor, Tensor]:
     """The two codes to morph between: catalogue items ``a`` and ``b`` encoded (VAE), or seeds ``a`` and ``b``
-    (GANs, which have no encoder)."""
+    (GANs, which have no encoder).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     if model == "vae":
         items = data.to_float(search.catalogue()[0][[a, b]])
         z = edit.shipped("vae").embed(items)
@@ -78,12 +126,23 @@ def interpolation_ends(model: str, a: int, b: int) -> tuple[Tensor, Tensor]:
     return code(model, a), code(model, b)
 
 
-def render_interpolation(model: str, a: int, b: int, mix: float, spherical: bool, label: int = 0) -> Tensor:
-    """Three images: the first product, the mix at ``mix`` (0: first, 1: second), the second product."""
-    za, zb = interpolation_ends(model, a, b)
+def mix_code(za: Tensor, zb: Tensor, mix: float, spherical: bool) -> Tensor:
+    """The code a fraction ``mix`` of the way from ``za`` to ``zb`` (each 1 x d): on the great circle
+    (``edit.slerp``) or the straight line (``edit.lerp``). 1 x d.
+
+    Chapter 07 (notebooks/07_explorer.ipynb), exercise 07.2.
+    """
     path = edit.slerp if spherical else edit.lerp
-    z = torch.cat([za, path(za[0], zb[0], torch.tensor([float(mix)])), zb])
-    return decode(model, z, label)
+    return path(za[0], zb[0], torch.tensor([float(mix)]))
+
+
+def render_interpolation(model: str, a: int, b: int, mix: float, spherical: bool, label: int = 0) -> Tensor:
+    """Three images: the first product, the mix at ``mix`` (0: first, 1: second), the second product.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
+    za, zb = interpolation_ends(model, a, b)
+    return decode(model, torch.cat([za, mix_code(za, zb, mix, spherical), zb]), label)
 
 
 INPAINT_PRESETS = {"box (sliders)": "box", "centre box": "center", "random blocks": "blocks", "missing half": "half"}
@@ -91,7 +150,10 @@ INPAINT_PRESETS = {"box (sliders)": "box", "centre box": "center", "random block
 
 def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], seed: int = 0) -> Tensor:
     """The missing pixels (1 x 1 x 28 x 28 bool): the box ``rows`` x ``cols`` (``preset="box"``) or a preset mask
-    of ``edit.MASKS``."""
+    of ``edit.MASKS``.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     if preset == "box":
         return edit.box_mask(rows[0], rows[1], cols[0], cols[1])
     return edit.missing_mask(preset, 1, seed)
@@ -99,7 +161,10 @@ def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], s
 
 def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor:
     """Three images: test product ``image_id``, its masked version (missing pixels grey) and the restoration by
-    latent optimisation in ``model`` ("vae" or "dcgan")."""
+    latent optimisation in ``model`` ("vae" or "dcgan").
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     x = data.to_float(data.load("test")[0][image_id : image_id + 1])
     y = x.masked_fill(mask, 0.0)
     restored = edit.inpaint(edit.prior(model), y, mask)
@@ -107,7 +172,10 @@ def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor
 
 
 def render_similar(image: Tensor, k: int = 6) -> tuple[Tensor, list[str]]:
-    """The query and its ``k`` nearest catalogue products (classifier features, cosine): images and captions."""
+    """The query and its ``k`` nearest catalogue products (classifier features, cosine): images and captions.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     emb, index = search.catalogue_index(search.BEST)
     scores, ids = search.query(emb, index, image.reshape(1, 1, 28, 28), k)
     found = data.to_float(search.catalogue()[0][ids[0]])
@@ -121,7 +189,10 @@ def render_similar(image: Tensor, k: int = 6) -> tuple[Tensor, list[str]]:
 
 class Explorer:
     """An image that controls update. ``.widget`` is what a notebook displays; ``.current`` the rendered tensor;
-    ``.seconds`` how long the last update took (render and PNG)."""
+    ``.seconds`` how long the last update took (render and PNG).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
 
     def __init__(self, title: str, controls: list[w.Widget], width: int) -> None:
         self.image = w.Image(format="png", width=width)
@@ -145,34 +216,61 @@ class Explorer:
 
 
 class LatentExplorer(Explorer):
-    """Model picker, class (conditional GAN), seed, and one slider per latent direction (edit.PROPERTIES)."""
+    """Model picker, class (conditional GAN), seed, and one slider per latent direction (edit.PROPERTIES).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
 
     def __init__(self, model: str = "cdcgan", seed: int = 0, label: int = 0) -> None:
         self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
         self.label = w.Dropdown(options=[(n, i) for i, n in enumerate(data.CLASS_NAMES)], value=label,
                                 description="class")
         self.seed = w.IntSlider(value=seed, min=0, max=999, description="seed", continuous_update=True)
-        self.sliders = {prop: w.FloatSlider(value=0.0, min=-SLIDER_RANGE, max=SLIDER_RANGE, step=0.1,
-                                            description=prop, continuous_update=True)
-                        for prop in edit.PROPERTIES}
+        self.sliders = {prop: self._slider(prop) for prop in edit.PROPERTIES}
+        self.extra: dict[str, Mapping[str, Tensor]] = {}  # added sliders: property -> model -> direction
         hints = ", ".join(f"{p}: {label}" for p, (_, label) in edit.PROPERTIES.items())
-        for name in MODELS.values():  # the directions are computed once here, not on the first slider move
-            for prop in edit.PROPERTIES:
-                edit.direction(name, prop)
+        directions()  # read (or computed once) here, not on the first slider move
         controls = [self.model, self.label, self.seed, *self.sliders.values()]
         super().__init__("Latent sliders", [*controls[:3], w.HTML(f"<small>{hints}</small>"), *controls[3:]],
                          width=28 * SCALE)
         self._observe(controls)
         self.update()
 
+    @staticmethod
+    def _slider(prop: str) -> w.FloatSlider:
+        return w.FloatSlider(value=0.0, min=-SLIDER_RANGE, max=SLIDER_RANGE, step=0.1, description=prop,
+                             continuous_update=True)
+
+    def add_slider(self, prop: str, directions: Mapping[str, Tensor]) -> w.FloatSlider:
+        """A new slider along ``directions[model]`` (from ``edit.property_direction``), shown under the others;
+        disabled for models without a direction (exercise 07.3).
+
+        Chapter 07 (notebooks/07_explorer.ipynb).
+        """
+        self.extra[prop] = dict(directions)
+        self.sliders[prop] = slider = self._slider(prop)
+        children = list(self.widget.children)
+        children.insert(children.index(self.image), slider)
+        self.widget.children = tuple(children)
+        self._observe([slider])
+        self.update()
+        return slider
+
     def render(self) -> Tensor:
-        self.label.disabled = self.model.value != "cdcgan"
-        offsets = {prop: s.value for prop, s in self.sliders.items()}
-        return render_latent(self.model.value, self.seed.value, offsets, self.label.value)
+        model = self.model.value
+        self.label.disabled = model != "cdcgan"
+        for prop, by_model in self.extra.items():
+            self.sliders[prop].disabled = model not in by_model
+        offsets = {prop: s.value for prop, s in self.sliders.items() if not s.disabled}
+        extra = {prop: by_model[model] for prop, by_model in self.extra.items() if model in by_model}
+        return render_latent(model, self.seed.value, offsets, self.label.value, extra)
 
 
 class InterpolationExplorer(Explorer):
-    """Two products (catalogue ids for the VAE, seeds for the GANs), the mix, and linear or spherical paths."""
+    """Two products (catalogue ids for the VAE, seeds for the GANs), the mix, and linear or spherical paths.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
 
     def __init__(self, model: str = "vae", a: int = 0, b: int = 1) -> None:
         self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
@@ -198,7 +296,10 @@ class InterpolationExplorer(Explorer):
 
 class InpaintingExplorer(Explorer):
     """A test image, a mask (a box from two range sliders, or a preset) and the restoration, with a progress note
-    (latent optimisation takes a fraction of a second, longer than a slider's decode)."""
+    (latent optimisation takes a fraction of a second, longer than a slider's decode).
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
 
     def __init__(self, image_id: int = 0, model: str = "vae") -> None:
         self.image_id = w.BoundedIntText(value=image_id, min=0, max=9_999, description="test image")
@@ -225,7 +326,10 @@ class InpaintingExplorer(Explorer):
 
 
 class SimilarExplorer(Explorer):
-    """"What in the catalogue looks like this?": the product the latent sliders show, or a test image."""
+    """"What in the catalogue looks like this?": the product the latent sliders show, or a test image.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
 
     def __init__(self, source: LatentExplorer | None = None, k: int = 6) -> None:
         self.source = source

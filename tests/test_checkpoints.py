@@ -35,8 +35,8 @@ def toy_registered(monkeypatch):
 def _save_small(tmp_path):
     torch.manual_seed(0)
     model = ProductClassifier(SMALL).eval()
-    checkpoints.save("classifier", model, recipe="python -m prodlab train classifier", seed=7, train_seconds=1.25,
-                     metrics={"test_accuracy": 0.5}, directory=tmp_path)
+    checkpoints.save("classifier", model, recipe=None, command="python -m prodlab train classifier", seed=7,
+                     train_seconds=1.25, metrics={"test_accuracy": 0.5}, directory=tmp_path)
     return model
 
 
@@ -55,7 +55,7 @@ def test_json_records_the_recipe(tmp_path):
     _save_small(tmp_path)
     meta = json.loads((tmp_path / "classifier.json").read_text())
     assert meta["model"] == "classifier" and meta["kind"] == "classifier"
-    assert meta["recipe"] == "python -m prodlab train classifier" and meta["seed"] == 7
+    assert meta["command"] == "python -m prodlab train classifier" and meta["seed"] == 7
     assert meta["train_seconds"] == pytest.approx(1.2, abs=0.06)
     assert meta["metrics"] == {"test_accuracy": 0.5}
     assert set(meta["training_data_sha256"]) == {"train-images-idx3-ubyte", "train-labels-idx1-ubyte"}
@@ -69,7 +69,8 @@ def test_missing_checkpoint_is_a_clear_error(tmp_path):
 
 
 def test_checkpoint_of_another_model_is_refused(tmp_path, toy_registered):
-    checkpoints.save("toy", Toy(ToyConfig()), recipe="x", seed=0, train_seconds=0.0, metrics={}, directory=tmp_path)
+    checkpoints.save("toy", Toy(ToyConfig()), recipe=None, command="x", seed=0, train_seconds=0.0, metrics={},
+                     directory=tmp_path)
     for suffix in (".safetensors", ".json"):
         (tmp_path / f"toy{suffix}").rename(tmp_path / f"classifier{suffix}")
     with pytest.raises(checkpoints.CheckpointError, match="holds a 'toy' checkpoint"):

@@ -7,8 +7,9 @@ import json
 import pytest
 import torch
 
-from prodlab import checkpoints, data, metrics, train
+from prodlab import checkpoints, data, ruler
 from prodlab.models.classifier import ClassifierConfig, ProductClassifier
+from prodlab.training import classifier as classifier_training
 
 
 def test_shapes_and_features():
@@ -26,11 +27,11 @@ def test_shapes_and_features():
 def test_augment_batch_flips_and_shifts_each_image():
     gen = torch.Generator().manual_seed(0)
     x = torch.rand(400, 1, 28, 28)
-    flipped = train.augment_batch(x, gen, shift=0, flip=True)
+    flipped = classifier_training.augment_batch(x, gen, shift=0, flip=True)
     is_flipped = (flipped == x.flip(-1)).flatten(1).all(1)
     assert ((flipped == x).flatten(1).all(1) | is_flipped).all()
     assert 0.4 < is_flipped.double().mean() < 0.6
-    shifted = train.augment_batch(x, gen, shift=2, flip=False)
+    shifted = classifier_training.augment_batch(x, gen, shift=2, flip=False)
     assert shifted.shape == x.shape
     padded = torch.nn.functional.pad(x, (2, 2, 2, 2))
     crops = torch.stack([padded[:, :, dy : dy + 28, dx : dx + 28] for dy in range(5) for dx in range(5)], 1)
@@ -40,11 +41,12 @@ def test_augment_batch_flips_and_shifts_each_image():
 
 
 def test_training_is_seeded_and_learns():
-    recipe = train.ClassifierRecipe(epochs=1, batch_size=64, train_limit=2048)  # 32 steps: BN statistics settle
+    # 32 steps: BN statistics settle
+    recipe = classifier_training.ClassifierRecipe(epochs=1, batch_size=64, train_limit=2048)
     small = ClassifierConfig(channels=(8, 16, 16), hidden=32)
-    a, history = train.train_classifier(recipe, small, seed=3, progress=False)
-    b, _ = train.train_classifier(recipe, small, seed=3, progress=False)
-    c, _ = train.train_classifier(recipe, small, seed=4, progress=False)
+    a, history = classifier_training.train_classifier(recipe, small, seed=3, progress=False)
+    b, _ = classifier_training.train_classifier(recipe, small, seed=3, progress=False)
+    c, _ = classifier_training.train_classifier(recipe, small, seed=4, progress=False)
     assert len(history) == 1 and history[0]["test_accuracy"] > 0.5  # well above chance (0.1) after 2k images
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.head.weight, c.head.weight)
@@ -52,7 +54,7 @@ def test_training_is_seeded_and_learns():
 
 def test_shipped_classifier_reaches_93_percent():
     model = checkpoints.load("classifier")
-    report = metrics.classifier_report(model, "test")
+    report = ruler.classifier_report(model, "test")
     assert report["test_accuracy"] >= 0.93
     assert sum(map(sum, report["test_confusion"])) == 10_000
     recorded = json.loads(checkpoints.paths("classifier")[1].read_text())["metrics"]

@@ -27,11 +27,21 @@ def test_polarity_product_bright_on_black():
     assert left_right_border < 10 < 100 < centre
 
 
-def test_dataset_returns_float_images():
-    ds = data.ProductDataset("test")
-    image, label = ds[0]
-    assert len(ds) == 10_000 and image.shape == (1, 28, 28) and isinstance(label, int)
-    assert image.min() >= 0.0 and image.max() <= 1.0
+def test_float_and_uint8_round_trip():
+    images = data.load("test")[0][:50]
+    x = data.to_float(images)
+    assert x.shape == (50, 1, 28, 28) and x.min() >= 0.0 and x.max() <= 1.0
+    assert torch.equal(data.to_uint8(x), images)
+    assert torch.equal(data.to_uint8(x * 2.0 - 0.5), data.to_uint8((x * 2.0 - 0.5).clamp(0, 1)))  # clamped
+
+
+def test_showcase_is_the_first_product_of_each_class():
+    images, labels = data.showcase()
+    test_images, test_labels = data.load("test")
+    assert labels.tolist() == list(range(10))
+    for c in range(10):
+        first = int(torch.nonzero(test_labels == c)[0, 0])
+        assert torch.equal(images[c], test_images[first])
 
 
 def test_second_load_in_a_new_process_is_fast():
@@ -134,8 +144,8 @@ def test_augmentations_are_what_they_say():
     assert torch.equal(augs["horizontal flip"](x), x.flip(-1))
     assert torch.equal(augs["vertical flip (wrong)"](x), x.flip(-2))
     config.seed_everything(0)
-    shifted = data.train_augmentation()(x)
-    assert shifted.shape == x.shape and shifted.min() >= 0.0 and shifted.max() <= 1.0
+    shifted = augs["shift (pad 3 + crop)"](x)
+    assert shifted.shape == x.shape and shifted.min() >= 0.0 and shifted.max() <= 1.0 and not torch.equal(shifted, x)
 
 
 def test_shoes_are_the_mirror_asymmetric_classes():

@@ -13,7 +13,7 @@ from scipy import ndimage
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from prodlab import __main__ as cli
-from prodlab import edit, imageio
+from prodlab import edit, imageio, ruler
 
 
 @pytest.fixture(scope="module")
@@ -147,13 +147,20 @@ def test_slerp_keeps_the_norm_and_lerp_does_not():
     assert float(line[5].norm()) < 0.85 * float(z0.norm())  # nearly orthogonal codes: the midpoint shrinks ~1/sqrt 2
 
 
+def test_a_property_function_gives_the_same_direction_as_its_name():
+    by_name = edit.direction("cdcgan", "width", n=300, seed=0)
+    by_function = edit.property_direction("cdcgan", edit.width, n=300, seed=0)
+    assert torch.equal(by_name, by_function)
+    tall = edit.property_direction("cdcgan", edit.height, n=300, seed=0)
+    assert tall.shape == by_name.shape and not torch.allclose(tall, by_name)
+
+
 def test_class_transfer_draws_every_class_and_the_ruler_agrees():
     gan = edit.shipped("cdcgan")
     images = edit.class_transfer(gan, gan.noise(20, torch.Generator().manual_seed(0)))
     assert images.shape == (20, 10, 1, 28, 28)
-    from prodlab import metrics
 
-    r = metrics.ruler()
+    r = ruler.load()
     predicted = r.predict(r.features(images.reshape(-1, 1, 28, 28))).reshape(20, 10)
     assert float((predicted == torch.arange(10)).float().mean()) > 0.8
     with pytest.raises(ValueError, match="conditional"):

@@ -6,7 +6,7 @@ from matplotlib.figure import Figure
 from PIL import Image
 
 from prodlab import __main__ as cli
-from prodlab import figures
+from prodlab import chapters, figures  # noqa: F401  (importing the chapters registers their figures)
 
 DATA_FIGURES = [fid for fid in figures.REGISTRY if fid.startswith("data-")]
 

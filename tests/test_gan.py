@@ -7,11 +7,13 @@ import math
 import pytest
 import torch
 
-from prodlab import checkpoints, runs, train
+from prodlab import checkpoints, ruler, runs
 from prodlab.models import gan as gan_models
+from prodlab.training import gan as gan_training
+from prodlab.training import gan_measure, registry
 
 SMALL = gan_models.GANConfig(latent_dim=8, width=4)
-TINY_RECIPE = train.GANRecipe(epochs=2, batch_size=16, train_limit=96, ema_decay=0.5, bn_batches=2, n_snapshot=4)
+TINY_RECIPE = gan_training.GANRecipe(epochs=2, batch_size=16, train_limit=96, ema_decay=0.5, bn_batches=2, n_snapshot=4)
 
 
 def test_shapes_and_ranges():
@@ -85,12 +87,27 @@ def test_ema_update_and_batchnorm_recompute():
     assert (recomputed - batch_stats).abs().mean() < 0.5 * (stale - batch_stats).abs().mean()
 
 
+def test_truncated_noise_stays_inside_and_the_plain_noise_is_unchanged():
+    z = gan_models.truncated_noise(2000, 8, 1.0, torch.Generator().manual_seed(0))
+    assert z.abs().max() <= 1.0 and 0.5 < z.std() < 0.58  # N(0, 1) truncated to [-1, 1] has std 0.54
+    assert (z.abs() > 0.99).float().mean() < 0.01  # redrawn inside, not piled up at the edges as clipping would
+    gan = gan_models.GAN(gan_models.GANConfig(latent_dim=8, width=4))
+    plain = gan.noise(5, torch.Generator().manual_seed(0))
+    assert torch.equal(plain, torch.randn(5, 8, generator=torch.Generator().manual_seed(0)))  # gan_step's noise
+    a = gan.sample(4, torch.Generator().manual_seed(1), truncation=0.5)
+    b = gan.sample(4, torch.Generator().manual_seed(1), truncation=0.5)
+    assert torch.equal(a, b) and a.shape == (4, 1, 28, 28) and not torch.equal(a, gan.sample(4, torch.Generator()
+                                                                                              .manual_seed(1)))
+    with pytest.raises(ValueError, match="threshold"):
+        gan_models.truncated_normal(torch.rand(3), 0.0)
+
+
 def test_snapshot_schedule():
-    assert [s for s in range(1, 3000) if train.is_snapshot_step(s)] == [10, 20, 50, 100, 200, 500, 1000, 2000]
+    assert [s for s in range(1, 3000) if gan_training.is_snapshot_step(s)] == [10, 20, 50, 100, 200, 500, 1000, 2000]
 
 
 def test_training_is_interrupted_and_resumed_without_starting_over(tmp_path, monkeypatch):
-    straight = train.train_gan(SMALL, TINY_RECIPE, runs.Run("straight", tmp_path), seed=3, progress=False)
+    straight = gan_training.train_gan(SMALL, TINY_RECIPE, runs.Run("straight", tmp_path), seed=3, progress=False)
     assert len(straight.history) == 12 and list(straight.snapshots) == [0, 10, 12]
 
     real_check = runs.DivergenceMonitor.check
@@ -106,9 +123,9 @@ def test_training_is_interrupted_and_resumed_without_starting_over(tmp_path, mon
     monkeypatch.setattr(runs.DivergenceMonitor, "check", interrupt)
     run = runs.Run("interrupted", tmp_path)
     with pytest.raises(KeyboardInterrupt):
-        train.train_gan(SMALL, TINY_RECIPE, run, seed=3, progress=False)
+        gan_training.train_gan(SMALL, TINY_RECIPE, run, seed=3, progress=False)
     calls.clear()
-    resumed = train.train_gan(SMALL, TINY_RECIPE, run, seed=3, progress=False, resume=True)
+    resumed = gan_training.train_gan(SMALL, TINY_RECIPE, run, seed=3, progress=False, resume=True)
     assert calls == list(range(7, 13))  # only the lost epoch was trained again
     assert [h["step"] for h in resumed.history] == list(range(1, 13))
     for a, b in zip(resumed.history, straight.history, strict=True):  # the same run, bit for bit
@@ -118,7 +135,7 @@ def test_training_is_interrupted_and_resumed_without_starting_over(tmp_path, mon
 
 
 def test_divergence_stops_cleanly_and_keeps_the_last_good_state(tmp_path, monkeypatch):
-    d_loss, g_loss = train.GAN_LOSSES["bce"]
+    d_loss, g_loss = gan_training.GAN_LOSSES["bce"]
     steps = []
 
     def poisoned(real_logits, fake_logits):
@@ -126,10 +143,10 @@ def test_divergence_stops_cleanly_and_keeps_the_last_good_state(tmp_path, monkey
         loss = d_loss(real_logits, fake_logits)
         return loss * math.nan if len(steps) == 8 else loss  # NaN in the second epoch
 
-    monkeypatch.setitem(train.GAN_LOSSES, "bce", (poisoned, g_loss))
+    monkeypatch.setitem(gan_training.GAN_LOSSES, "bce", (poisoned, g_loss))
     run = runs.Run("diverged", tmp_path)
     with pytest.raises(runs.DivergenceError, match=r"step 8: L_D = nan.*last good state is .*state\.pt"):
-        train.train_gan(SMALL, TINY_RECIPE, run, seed=0, progress=False)
+        gan_training.train_gan(SMALL, TINY_RECIPE, run, seed=0, progress=False)
     gan = gan_models.GAN(SMALL)
     epoch, step, history = run.restore({"g": gan.generator, "d": gan.discriminator}, {}, torch.Generator())
     assert (epoch, step, len(history)) == (1, 6, 6)
@@ -137,14 +154,14 @@ def test_divergence_stops_cleanly_and_keeps_the_last_good_state(tmp_path, monkey
 
 
 def test_saturating_and_hinge_losses_are_switches():
-    assert train.GAN_LOSSES["bce-saturating"][1] is not train.GAN_LOSSES["bce"][1]
-    assert set(train.GAN_LOSSES) == {"bce", "bce-saturating", "hinge"}
-    assert train.describe_recipe(train.GANRecipe(), SMALL) == "BCE + non-saturating L_G, lr 0.0002"
+    assert gan_training.GAN_LOSSES["bce-saturating"][1] is not gan_training.GAN_LOSSES["bce"][1]
+    assert set(gan_training.GAN_LOSSES) == {"bce", "bce-saturating", "hinge", "lsgan"}
+    assert gan_measure.describe_recipe(gan_training.GANRecipe(), SMALL) == "BCE + non-saturating L_G, lr 0.0002"
 
 
 def test_snapshots_survive_json():
     snaps = {0: torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8), 10: torch.zeros(3, 28, 28, dtype=torch.uint8)}
-    back = train.decode_snapshots(train.encode_snapshots(snaps))
+    back = gan_measure.decode_snapshots(gan_measure.encode_snapshots(snaps))
     assert list(back) == [0, 10] and all(torch.equal(back[k], snaps[k]) for k in snaps)
 
 
@@ -170,27 +187,34 @@ def test_shipped_cdcgan_makes_the_requested_classes():
     from prodlab import metrics
 
     images, labels = checkpoints.generate("cdcgan", 1000, seed=1)
-    r = metrics.ruler()
+    r = ruler.load()
     assert metrics.class_fidelity(r.predict(r.features(images)), labels)["class_fidelity"] > 0.85
+
+
+def _is_article_recipe(fields: dict) -> bool:
+    """The article's losses with DCGAN's Adam and batches of 64 (the EMA only watches training)."""
+    return (fields["loss"] == "bce" and fields["batch_size"] == 64 and fields["lr_g"] == fields["lr_d"] == 2e-4
+            and tuple(fields["betas"]) == (0.5, 0.999))
+
+
+def test_the_shipped_variant_is_the_lower_fid_of_raw_and_ema():
+    stale = {"ema_stale_bn": {"fid": 5.0}}  # never shipped, however good it measures
+    assert gan_measure.choose_shipped({"raw": {"fid": 10.0}, **stale, "ema": {"fid": 9.0}}) == "ema"
+    assert gan_measure.choose_shipped({"raw": {"fid": 8.0}, **stale, "ema": {"fid": 9.0}}) == "raw"
+    assert gan_measure.choose_shipped({"raw": {"fid": 8.0}}) == "raw"  # a run without EMA
 
 
 @shipped
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan"])
 def test_shipped_generator_is_the_best_measured_variant_of_its_run(name):
-    from prodlab import train
-    from prodlab.models.gan import GANConfig
-
     meta = checkpoints.read_meta(name)
-    cfg = GANConfig(**meta["config"])
-    recipe = train.GANRecipe(**{**meta["train_recipe"], "betas": tuple(meta["train_recipe"]["betas"])})
-    label = train.describe_recipe(recipe, cfg)
-    rows = {r["variant"]: r for r in meta["ablation"]
-            if r["recipe"].startswith(label) and r["steps"] == meta["train_steps"]}
+    recipe = registry.recipe_of(name, meta)
+    assert recipe == registry.entry(name).recipe  # the shipped checkpoint was trained with the shipped recipe
+    rows = {r["variant"]: r for r in meta["ablation"] if r["recipe"] == meta["recipe"]["fields"]}
     assert set(rows) == {"raw", "ema_stale_bn", "ema"}
-    assert meta["shipped_variant"] == min(("raw", "ema"), key=lambda k: rows[k]["fid"])
+    assert meta["shipped_variant"] == gan_measure.choose_shipped(rows)
     acceptance = meta["acceptance"]
-    article = [r for r in meta["ablation"] if r["recipe"] == train.describe_recipe(train.GANRecipe(), cfg)
-               and r["variant"] == "raw"]
+    article = [r for r in meta["ablation"] if _is_article_recipe(r["recipe"]) and r["variant"] == "raw"]
     assert len(article) == 1 and acceptance["baseline_fid"] == article[0]["fid"]  # the article's recipe
     assert acceptance["cpu_minutes"] <= 1.05 * acceptance["baseline_cpu_minutes"]  # at (at most) equal CPU time
     assert acceptance["fid_ratio_at_most_0.75"] == (acceptance["fid"] <= 0.75 * acceptance["baseline_fid"])
@@ -201,7 +225,7 @@ def test_shipped_generator_is_the_best_measured_variant_of_its_run(name):
 def test_gan_figures_render_from_the_stored_numbers(fid):
     import matplotlib.pyplot as plt
 
-    from prodlab import figures
+    from prodlab import chapters, figures  # noqa: F401  (importing the chapters registers their figures)
 
     fig = figures.REGISTRY[fid].make()
     assert fig.axes and fig.number not in plt.get_fignums()

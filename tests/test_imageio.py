@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import numpy as np
 import pytest
 import torch
 from PIL import Image
 
 from prodlab import data
-from prodlab.imageio import Framing, ImageError, shop_photo, to_product_image
+from prodlab.imageio import MAX_PIXELS, WORK_SIDE, Framing, ImageError, open_image, shop_photo, to_product_image
 
 
 def _shop_photo(width: int = 1000, height: int = 800, box: tuple[int, int, int, int] = (300, 250, 700, 450),
@@ -106,7 +109,7 @@ def test_other_bad_files(tmp_path, kind):
         _shop_photo(200, 200, (50, 50, 150, 150)).save(path)
         path.write_bytes(path.read_bytes()[:100])
     expected = {"empty": "the file is empty", "missing": "no such file", "blank": "no product found",
-                "truncated": "not an image"}[kind]
+                "truncated": "the image is truncated or corrupt"}[kind]
     with pytest.raises(ImageError, match=f"{kind}.png: {expected}"):
         to_product_image(path)
 
@@ -119,3 +122,90 @@ def test_a_catalogue_thumbnail_comes_back_unchanged(tmp_path):
         x = to_product_image(path)
         original = data.to_float(image[None])[0]
         assert torch.allclose(x * original.max(), original, atol=1e-6)  # the same, up to a contrast stretch
+
+
+def test_a_directory_is_called_a_directory(tmp_path):
+    (tmp_path / "photos.png").mkdir()
+    with pytest.raises(ImageError, match="photos.png: is a directory, not an image file"):
+        to_product_image(tmp_path / "photos.png")
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads a chmod 000 file anyway; the next test covers it for root")
+def test_an_unreadable_file_is_permission_denied(tmp_path):
+    path = tmp_path / "secret.png"
+    _shop_photo(64, 64, (10, 10, 50, 50)).save(path)
+    path.chmod(0)
+    with pytest.raises(ImageError, match="secret.png: permission denied"):
+        to_product_image(path)
+
+
+def test_permission_denied_as_the_operating_system_reports_it(tmp_path, monkeypatch):
+    """The same refusal, with the PermissionError that open(2) gives a user without read permission (any uid)."""
+    path = tmp_path / "secret.png"
+    _shop_photo(64, 64, (10, 10, 50, 50)).save(path)
+    real_open = Path.open
+
+    def denied(self, *args, **kwargs):
+        if self == path:
+            raise PermissionError(13, "Permission denied", str(self))
+        return real_open(self, *args, **kwargs)
+
+    monkeypatch.setattr(Path, "open", denied)
+    with pytest.raises(ImageError, match=r"secret.png: permission denied, the file cannot be read \(Permission denied"):
+        to_product_image(path)
+
+
+@pytest.mark.parametrize("suffix", [".gif", ".tif", ".png", ".webp"])
+def test_an_animated_or_multi_page_image_is_refused_as_such(tmp_path, suffix):
+    path = tmp_path / f"animated{suffix}"
+    frames = [_shop_photo(120, 100, (20 + 10 * i, 20, 80 + 10 * i, 80)) for i in range(3)]
+    frames[0].save(path, save_all=True, append_images=frames[1:])
+    with pytest.raises(ImageError, match=f"animated{suffix}: an animated or multi-page .* image"):
+        to_product_image(path)
+    frames[0].save(tmp_path / f"still{suffix}")  # one frame in the same format is fine
+    assert to_product_image(tmp_path / f"still{suffix}").shape == (1, 28, 28)
+
+
+def test_a_camera_mpo_uses_its_first_frame_the_photograph(tmp_path):
+    path = tmp_path / "camera.jpg"
+    photo, preview = _shop_photo(), _shop_photo(1000, 800, (100, 100, 900, 700))
+    photo.save(path, "MPO", save_all=True, append_images=[preview])
+    assert Image.open(path).format == "MPO"
+    assert _extent(to_product_image(path)) == (14, 28)  # the 2:1 product of frame 0, not the 4:3 one of frame 1
+
+
+def test_a_declared_size_over_the_limit_is_refused_before_decoding(tmp_path):
+    side = int(MAX_PIXELS**0.5) + 10  # 7081 x 7081: just over 50 megapixels
+    path = tmp_path / "big.png"
+    Image.new("1", (side, side), 1).save(path)  # mode "1": 6 MB in memory, a few kB on disk
+    with pytest.raises(ImageError, match=f"big.png: {side} x {side} pixels .* over the limit of 50 megapixels; "
+                                          "refused before decoding"):
+        to_product_image(path)
+
+
+def test_a_large_jpeg_is_decoded_at_reduced_scale(tmp_path):
+    path = tmp_path / "phone.jpg"
+    _shop_photo(9000, 6000, (2000, 1500, 7000, 4000)).save(path, quality=60)  # 54 MP declared: over the limit ...
+    img = open_image(path)  # ... but the JPEG's draft decodes it at 1/4 scale, then it is shrunk to WORK_SIDE
+    assert max(img.size) == WORK_SIDE and img.size == (1024, 683)
+    assert _extent(to_product_image(path)) == (14, 28)
+
+
+def test_exif_orientation_survives_the_shrinking(tmp_path):
+    path = tmp_path / "rotated.jpg"
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 degrees clockwise to display"
+    _shop_photo(3000, 2000, (500, 500, 2500, 1500)).save(path, exif=exif.tobytes())
+    assert open_image(path).size == (683, 1024)  # upright and shrunk
+    assert _extent(to_product_image(path)) == (28, 14)  # the wide product stands on end, as the camera meant
+
+
+@pytest.mark.parametrize("mode", ["1", "P", "L", "RGBA", "I;16", "CMYK"])
+def test_a_large_image_is_shrunk_in_its_own_mode_before_any_conversion(mode):
+    big = _shop_photo(4000, 3000, (1000, 1000, 3000, 2000)).convert(mode if mode != "I;16" else "L",
+                                                                     dither=Image.Dither.NONE)
+    if mode == "I;16":
+        big = Image.fromarray(np.asarray(big, dtype=np.uint16) * 257)
+    small = open_image(big)
+    assert small.mode == big.mode and small.size == (1024, 768)
+    assert _extent(to_product_image(big)) == (14, 28)

@@ -11,7 +11,7 @@ import scipy.linalg
 import torch
 from torchmetrics.image.kid import poly_mmd
 
-from prodlab import data, metrics
+from prodlab import data, metrics, ruler, ruler_checks
 
 N_SANITY = 1000  # modest sample size: enough for the monotonicity the notebook shows at 10,000
 
@@ -35,6 +35,17 @@ def test_fid_matches_scipy_sqrtm_reference():
     expected = _scipy_fid(a.numpy(), b.numpy())
     assert expected > 1.0
     assert metrics.fid(a, b) == pytest.approx(expected, rel=1e-6)
+
+
+def test_frechet_distance_of_moments_is_fid_of_the_features():
+    gen = torch.Generator().manual_seed(3)
+    a = torch.randn(600, 8, generator=gen, dtype=torch.float64)
+    b = torch.randn(600, 8, generator=gen, dtype=torch.float64) @ torch.randn(8, 8, generator=gen,
+                                                                               dtype=torch.float64) * 0.4 + 0.2
+    moments = [m for x in (a.numpy(), b.numpy()) for m in (x.mean(0), np.cov(x, rowvar=False))]
+    assert metrics.frechet_distance(*moments) == pytest.approx(metrics.fid(a, b), rel=1e-6)
+    assert metrics.frechet_distance(np.zeros(2), np.eye(2), np.ones(2), np.eye(2)) == pytest.approx(2.0)  # means only
+    assert metrics.frechet_distance(np.zeros(1), np.eye(1), np.zeros(1), 4 * np.eye(1)) == pytest.approx(1.0)  # (2-1)^2
 
 
 def _mmd2_by_hand(x: np.ndarray, y: np.ndarray) -> float:
@@ -133,35 +144,35 @@ def test_input_convention():
 def test_degradations():
     images, labels = data.load("test")
     x = images[:50]
-    assert torch.equal(metrics.blur(x, 0.0), data.to_float(x))
-    blurred = metrics.blur(x, 1.5)
+    assert torch.equal(ruler_checks.blur(x, 0.0), data.to_float(x))
+    blurred = ruler_checks.blur(x, 1.5)
     assert blurred.diff(dim=-1).abs().mean() < 0.6 * data.to_float(x).diff(dim=-1).abs().mean()
-    noisy = metrics.add_noise(x, 0.3)
+    noisy = ruler_checks.add_noise(x, 0.3)
     assert noisy.min() >= 0 and noisy.max() <= 1 and not torch.equal(noisy, data.to_float(x))
-    kept, kept_labels = metrics.drop_classes(images, labels, 3, 500)
+    kept, kept_labels = ruler_checks.drop_classes(images, labels, 3, 500)
     assert len(kept) == 500 and kept_labels.min() == 3
-    assert len(metrics.collapse(x, 5).unique(dim=0)) == len(x[:5].unique(dim=0))
+    assert len(ruler_checks.collapse(x, 5).unique(dim=0)) == len(x[:5].unique(dim=0))
 
 
 @pytest.fixture(scope="module")
-def ruler():
-    return metrics.ruler()
+def rl():
+    return ruler.load()
 
 
 @pytest.mark.parametrize("kind,levels", [("blur", (0.0, 1.0, 2.0)), ("noise", (0.0, 0.1, 0.3)), ("drop", (0, 3, 6))])
-def test_fid_grows_with_degradation_and_kid_agrees(ruler, kind, levels):
-    reference = ruler.reference("test")
-    feats = [ruler.features(metrics.degraded(kind, level, N_SANITY)) for level in levels]
+def test_fid_grows_with_degradation_and_kid_agrees(rl, kind, levels):
+    reference = rl.reference("test")
+    feats = [rl.features(ruler_checks.degraded(kind, level, N_SANITY)) for level in levels]
     fids = [metrics.fid(reference, f) for f in feats]
     kids = [metrics.kid(reference, f, subsets=10)[0] for f in feats]
     assert fids == sorted(fids) and fids[-1] > 2 * fids[0], fids
     assert kids[-1] > kids[0], kids
 
 
-def test_collapse_lowers_recall_not_precision(ruler):
-    reference = ruler.reference("test")
-    healthy = metrics.generator_report(metrics.degraded("collapse", 1.0, N_SANITY), r=ruler, kid_subsets=10)
-    collapsed = metrics.generator_report(metrics.degraded("collapse", 0.1, N_SANITY), r=ruler, kid_subsets=10)
+def test_collapse_lowers_recall_not_precision(rl):
+    reference = rl.reference("test")
+    healthy = ruler.generator_report(ruler_checks.degraded("collapse", 1.0, N_SANITY), r=rl, kid_subsets=10)
+    collapsed = ruler.generator_report(ruler_checks.degraded("collapse", 0.1, N_SANITY), r=rl, kid_subsets=10)
     assert collapsed["recall"] < 0.5 * healthy["recall"]
     assert collapsed["precision"] > 0.8 * healthy["precision"]
     assert collapsed["fid"] > healthy["fid"]

@@ -10,14 +10,14 @@ import pytest
 import torch
 from sklearn.neighbors import NearestNeighbors
 
-from prodlab import search
+from prodlab import config, search
 from prodlab.search import Index
 
 
 def _random_index(n: int = 500, dim: int = 16, seed: int = 0) -> Index:
     g = torch.Generator().manual_seed(seed)
     vectors, labels = torch.randn(n, dim, generator=g), torch.randint(0, 10, (n,), generator=g)
-    return Index.from_vectors("test", "k" * 64, vectors, labels)
+    return Index.build("test", "k" * 64, vectors, labels)
 
 
 def test_index_vectors_are_unit_length_and_survive_a_round_trip(tmp_path):
@@ -69,7 +69,7 @@ def test_precision_and_average_precision_by_hand():
 
 
 def test_relevance_and_ranking_of_queries():
-    index = Index.from_vectors("t", "k", torch.eye(4), torch.tensor([0, 0, 1, 1]))
+    index = Index.build("t", "k", torch.eye(4), torch.tensor([0, 0, 1, 1]))
     ids = torch.tensor([[0, 1], [2, 0]])
     relevant, n_relevant = search.relevance(index, ids, torch.tensor([0, 1]))
     assert relevant.tolist() == [[True, True], [True, False]] and n_relevant.tolist() == [2, 2]
@@ -78,14 +78,16 @@ def test_relevance_and_ranking_of_queries():
 
 
 def test_single_query_against_60000_items_is_under_20_ms():
+    """CPU time on one thread, not wall time: on a shared machine the wall clock also counts other processes."""
     index = _random_index(n=60_000, dim=256)
     query = torch.randn(1, 256)
-    index.search(query, k=10)  # warm-up
-    times = []
-    for _ in range(30):
-        start = time.perf_counter()
-        index.search(query, k=10)
-        times.append(time.perf_counter() - start)
+    with config.one_thread():
+        index.search(query, k=10)  # warm-up
+        times = []
+        for _ in range(30):
+            start = time.process_time()
+            index.search(query, k=10)
+            times.append(time.process_time() - start)
     assert np.median(times) < 0.020, np.median(times)
 
 

@@ -9,10 +9,13 @@ import pytest
 import torch
 from torch.distributions import Bernoulli, Normal, kl_divergence
 
-from prodlab import checkpoints, data, runs, train
+from prodlab import checkpoints, data, losses, runs
+from prodlab.chapters import ch03_vae
 from prodlab.models import vae as vae_models
+from prodlab.training import vae as vae_training
+from prodlab.training import vae_measure
 
-TINY = train.VAERecipe(epochs=2, batch_size=64, train_limit=192, eval_images=64)
+TINY = vae_training.VAERecipe(epochs=2, batch_size=64, train_limit=192, eval_images=64)
 
 
 def _x(n: int = 8) -> torch.Tensor:
@@ -83,16 +86,16 @@ def test_mean_reduction_multiplies_beta_by_the_number_of_pixels():
     model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=3))
     x = _x(4)
     logits, mu, logvar = model(x, torch.Generator().manual_seed(0))
-    trap = train.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, reduction="mean"))
-    scaled = train.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, beta=784.0))
+    trap = vae_training.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, reduction="mean"))
+    scaled = vae_training.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, beta=784.0))
     assert torch.allclose(trap.total * 784, scaled.total)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
     cfg = vae_models.VAEConfig(latent_dim=2, hidden=16)
-    straight, _ = train.train_vae(cfg, TINY, runs.Run("straight", tmp_path), progress=False)
-    train.train_vae(cfg, dataclasses.replace(TINY, epochs=1), runs.Run("resumed", tmp_path), progress=False)
-    resumed, history = train.train_vae(cfg, TINY, runs.Run("resumed", tmp_path), progress=False, resume=True)
+    straight, _ = vae_training.train_vae(cfg, TINY, runs.Run("straight", tmp_path), progress=False)
+    vae_training.train_vae(cfg, dataclasses.replace(TINY, epochs=1), runs.Run("resumed", tmp_path), progress=False)
+    resumed, history = vae_training.train_vae(cfg, TINY, runs.Run("resumed", tmp_path), progress=False, resume=True)
     assert [h["epoch"] for h in history] == [1, 2]
     for a, b in zip(straight.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
@@ -100,7 +103,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 def test_nan_loss_stops_cleanly_and_the_last_state_loads(tmp_path, monkeypatch):
     cfg = vae_models.VAEConfig(latent_dim=2, hidden=16)
-    real = train.vae_objective
+    real = vae_training.vae_objective
     calls = {"n": 0}
 
     def poisoned(*args):
@@ -108,10 +111,10 @@ def test_nan_loss_stops_cleanly_and_the_last_state_loads(tmp_path, monkeypatch):
         loss = real(*args)
         return loss._replace(total=loss.total * math.nan) if calls["n"] > 3 else loss  # epoch 1 = 3 steps
 
-    monkeypatch.setattr(train, "vae_objective", poisoned)
+    monkeypatch.setattr(vae_training, "vae_objective", poisoned)
     run = runs.Run("nan", tmp_path)
     with pytest.raises(runs.DivergenceError, match=r"step 4: total = nan.*state\.pt"):
-        train.train_vae(cfg, TINY, run, progress=False)
+        vae_training.train_vae(cfg, TINY, run, progress=False)
     model = vae_models.ConvVAE(cfg)
     epoch, step, _ = run.restore({"model": model}, {}, torch.Generator())
     assert (epoch, step) == (1, 3)
@@ -126,13 +129,13 @@ def test_collapse_warning_fires_only_for_dead_dimensions():
         model.to_mu.bias.fill_(1.0)  # every dimension away from the prior: all active
     with warnings.catch_warnings():
         warnings.simplefilter("error")
-        train.check_posterior_collapse(model, x)
+        vae_training.check_posterior_collapse(model, x)
     with torch.no_grad():
         for head in (model.to_mu, model.to_logvar):
             head.weight[1:].zero_()
             head.bias[1:].zero_()  # q(z_j|x) = N(0, 1) = p(z_j) for j >= 1: 5 of 6 dead
-    with pytest.warns(train.PosteriorCollapseWarning, match="only 1 of 6"):
-        kl = train.check_posterior_collapse(model, x)
+    with pytest.warns(vae_training.PosteriorCollapseWarning, match="only 1 of 6"):
+        kl = vae_training.check_posterior_collapse(model, x)
     assert vae_models.active_units(kl) == 1
 
 
@@ -156,9 +159,63 @@ def test_shipped_vae_beats_the_pytorch_reference_on_test_images():
     assert json.loads(json.dumps(meta["acceptance"]))["beats_reference"] is True
 
 
-@pytest.mark.parametrize("fid", ["vae-reconstructions", "vae-samples", "vae-manifold", "vae-latent"])
+@pytest.mark.parametrize("fid", ["vae-reconstructions", "vae-samples", "vae-manifold", "vae-latent",
+                                 "vae-traversals", "vae-equal-compute"])
 def test_vae_figures_from_the_shipped_checkpoints_render(fid):
     from prodlab import figures
 
     fig = figures.REGISTRY[fid].make()
     assert fig.axes and fig.get_size_inches()[0] >= 6
+
+
+def test_autoencoder_has_the_vae_layers_and_a_deterministic_code():
+    torch.manual_seed(0)
+    vae = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=3))
+    torch.manual_seed(0)
+    ae = vae_models.build_vae(vae_models.AutoencoderConfig(latent_dim=3))
+    assert isinstance(ae, vae_models.ConvAutoencoder) and ae.to_logvar is None
+    vae_weights = vae.state_dict()
+    for name, tensor in ae.state_dict().items():  # the same seed gives the same weights, minus the log-variance head
+        assert torch.equal(tensor, vae_weights[name])
+    assert set(vae_weights) - set(ae.state_dict()) == {"to_logvar.weight", "to_logvar.bias"}
+    x = _x(4)
+    mu, _ = ae.encode(x)
+    a, _, _ = ae(x, torch.Generator().manual_seed(0))
+    b, _, _ = ae(x, torch.Generator().manual_seed(1))
+    assert torch.equal(a, b) and torch.equal(a, ae.decode_logits(mu))  # no sampling: the code is mu
+
+
+def test_autoencoder_step_with_beta_zero_is_the_reconstruction_alone():
+    torch.manual_seed(0)
+    ae = vae_models.ConvAutoencoder(vae_models.VAEConfig(latent_dim=3))
+    x = _x(4)
+    recipe = dataclasses.replace(TINY, beta=0.0)
+    values = vae_training.vae_step(ae, torch.optim.SGD(ae.parameters(), lr=0.0), x, recipe, torch.Generator())
+    with torch.no_grad():
+        expected = float(losses.reconstruction_bce(ae.decode_logits(ae.encode(x)[0]), x, reduction="mean"))
+    assert values["total"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_fitted_gaussian_codes_have_the_codes_mean_and_covariance():
+    gen = torch.Generator().manual_seed(0)
+    codes = torch.randn(5000, 3, generator=gen) @ torch.tensor([[2.0, 0, 0], [1.0, 1.0, 0], [0, 0, 0.5]]) + 3.0
+    draws = vae_measure.fitted_gaussian_codes(codes, 20_000, gen)
+    assert torch.allclose(draws.mean(0), codes.mean(0), atol=0.08)
+    assert torch.allclose(torch.cov(draws.T), torch.cov(codes.T), atol=0.15)
+    stats = vae_measure.code_statistics(codes)
+    assert stats["std_max"] > 2 and stats["norm"] > stats["prior_norm"]
+
+
+def test_latent_traversal_changes_one_dimension_per_row():
+    torch.manual_seed(0)
+    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=4)).eval()
+    z0, values = torch.zeros(4), torch.tensor([-1.0, 0.0, 1.0])
+    tiles = ch03_vae.latent_traversal(model, z0, [2, 0], values)
+    assert tiles.shape == (2, 3, 1, 28, 28)
+    assert torch.allclose(tiles[1, 1], model.decode(z0[None])[0], atol=1e-6)  # dimension 0 set to 0: z0 itself
+    assert torch.allclose(tiles[0, 2], model.decode(torch.tensor([[0.0, 0.0, 1.0, 0.0]]))[0], atol=1e-6)
+
+
+def test_cumulative_cpu_minutes_sums_the_epochs():
+    history = [{"cpu_seconds": 30.0}, {"cpu_seconds": 90.0}]
+    assert ch03_vae.cumulative_cpu_minutes(history).tolist() == [0.5, 2.0]

@@ -10,7 +10,7 @@ import pytest
 import torch
 from PIL import Image
 
-from prodlab import data, edit, widgets
+from prodlab import data, edit, ruler, widgets
 
 
 def _shown(explorer: widgets.Explorer) -> np.ndarray:
@@ -54,9 +54,8 @@ def test_latent_width_slider_and_seed(latent):
 
 
 def test_latent_class_and_model_pickers(latent):
-    from prodlab import metrics
 
-    r = metrics.ruler()
+    r = ruler.load()
     latent.seed.value = 3
     for label in (1, 7, 8):  # trouser, sneaker, bag
         latent.label.value = label
@@ -116,3 +115,33 @@ def test_find_similar_uses_the_other_explorers_image_or_a_test_image(latent):
     ex.image_id.value = 0  # an ankle boot
     ex.button.click()
     assert ex.caption.value.count("Ankle boot") >= 3
+
+
+def test_cached_slider_directions_are_notebook_05s():
+    assert set(widgets.directions()) == {f"{m}/{p}" for m in widgets.MODELS.values() for p in edit.PROPERTIES}
+    assert torch.equal(widgets.slider_direction("vae", "width"), edit.direction("vae", "width"))
+
+
+def test_moved_code_and_mix_code():
+    z, d = torch.zeros(1, 3), torch.tensor([1.0, 2.0, 0.0])
+    assert torch.equal(widgets.moved_code(z, {"width": d, "pattern": d}, {"width": 0.5, "pattern": 0.0}), 0.5 * d[None])
+    za, zb = torch.tensor([[1.0, 0.0]]), torch.tensor([[0.0, 2.0]])
+    assert torch.allclose(widgets.mix_code(za, zb, 0.5, spherical=False), torch.tensor([[0.5, 1.0]]))
+    assert torch.allclose(widgets.mix_code(za, zb, 1.0, spherical=True), zb, atol=1e-6)
+
+
+def test_an_added_slider_moves_its_models_and_is_off_for_the_others(latent):
+    latent.model.value = "cdcgan"
+    heel = widgets.slider_direction("cdcgan", "width")  # any direction will do
+    slider = latent.add_slider("extra", {"cdcgan": heel})
+    try:
+        before = latent.current.clone()
+        slider.value = 1.0
+        assert not torch.equal(latent.current, before) and slider in latent.widget.children
+        latent.model.value = "vae"
+        assert slider.disabled
+    finally:
+        latent.model.value = "cdcgan"
+        slider.value = 0.0
+        latent.widget.children = tuple(c for c in latent.widget.children if c is not slider)
+        del latent.sliders["extra"], latent.extra["extra"]

@@ -27,7 +27,10 @@ PIXEL_STD = 0.3530
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Shape of the classifier (what a checkpoint's JSON records as ``config``)."""
+    """Shape of the classifier (what a checkpoint's JSON records as ``config``).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
 
     channels: tuple[int, ...] = (32, 64, 128)
     convs: tuple[int, ...] = (1, 1, 2)  # convolutions per stage
@@ -52,7 +55,10 @@ def _stage(c_in: int, c_out: int, convs: int) -> list[nn.Module]:
 
 
 class ProductClassifier(nn.Module):
-    """CNN over float images N x 1 x 28 x 28 in [0, 1] (Fashion-MNIST polarity: product bright on black)."""
+    """CNN over float images N x 1 x 28 x 28 in [0, 1] (Fashion-MNIST polarity: product bright on black).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
 
     def __init__(self, cfg: ClassifierConfig | None = None) -> None:
         super().__init__()

@@ -16,8 +16,11 @@ generator reads the one-hot class next to ``z`` (Mirza & Osindero 2014) and the 
 term ``<embed(y), features(x)>`` to its logit (Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just
 "a real product?".
 
-Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02), batch
-norm scales ~ N(1, 0.02), biases 0.
+Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02²) (standard
+deviation 0.02), batch norm scales ~ N(1, 0.02²), biases 0.
+
+Sampling can trade diversity for fidelity with the truncation trick (Brock et al. 2019, BigGAN): ``z`` drawn from a
+normal truncated to ``[-t, t]`` (:func:`truncated_normal`) instead of N(0, I); chapter 02 measures it.
 """
 
 from __future__ import annotations
@@ -34,7 +37,10 @@ from prodlab import data
 
 @dataclass(frozen=True)
 class GANConfig:
-    """Shape of a GAN (what a checkpoint's JSON records as ``config``)."""
+    """Shape of a GAN (what a checkpoint's JSON records as ``config``).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
 
     latent_dim: int = 64
     width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14, the discriminator's mirror them
@@ -43,7 +49,10 @@ class GANConfig:
 
 
 def init_dcgan(module: nn.Module) -> None:
-    """DCGAN initialisation (Radford et al. 2016, §4): N(0, 0.02) weights, N(1, 0.02) BN scales, zero biases."""
+    """DCGAN initialisation (Radford et al. 2016, §4): N(0, 0.02²) weights, N(1, 0.02²) BN scales, zero biases.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
     if isinstance(module, (nn.Conv2d, nn.ConvTranspose2d, nn.Linear, nn.Embedding)):
         nn.init.normal_(module.weight, 0.0, 0.02)
         if getattr(module, "bias", None) is not None:
@@ -54,7 +63,10 @@ def init_dcgan(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x 1 x 28 x 28 in [-1, 1]."""
+    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x 1 x 28 x 28 in [-1, 1].
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
@@ -77,7 +89,10 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``D``: images N x 1 x 28 x 28 in [-1, 1] (and labels, if conditional) -> logits N (``D = sigmoid(logit)``)."""
+    """``D``: images N x 1 x 28 x 28 in [-1, 1] (and labels, if conditional) -> logits N (``D = sigmoid(logit)``).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
 
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
@@ -117,6 +132,8 @@ class GAN(nn.Module):
 
     ``generator`` is what :meth:`sample` uses (the shipped weights may be its exponential moving average);
     ``discriminator`` is kept so later notebooks can reuse its features (e.g. product search).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
     """
 
     def __init__(self, cfg: GANConfig | None = None) -> None:
@@ -129,20 +146,24 @@ class GAN(nn.Module):
     def conditional(self) -> bool:
         return self.cfg.n_classes > 0
 
-    def noise(self, n: int, generator: torch.Generator | None = None) -> Tensor:
-        """§3.1.2 step 2: ``z ~ N(0, I)``, N x latent_dim."""
-        return torch.randn(n, self.cfg.latent_dim, generator=generator)
+    def noise(self, n: int, generator: torch.Generator | None = None, truncation: float | None = None) -> Tensor:
+        """§3.1.2 step 2: ``z ~ N(0, I)``, N x latent_dim; with ``truncation=t`` each entry from N(0, 1) truncated
+        to ``[-t, t]`` (the truncation trick, :func:`truncated_noise`)."""
+        if truncation is None:
+            return torch.randn(n, self.cfg.latent_dim, generator=generator)
+        return truncated_noise(n, self.cfg.latent_dim, truncation, generator)
 
     @torch.no_grad()
-    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               truncation: float | None = None) -> Tensor:
         """``n`` new products as float images N x 1 x 28 x 28 in [0, 1] (eval mode: deterministic given the noise).
 
         Conditional models take one class label per image (random classes from ``generator`` when None);
-        unconditional ones refuse labels.
+        unconditional ones refuse labels. ``truncation=t``: the truncation trick (see :meth:`noise`).
         """
         if labels is not None and not self.conditional:
             raise ValueError("this GAN is unconditional: sample() takes no labels")
-        z = self.noise(n, generator)
+        z = self.noise(n, generator, truncation)
         if self.conditional and labels is None:
             labels = torch.randint(0, self.cfg.n_classes, (n,), generator=generator)
         if labels is not None and len(labels) != n:
@@ -166,6 +187,29 @@ class GAN(nn.Module):
         return torch.cat([self.discriminator.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 
+def truncated_normal(u: Tensor, threshold: float) -> Tensor:
+    """N(0, 1) truncated to ``[-threshold, threshold]`` from uniform ``u`` in (0, 1), by the inverse CDF:
+    ``Phi^-1(Phi(-t) + u (Phi(t) - Phi(-t)))``. Exact and without rejection loops, so the same ``u`` always gives
+    the same ``z``; values beyond ``t`` are redrawn inside, not clipped to the edge (clipping would pile mass at
+    ``+-t``). Chapter 02 (notebooks/02_gan.ipynb), the truncation trick (Brock et al. 2019).
+    """
+    if not threshold > 0:
+        raise ValueError(f"the truncation threshold must be > 0, not {threshold}")
+    u = u.double()
+    t = torch.tensor(float(threshold), dtype=torch.float64)
+    low, high = torch.special.ndtr(-t), torch.special.ndtr(t)
+    return torch.special.ndtri(low + u * (high - low)).clamp(-t, t)
+
+
+def truncated_noise(n: int, latent_dim: int, threshold: float, generator: torch.Generator | None = None) -> Tensor:
+    """``n`` x ``latent_dim`` noise vectors with entries from N(0, 1) truncated to ``[-threshold, threshold]``.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    u = torch.rand(n, latent_dim, generator=generator, dtype=torch.float64)
+    return truncated_normal(u, threshold).float()
+
+
 @torch.no_grad()
 def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator: torch.Generator) -> None:
     """Replace the generator's BN running statistics by exact averages over fresh noise batches.
@@ -174,6 +218,8 @@ def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator
     running means and variances it inherits belong to other weights; in eval mode those mismatched statistics
     shift and scale every feature map. Here every BN layer is reset and re-estimated with ``momentum=None``
     (a cumulative average) from ``n_batches`` batches of ``z`` (and random labels, if conditional).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
     """
     layers = [m for m in g.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [m.momentum for m in layers]
@@ -193,6 +239,9 @@ def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator
 
 @torch.no_grad()
 def ema_update(ema: nn.Module, model: nn.Module, decay: float) -> None:
-    """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` for every parameter (not the BN buffers)."""
+    """``theta_ema <- decay * theta_ema + (1 - decay) * theta`` for every parameter (not the BN buffers).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
     for p_ema, p in zip(ema.parameters(), model.parameters(), strict=True):
         p_ema.lerp_(p, 1.0 - decay)

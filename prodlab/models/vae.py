@@ -36,7 +36,10 @@ ACTIVE_KL = 0.01  # nats: a latent dimension whose average KL to the prior is be
 
 
 class VAE(nn.Module):
-    """What every VAE here does, given ``encode`` (x -> mu, logvar) and ``decode_logits`` (z -> pixel logits)."""
+    """What every VAE here does, given ``encode`` (x -> mu, logvar) and ``decode_logits`` (z -> pixel logits).
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
 
     cfg: object
 
@@ -96,7 +99,10 @@ class VAE(nn.Module):
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Shape of the convolutional VAE (what a checkpoint's JSON records as ``config``)."""
+    """Shape of the convolutional VAE (what a checkpoint's JSON records as ``config``).
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
 
     latent_dim: int = 16
     channels: tuple[int, int] = (32, 64)  # encoder convolutions (the decoder mirrors them)
@@ -104,7 +110,10 @@ class VAEConfig:
 
 
 class ConvVAE(VAE):
-    """Convolutional VAE over float images N x 1 x 28 x 28 in [0, 1] (product bright on black)."""
+    """Convolutional VAE over float images N x 1 x 28 x 28 in [0, 1] (product bright on black).
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
 
     def __init__(self, cfg: VAEConfig | None = None) -> None:
         super().__init__()
@@ -137,14 +146,20 @@ class ConvVAE(VAE):
 
 @dataclass(frozen=True)
 class ReferenceVAEConfig:
-    """The PyTorch example VAE: 784 -> 400 -> (20, 20) -> 400 -> 784, ReLU."""
+    """The PyTorch example VAE: 784 -> 400 -> (20, 20) -> 400 -> 784, ReLU.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
 
     latent_dim: int = 20
     hidden: int = 400
 
 
 class ReferenceMLPVAE(VAE):
-    """The VAE of the PyTorch examples repository (``examples/vae/main.py``), as the baseline to beat."""
+    """The VAE of the PyTorch examples repository (``examples/vae/main.py``), as the baseline to beat.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
 
     def __init__(self, cfg: ReferenceVAEConfig | None = None) -> None:
         super().__init__()
@@ -163,9 +178,43 @@ class ReferenceMLPVAE(VAE):
         return self.fc4(F.relu(self.fc3(z))).reshape(len(z), *IMAGE_SHAPE)
 
 
+@dataclass(frozen=True)
+class AutoencoderConfig(VAEConfig):
+    """Shape of :class:`ConvAutoencoder`: the same fields as the VAE's, a distinct type so ``build_vae`` (and the
+    training loop) builds the plain autoencoder. Chapter 03 (notebooks/03_vae.ipynb)."""
+
+
+class ConvAutoencoder(ConvVAE):
+    """A plain autoencoder with :class:`ConvVAE`'s layers: the code is the point ``z = mu(x)``, no noise, no KL.
+
+    Why the KL term (chapter 03, §2.3): nothing ties this encoder's codes to ``N(0, I)``, so decoding
+    ``z ~ N(0, I)`` (``sample``) lands where the decoder never learned to decode. It keeps the VAE interface so
+    ``vae_step`` trains it with ``beta = 0``: ``encode`` returns a zero log-variance as a placeholder that never
+    reaches the loss (``reparameterize`` ignores it and draws nothing), and the unused ``to_logvar`` head is
+    removed after construction, so the initial weights equal a ConvVAE's of the same seed.
+    """
+
+    def __init__(self, cfg: VAEConfig | None = None) -> None:
+        super().__init__(cfg)
+        self.to_logvar = None
+
+    def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
+        mu = self.to_mu(self.encoder(x))
+        return mu, torch.zeros_like(mu)
+
+    @staticmethod
+    def reparameterize(mu: Tensor, logvar: Tensor, generator: torch.Generator | None = None) -> Tensor:
+        """No sampling: the code is the encoder's output itself."""
+        return mu
+
+
 def build_vae(cfg: VAEConfig | ReferenceVAEConfig) -> VAE:
-    """§3.2.2 step 1: a freshly initialised VAE for a config (PyTorch's default initialisation)."""
-    return ReferenceMLPVAE(cfg) if isinstance(cfg, ReferenceVAEConfig) else ConvVAE(cfg)
+    """§3.2.2 step 1: a freshly initialised VAE for a config (PyTorch's default initialisation); an
+    :class:`AutoencoderConfig` gives the plain autoencoder. Chapter 03 (notebooks/03_vae.ipynb).
+    """
+    if isinstance(cfg, ReferenceVAEConfig):
+        return ReferenceMLPVAE(cfg)
+    return ConvAutoencoder(cfg) if isinstance(cfg, AutoencoderConfig) else ConvVAE(cfg)
 
 
 def latent_grid(n: int = 15, tail: float = 0.03) -> tuple[Tensor, Tensor]:
@@ -173,6 +222,8 @@ def latent_grid(n: int = 15, tail: float = 0.03) -> tuple[Tensor, Tensor]:
 
     Returns the 1-d coordinates (n,) and the points (n*n, 2) row-major, top row = largest ``z2``, left to right
     increasing ``z1``: the layout of an image, so decoding them gives the latent manifold as a mosaic.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     coords = torch.distributions.Normal(0.0, 1.0).icdf(torch.linspace(tail, 1.0 - tail, n))
     z = torch.stack([coords.repeat(n), coords.flip(0).repeat_interleave(n)], dim=1)
@@ -192,6 +243,8 @@ def elbo_terms(model: VAE, x: Tensor, seed: int = 0, batch_size: int = 500) -> t
 
     ``D + R`` is the negative ELBO; the pair is the rate-distortion view of a VAE (Alemi et al. 2018): ``beta``
     trades one for the other, and two models with the same ELBO can sit at very different points.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     model.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -210,6 +263,8 @@ def neg_elbo_bernoulli(model: VAE, x: Tensor, seed: int = 0, batch_size: int = 5
     (drawn from a generator seeded with ``seed``: deterministic) and the KL in closed form. Averaged over the
     test images this is exactly what the PyTorch VAE example prints as "Test set loss" (BCE summed over the 784
     pixels plus KL). It upper-bounds ``-log p(x)``; lower is better.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     distortion, rate = elbo_terms(model, x, seed, batch_size)
     return distortion + rate
@@ -220,6 +275,8 @@ def log_importance_weights(model: VAE, x: Tensor, k: int, generator: torch.Gener
     r"""``log w_i = log p(x|z_i) + log p(z_i) - log q(z_i|x)`` for ``k`` draws ``z_i ~ q(z|x)``: N x k.
 
     Every ``w_i`` is an unbiased estimate of ``p(x)``; their mean over one draw is the ELBO (in expectation).
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     mu, logvar = model.encode(x)
     eps = torch.randn((len(x), k, mu.shape[1]), generator=generator)
@@ -240,6 +297,8 @@ def iwae_nll(model: VAE, x: Tensor, k: int = 100, seed: int = 0, max_decodes: in
     ``w`` is about ``e^{-230}``). For ``K = 1`` it is a one-sample negative ELBO; it decreases towards
     ``-log p(x)`` as ``K`` grows (in expectation), so it is a tighter bound than the ELBO. Deterministic (seeded);
     images go through in chunks of at most ``max_decodes / K`` so memory stays bounded.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     model.eval()
     generator = torch.Generator().manual_seed(seed)
@@ -251,7 +310,10 @@ def iwae_nll(model: VAE, x: Tensor, k: int = 100, seed: int = 0, max_decodes: in
 
 @torch.no_grad()
 def recon_psnr(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor:
-    """Per-image PSNR in dB of the deterministic reconstruction (decoded posterior mean); higher is better."""
+    """Per-image PSNR in dB of the deterministic reconstruction (decoded posterior mean); higher is better.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
     mse = (model.reconstruct(x, batch_size) - x).pow(2).flatten(1).mean(1)
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
@@ -261,6 +323,8 @@ def kl_per_dimension(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor:
     """Average KL(q(z_j|x) || N(0, 1)) of each latent dimension over the images ``x``, in nats (latent_dim,).
 
     A dimension whose KL stays near 0 has ``q(z_j|x) = p(z_j)`` for every image: the decoder ignores it.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     model.eval()
     total = torch.zeros(model.latent_dim)
@@ -271,13 +335,18 @@ def kl_per_dimension(model: VAE, x: Tensor, batch_size: int = 1000) -> Tensor:
 
 
 def active_units(kl_per_dim: Tensor, threshold: float = ACTIVE_KL) -> int:
-    """How many latent dimensions carry information: average KL to the prior at least ``threshold`` nats."""
+    """How many latent dimensions carry information: average KL to the prior at least ``threshold`` nats.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
     return int((kl_per_dim >= threshold).sum())
 
 
 def likelihood_report(model: VAE, x: Tensor, k: int = 100, iwae_images: int = 1000, seed: int = 0) -> dict[str, float]:
     """Test-set numbers of a VAE (nats/image, Bernoulli): negative ELBO with its distortion and rate, the IWAE bound
     on the first ``iwae_images`` images (with the negative ELBO of the same images beside it), PSNR, active units.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
     """
     distortion, rate = elbo_terms(model, x, seed)
     neg_elbo = distortion + rate

@@ -1,0 +1,95 @@
+"""Cached analyses: a long computation runs once, its result is kept, and figures and notebooks draw from it.
+
+A figure only draws. When it needs something that trains or evaluates at length (the beta sweep of chapter 03
+trains six VAEs), that work is a named *computation* registered here; its result (tensors and plain numbers) is
+kept in ``data/cache/results/NAME[-quick].safetensors`` (tensors in the file, numbers in its metadata, written
+atomically) and re-used until ``python -m prodlab compute NAME`` recomputes it. Quick mode keeps its own results.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError, safe_open
+
+from prodlab import config, files
+
+Result = dict[str, Any]  # tensors and JSON-able values (numbers, strings, lists, dicts)
+
+
+@dataclass(frozen=True)
+class Computation:
+    name: str
+    compute: Callable[[], Result]
+    description: str
+
+    @property
+    def command(self) -> str:
+        return f"python -m prodlab compute {self.name}"
+
+
+REGISTRY: dict[str, Computation] = {}
+_MEMORY: dict[Path, Result] = {}
+
+
+def computation(name: str, description: str) -> Callable[[Callable[[], Result]], Callable[[], Result]]:
+    """Decorator: register a no-argument function as the computation ``name``; calling the decorated function
+    returns the cached result (computing and saving it the first time)."""
+
+    def wrap(compute: Callable[[], Result]) -> Callable[[], Result]:
+        if name in REGISTRY:
+            raise ValueError(f"computation {name!r} registered twice")
+        REGISTRY[name] = Computation(name, compute, description)
+
+        @functools.wraps(compute)  # show(...) and help(...) see the computation itself
+        def cached() -> Result:
+            return get(name)
+
+        return cached
+
+    return wrap
+
+
+def path(name: str) -> Path:
+    """Where the result of ``name`` is kept (quick mode has its own file)."""
+    return config.cache_dir() / "results" / f"{name}{'-quick' if config.quick() else ''}.safetensors"
+
+
+def _save(target: Path, result: Result) -> None:
+    tensors = {k: v for k, v in result.items() if isinstance(v, torch.Tensor)}
+    values = {k: v for k, v in result.items() if not isinstance(v, torch.Tensor)}
+    metadata = {"values": json.dumps(values), "order": json.dumps(list(result))}  # safetensors sorts its keys
+    files.write_tensors(target, tensors or {"_empty": torch.zeros(0)}, metadata=metadata)
+
+
+def _load(source: Path) -> Result | None:
+    try:
+        with safe_open(str(source), framework="pt") as f:
+            values = json.loads(f.metadata()["values"])
+            order = json.loads(f.metadata()["order"])
+            tensors = {k: f.get_tensor(k) for k in f.keys() if k != "_empty"}  # noqa: SIM118 (a method)
+    except (SafetensorError, OSError, KeyError, ValueError):
+        return None  # a missing or damaged result is recomputed, never trusted
+    found = {**values, **tensors}
+    return {k: found[k] for k in order}
+
+
+def get(name: str, refresh: bool = False) -> Result:
+    """The result of computation ``name``: from this process, else from its file, else computed and saved."""
+    spec = REGISTRY[name]
+    target = path(name)
+    if not refresh and target in _MEMORY:
+        return _MEMORY[target]
+    result = None if refresh or not target.is_file() else _load(target)
+    if result is None:
+        result = spec.compute()
+        _save(target, result)
+        result = _load(target) or result  # what later calls will see: JSON round trip of the values
+    _MEMORY[target] = result
+    return result

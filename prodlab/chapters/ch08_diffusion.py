@@ -1,0 +1,228 @@
+"""Diffusion and flow models beside the GANs and VAEs (chapter 08): figures, cached analyses and exercise checkers.
+
+The figures draw from the shipped checkpoints' JSON (``diffusion``, ``latent-diffusion``), the screening table
+(``data/checkpoints/diffusion_screening.json``) and two cached computations: the sampler-steps curve and the
+family table (``python -m prodlab compute diffusion-sampler-steps|diffusion-family`` recompute them).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping, Sequence
+from types import SimpleNamespace
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from prodlab import cache, checkpoints, config, data, diffusion, files, plotting, ruler
+from prodlab.exercises import STUB_MESSAGE, ExerciseFailed
+from prodlab.figures import register
+from prodlab.models.unet import parameter_count
+from prodlab.plotting import finish, new_figure
+from prodlab.training import diffusion as diffusion_training
+
+FAMILY = ("dcgan", "cdcgan", "vae", "latent-diffusion", "diffusion")
+STEP_COUNTS = (5, 10, 25, 50, 100)
+METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
+
+
+def screening() -> dict[str, Any]:
+    """The screening table that chose the objective and the width (``write_screening`` wrote it)."""
+    return files.read_json(diffusion_training.SCREENING_FILE)
+
+
+def _train_cpu_seconds(meta: Mapping[str, Any]) -> float:
+    """CPU seconds of a model's training steps, as its JSON records them (the GANs and diffusion models time
+    their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on."""
+    own = meta.get("train_cpu_seconds_steps", meta.get("epochs_cpu_seconds", meta.get("train_cpu_seconds", 0.0)))
+    if meta["model"] == "latent-diffusion":
+        own += checkpoints.read_meta("vae")["epochs_cpu_seconds"]
+    return float(own)
+
+
+def sampling_ms(name: str, n: int, seed: int = 0) -> float:
+    """CPU milliseconds per image to draw ``n`` samples of ``name`` on one thread (its shipped sampler)."""
+    model = checkpoints.load(name)
+    with config.one_thread():
+        checkpoints.generate(name, min(n, 10), seed, model=model)  # warm-up
+        start = time.process_time()
+        checkpoints.generate(name, n, seed, model=model, batch_size=500)
+        return 1000 * (time.process_time() - start) / n
+
+
+@cache.computation("diffusion-family", "GAN, VAE and diffusion models on one ruler: metrics, budgets, timings")
+def family_result() -> cache.Result:
+    """One row per model of :data:`FAMILY` with a checkpoint: the ruler's metrics on 10,000 samples from its JSON,
+    training CPU-minutes, parameters and the sampling time measured here (200 samples; quick mode 50)."""
+    rows = []
+    for name in FAMILY:
+        if not checkpoints.exists(name):
+            continue
+        meta = checkpoints.read_meta(name)
+        rows.append({"model": name, "train_cpu_minutes": round(_train_cpu_seconds(meta) / 60, 1),
+                     **{k: meta["metrics"].get(k) for k in METRIC_KEYS},
+                     "sample_ms_per_image": round(sampling_ms(name, config.budget(200, 50)), 2),
+                     "parameters": parameter_count(checkpoints.load(name))})
+    return {"rows": rows}
+
+
+@cache.computation("diffusion-sampler-steps", "FID and time per image of the shipped diffusion model vs sampler steps")
+def sampler_steps_result() -> cache.Result:
+    """FID, class fidelity and CPU ms per image of the shipped ``diffusion`` (its guidance scale) sampled with 5,
+    10, 25, 50 and 100 Euler steps: 100 samples per point (quick mode: 30 samples, 5-25 steps).
+
+    Euler is one network call per step, so the steps are the cost; 100 samples keep the curve affordable on a
+    shared CPU, and their FID is biased upward (chapter 04): the shape of the curve is what it shows.
+    """
+    model = checkpoints.load("diffusion")
+    n = config.budget(100, 30)
+    counts = STEP_COUNTS if not config.quick() else STEP_COUNTS[:3]
+    rows = []
+    for steps in counts:
+        report = diffusion_training.measure("diffusion", diffusion_training.with_sampling(
+            model, sampler="euler", steps=steps), n)
+        rows.append({"sampler": "euler", "steps": steps, "fid": report["fid"],
+                     "class_fidelity": report["class_fidelity"],
+                     "network_calls": diffusion.network_calls("euler", steps, model.cfg.guidance != 1.0),
+                     "ms_per_image": report["sample_cpu_ms_per_image"]})
+    return {"n": n, "guidance": model.cfg.guidance, "rows": rows}
+
+
+def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
+    """FID and ms per image against sampler steps, one line per sampler."""
+    fig = new_figure(9.0, 3.2)
+    axes = fig.subplots(1, 2)
+    for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in result["rows"])):
+        rows = [r for r in result["rows"] if r["sampler"] == sampler]
+        for ax, key in zip(axes, ("fid", "ms_per_image"), strict=True):
+            ax.plot([r["steps"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}", label=sampler)
+    for ax, label in zip(axes, ("FID (lower is better)", "CPU ms per image (one thread)"), strict=True):
+        ax.set_xscale("log")
+        ax.set_xlabel("sampler steps")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+        ax.legend()
+    fig.suptitle(f"Fewer steps, faster samples: {result['n']:,} samples, guidance {result['guidance']:g}")
+    return finish(fig)
+
+
+@register("diffusion-sampler-steps", "Sampler steps against FID and time", "§3.3 step 4, beyond the article",
+          "08_diffusion",
+          "The shipped diffusion model sampled with 5-100 Euler steps, 100 samples each "
+          "(python -m prodlab compute diffusion-sampler-steps).")
+def diffusion_sampler_steps() -> Figure:
+    return sampler_steps_figure(sampler_steps_result())
+
+
+def guidance_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
+    """FID, precision, recall and class fidelity against the guidance scale (the trainer's sweep)."""
+    keys = {"fid": "FID", "precision": "precision", "recall": "recall", "class_fidelity": "class fidelity"}
+    fig = new_figure(11.0, 2.8)
+    for i, (ax, (key, label)) in enumerate(zip(fig.subplots(1, len(keys)), keys.items(), strict=True)):
+        ax.plot([r["guidance"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}")
+        ax.set_xlabel("guidance scale w")
+        ax.set_title(label)
+        ax.grid(alpha=0.3)
+    fig.suptitle("Classifier-free guidance trades diversity (recall) for fidelity")
+    return finish(fig)
+
+
+@register("diffusion-guidance", "Guidance scale against fidelity and diversity", "§3.3 step 4, beyond the article",
+          "08_diffusion",
+          "The trainer's sweep on 1,000 samples per scale, recorded in data/checkpoints/diffusion.json.")
+def diffusion_guidance() -> Figure:
+    return guidance_figure(checkpoints.read_meta("diffusion")["guidance_sweep"])
+
+
+def samples_per_class(name: str = "diffusion", per_class: int = 8, seed: int = 0) -> torch.Tensor:
+    """``per_class`` samples of each class from a conditional model: uint8 10 x per_class x 28 x 28."""
+    model = checkpoints.load(name)
+    labels = torch.arange(10).repeat_interleave(per_class)
+    with config.one_thread():
+        x = model.sample(len(labels), torch.Generator().manual_seed(seed), labels=labels)
+    return data.to_uint8(x).reshape(10, per_class, 28, 28)
+
+
+@register("diffusion-samples", "The shipped diffusion model, one row per class", "§3.3 step 4, beyond the article",
+          "08_diffusion", "8 samples per class of the shipped diffusion model (seed 0, its shipped sampler).")
+def diffusion_samples() -> Figure:
+    rows = samples_per_class()
+    return plotting.labelled_rows(list(rows), data.CLASS_NAMES, "diffusion: samples per requested class")
+
+
+def trajectory(label: int = 7, n: int = 4, steps: int = 10, seed: int = 0) -> list[torch.Tensor]:
+    """The states ``x_1 -> x_0`` of ``n`` samples of class ``label`` (Euler, ``steps`` steps), in [0, 1]."""
+    model = checkpoints.load("diffusion")
+    with config.one_thread(), torch.no_grad():
+        states = diffusion.sample_trajectory(model, (n, 1, 28, 28), model.cfg.objective, "euler", steps,
+                                             torch.full((n,), label), model.cfg.guidance,
+                                             torch.Generator().manual_seed(seed), model.cfg.n_classes)
+    return [((s.clamp(-1, 1) + 1) / 2) for s in states]
+
+
+@register("diffusion-trajectory", "From noise to a product", "§3.3 step 4, beyond the article", "08_diffusion",
+          "Four sneakers of the shipped diffusion model: the state after each of 10 Euler steps, t = 1 to 0.")
+def diffusion_trajectory() -> Figure:
+    states = trajectory()
+    times = diffusion.time_grid(len(states) - 1)
+    rows = [torch.stack([s[i, 0] for s in states]) for i in range(len(states[0]))]
+    return plotting.labelled_rows(rows, [f"sample {i + 1}" for i in range(len(rows))],
+                                  "x_t from t = 1 (noise) to t = 0", col_titles=[f"t={t:.1f}" for t in times])
+
+
+@cache.computation("diffusion-vae-ceiling", "the ruler on the shipped vae's reconstructions of the test images")
+def vae_ceiling_result() -> cache.Result:
+    """FID, precision and recall of the shipped ``vae``'s reconstructions (decoded posterior means) of the 10,000
+    test images (quick mode 1,000): what a perfect prior over the posterior means could reach with this decoder."""
+    x = data.to_float(data.load("test")[0][: config.budget(10_000, 1000)])
+    with config.one_thread():
+        recon = checkpoints.load("vae").reconstruct(x)
+    report = ruler.generator_report(data.to_uint8(recon))
+    return {"n": len(x), **{k: report[k] for k in ("fid", "kid", "precision", "recall")}}
+
+
+@register("diffusion-latent", "The prior hole, filled", "§2.3, §3.2 step 8", "08_diffusion",
+          "16 samples each: the vae decoding z ~ N(0, I), and the same decoder fed by the latent flow prior.")
+def diffusion_latent() -> Figure:
+    gen = torch.Generator
+    rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in ("vae", "latent-diffusion")]
+    return plotting.labelled_rows(rows, ["vae, z ~ N(0, I)", "latent-diffusion"],
+                                  "Same decoder, two priors", label_width=1.8)
+
+
+# ---- Exercise checkers (notebook 08) ----------------------------------------------------------------------
+
+
+def _check(title: str, fn: Callable[..., Any], args: tuple[Any, ...], want: torch.Tensor, hint: str) -> None:
+    try:
+        got = torch.as_tensor(fn(*args)).double()
+    except NotImplementedError:
+        raise ExerciseFailed(f"{title}: {STUB_MESSAGE}") from None
+    except Exception as err:  # the learner's code may fail in any way: say how, in one line
+        raise ExerciseFailed(f"{title}: your function raised {type(err).__name__}: {err}") from err
+    if got.shape != want.shape or not torch.allclose(got, want.double(), atol=1e-5):
+        raise ExerciseFailed(f"{title}: not the expected values. {hint}")
+    print(f"{title}: correct")
+
+
+def check_flow_noising(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Exercise 1: ``fn(x0, noise, t)`` must return the flow's ``x_t = (1 - t) x0 + t eps`` (t one per image)."""
+    g = torch.Generator().manual_seed(1)
+    x0, noise, t = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g), torch.rand(4)
+    _check("flow noising", fn, (x0, noise, t), diffusion.add_noise(x0, noise, t, "flow"),
+           "x_t blends the image and the noise; t must broadcast as t[:, None, None, None].")
+
+
+def check_euler_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> None:
+    """Exercise 2: ``fn(x, v, t, t_next)`` must return the Euler step ``x + (t_next - t) v`` (t_next < t)."""
+    g = torch.Generator().manual_seed(2)
+    x, v = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
+    _check("Euler step", fn, (x, v, 0.6, 0.4), diffusion.ddim_step(x, v, 0.6, 0.4, "flow"),
+           "time runs backwards (t_next < t): the step is (t_next - t) times the velocity.")
+
+
+# The checkers as notebook 08 calls them (``ch08.exercises.check_...``), in the convention of ``prodlab.exercises``,
+# where they belong once that module's owner takes them in.
+exercises = SimpleNamespace(check_flow_noising=check_flow_noising, check_euler_step=check_euler_step)
+

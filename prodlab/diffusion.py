@@ -1,0 +1,177 @@
+"""Diffusion and flow matching in a few formulas: the forward process, the objective, the samplers, guidance.
+
+Chapter 08 (notebooks/08_diffusion.ipynb) writes each formula by hand and checks it against these functions. Time
+runs from ``t = 0`` (data ``x_0``) to ``t = 1`` (noise ``eps ~ N(0, I)``); both objectives blend the two,
+``x_t = a(t) x_0 + s(t) eps``, and differ in the blend and in what the network predicts:
+
+* ``"eps"``, DDPM (Ho et al. 2020) in continuous time with the cosine schedule (Nichol & Dhariwal 2021):
+  ``a = sqrt(abar(t))``, ``s = sqrt(1 - abar(t))``; the network predicts the noise ``eps``. Its loss
+  ``||eps_hat - eps||^2`` is the ELBO of chapter 03 with the weight of each ``t`` changed (Ho et al. 2020, §3.4;
+  Kingma et al. 2021).
+* ``"flow"``, flow matching / rectified flow (Lipman et al. 2023; Liu et al. 2023): ``a = 1 - t``, ``s = t``, a
+  straight line from data to noise; the network predicts its velocity ``v = eps - x_0``, a plain regression.
+
+Sampling integrates from ``t = 1`` to ``t = 0``. DDIM (Song et al. 2021) re-blends the predicted ``x_0`` and
+``eps`` at the next time: ``x_t' = a(t') x0_hat + s(t') eps_hat``; for the flow's straight lines that is exactly
+an Euler step ``x_t' = x_t + (t' - t) v_hat``. Heun's method (Karras et al. 2022) corrects the Euler step with the
+slope at its end point. Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and the unconditional
+prediction: ``u + w (c - u)``.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+
+Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # f(x_t, t, y) -> prediction, like models.unet.UNet
+
+OBJECTIVES = ("flow", "eps")
+SAMPLERS = {"flow": ("euler", "heun"), "eps": ("ddim",)}
+COSINE_OFFSET = 0.008  # s of Nichol & Dhariwal's cosine schedule
+MIN_ALPHA_BAR = 1e-4  # abar(1) of the cosine schedule is 0; kept above it so that x0_hat stays finite
+
+
+def alpha_bar(t: Tensor) -> Tensor:
+    """The cosine schedule ``abar(t) = cos^2(pi/2 (t + s)/(1 + s)) / cos^2(pi/2 s/(1 + s))``, floored.
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    def f(u: Tensor) -> Tensor:
+        return torch.cos((u + COSINE_OFFSET) / (1 + COSINE_OFFSET) * math.pi / 2) ** 2
+
+    return (f(t) / f(torch.zeros_like(t))).clamp(MIN_ALPHA_BAR, 1.0)  # the same arithmetic: exactly 1 at t = 0
+
+
+def coefficients(t: Tensor, objective: str) -> tuple[Tensor, Tensor]:
+    """``(a(t), s(t))`` of ``x_t = a x_0 + s eps`` for the objective (see the module docstring).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    if objective == "flow":
+        return 1 - t, t
+    if objective == "eps":
+        ab = alpha_bar(t)
+        return ab.sqrt(), (1 - ab).sqrt()
+    raise ValueError(f"objective must be one of {', '.join(OBJECTIVES)}, not {objective!r}")
+
+
+def _col(t: Tensor, like: Tensor) -> Tensor:
+    """Per-example times as a column that broadcasts over an image (or latent) batch."""
+    return t.reshape(-1, *([1] * (like.dim() - 1)))
+
+
+def add_noise(x0: Tensor, noise: Tensor, t: Tensor, objective: str) -> Tensor:
+    """The forward process: ``x_t = a(t) x_0 + s(t) eps``, in closed form for any ``t`` (one per example).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    a, s = coefficients(_col(t, x0), objective)
+    return a * x0 + s * noise
+
+
+def target(x0: Tensor, noise: Tensor, objective: str) -> Tensor:
+    """What the network learns to predict: the noise (``eps``) or the velocity ``eps - x_0`` (``flow``)."""
+    return noise if objective == "eps" else noise - x0
+
+
+def to_x0_eps(x_t: Tensor, pred: Tensor, t: Tensor, objective: str) -> tuple[Tensor, Tensor]:
+    """The network's guess of ``(x_0, eps)`` at ``x_t`` from its prediction, for either objective.
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    if objective == "flow":  # x_t = (1-t) x0 + t eps and v = eps - x0
+        tc = _col(t, x_t)
+        return x_t - tc * pred, x_t + (1 - tc) * pred
+    a, s = coefficients(_col(t, x_t), objective)
+    return ((x_t - s * pred) / a).clamp(-1, 1), pred
+
+
+def diffusion_loss(net: Net, x0: Tensor, y: Tensor | None, objective: str, generator: torch.Generator,
+                   label_dropout: float = 0.0, null_label: int = 0) -> Tensor:
+    """The training objective on one batch: draw ``t ~ U(0, 1)`` and ``eps``, build ``x_t``, regress the target.
+
+    With ``label_dropout > 0`` a share of the labels is replaced by ``null_label``, so the same network also
+    learns the unconditional prediction that classifier-free guidance needs. Deterministic given ``generator``.
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    n = len(x0)
+    t = torch.rand(n, generator=generator)
+    noise = torch.randn(x0.shape, generator=generator)
+    if y is not None and label_dropout > 0:
+        y = torch.where(torch.rand(n, generator=generator) < label_dropout, torch.full_like(y, null_label), y)
+    pred = net(add_noise(x0, noise, t, objective), t, y)
+    return F.mse_loss(pred, target(x0, noise, objective))
+
+
+def predict(net: Net, x: Tensor, t: float, labels: Tensor | None, guidance: float, null_label: int) -> Tensor:
+    """The network's prediction at time ``t``, with classifier-free guidance ``u + w (c - u)`` when ``w != 1``.
+
+    Conditional and unconditional halves run as one batch of 2N. Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    tt = torch.full((len(x),), float(t))
+    if labels is None or guidance == 1.0:
+        return net(x, tt, labels)
+    null = torch.full_like(labels, null_label)
+    cond, uncond = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null])).chunk(2)
+    return uncond + guidance * (cond - uncond)
+
+
+def ddim_step(x: Tensor, pred: Tensor, t: float, t_next: float, objective: str) -> Tensor:
+    """One deterministic DDIM step from ``t`` to ``t_next``: ``a(t') x0_hat + s(t') eps_hat`` (Euler for flow).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    tt = torch.full((len(x),), float(t))
+    x0, eps = to_x0_eps(x, pred, tt, objective)
+    a, s = coefficients(torch.tensor(float(t_next)), objective)
+    return a * x0 + s * eps
+
+
+def time_grid(steps: int) -> list[float]:
+    """``steps + 1`` evenly spaced times from 1 (noise) down to 0 (data)."""
+    return torch.linspace(1.0, 0.0, steps + 1).tolist()
+
+
+def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
+                      labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
+                      null_label: int = 10, noise: Tensor | None = None) -> list[Tensor]:
+    """Integrate from pure noise ``x_1`` to ``x_0``; return ``[x_1, ..., x_0]`` (``steps + 1`` tensors).
+
+    ``sampler``: ``"ddim"`` / ``"euler"`` (one network call per step) or ``"heun"`` (two, one on the last step).
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    if sampler not in SAMPLERS.get(objective, ()):
+        raise ValueError(f"sampler {sampler!r} does not fit objective {objective!r}; choose from {SAMPLERS}")
+    x = torch.randn(shape, generator=generator) if noise is None else noise
+    out = [x]
+    times = time_grid(steps)
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        pred = predict(net, x, t, labels, guidance, null_label)
+        x_next = ddim_step(x, pred, t, t_next, objective)
+        if sampler == "heun" and t_next > 0:  # average the slopes at both ends (Karras et al. 2022, Alg. 1)
+            pred_next = predict(net, x_next, t_next, labels, guidance, null_label)
+            x_next = x + (t_next - t) * (pred + pred_next) / 2
+        x = x_next
+        out.append(x)
+    return out
+
+
+@torch.no_grad()
+def sample(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
+           labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
+           null_label: int = 10) -> Tensor:
+    """The end ``x_0`` of :func:`sample_trajectory` (in the data's scale, [-1, 1] for images).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    return sample_trajectory(net, shape, objective, sampler, steps, labels, guidance, generator, null_label)[-1]
+
+
+def network_calls(sampler: str, steps: int, guided: bool) -> int:
+    """Network evaluations per sample: the cost that the sampler-steps curve of chapter 08 plots against."""
+    calls = 2 * steps - 1 if sampler == "heun" else steps
+    return calls * (2 if guided else 1)

@@ -1,0 +1,32 @@
+"""Checkers for the workbook's exercises: call the learner's function on fixed inputs and compare with prodlab.
+
+Each ``check_*`` takes the learner's function, runs it on fixed, seeded inputs, and compares the result with the
+package's own reference (``prodlab.data``, ``prodlab.losses``, ``prodlab.models.vae``). It prints
+``"<exercise>: correct"`` or raises :class:`ExerciseFailed` whose message is a hint: a specific one when the answer
+equals a known mistake (a missing 1/2, a mean where a sum belongs, a detached sample), a general one otherwise.
+The empty stub of the student edition (``raise NotImplementedError()``, nbgrader's default) fails with a message
+saying that the exercise is not answered yet. Every chapter with exercises uses them.
+
+The common part is ``prodlab.exercises.core``; each chapter's checkers are in ``prodlab.exercises.chNN`` and are
+gathered here, so a notebook writes ``exercises.check_gaussian_kl(my_kl)``.
+"""
+
+from prodlab.exercises.ch00 import check_class_means, check_mirror_asymmetry  # noqa: F401
+from prodlab.exercises.ch01 import (  # noqa: F401
+    check_gaussian_kl,
+    check_gradient_ratio,
+    check_nonsaturating_loss,
+    check_reparameterise,
+)
+from prodlab.exercises.ch02 import (  # noqa: F401
+    check_discriminator_loss,
+    check_discriminator_step,
+    check_ema_update,
+    check_truncated_normal,
+)
+from prodlab.exercises.ch03 import check_broken_sample, check_implied_beta, check_iwae, check_kl_per_dimension  # noqa: F401
+from prodlab.exercises.ch04 import check_gaussian_fid, check_kid, check_precision_recall  # noqa: F401
+from prodlab.exercises.ch05 import check_crossover, check_height, check_slerp  # noqa: F401
+from prodlab.exercises.ch06 import check_average_precision, check_cosine_top_k, check_precision_at_k  # noqa: F401
+from prodlab.exercises.ch07 import check_heel_height, check_mix_code, check_moved_code  # noqa: F401
+from prodlab.exercises.core import STUB_MESSAGE, ExerciseFailed  # noqa: F401

@@ -1,0 +1,230 @@
+"""A small class-conditional U-Net for 28 x 28 products, and the diffusion model built on it (chapter 08).
+
+The network ``f(x_t, t, y)`` reads a noisy image, the time ``t`` in [0, 1] (1: pure noise) and a class label, and
+predicts either the noise ``eps`` (DDPM, Ho et al. 2020) or the velocity ``eps - x_0`` (flow matching, Lipman et
+al. 2023; rectified flow, Liu et al. 2023), as :class:`DiffusionConfig` says. Its shape (``w = cfg.width``):
+
+* 28 x 28: a 3x3 convolution to ``w`` channels, one residual block; 4x4 stride-2 convolution down to 14 x 14;
+* 14 x 14: one residual block at ``2w``; down to 7 x 7; 7 x 7: two residual blocks at ``2w`` (the middle);
+* the mirror image upwards (4x4 stride-2 transposed convolutions), each level concatenating the skip connection
+  of its level, and a 3x3 convolution back to one channel.
+
+Every residual block adds a projection of the embedding ``emb = MLP(sinusoidal(t)) + embed(y)``. Label ``y =
+n_classes`` is the "no label" token that classifier-free guidance (Ho & Salimans 2022) trains by dropping labels.
+The screening of chapter 08 chose this own U-Net over diffusers' ``UNet2DModel`` (not installed: this one is
+small enough to read in the notebook). No attention: at 7 x 7 it bought nothing measurable on this CPU budget.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prodlab import diffusion
+from prodlab.models.vae import ConvVAE, VAEConfig
+
+
+@dataclass(frozen=True)
+class DiffusionConfig:
+    """Shape of the U-Net and how its model samples (what a checkpoint's JSON records as ``config``).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+
+    width: int = 32  # channels at 28 x 28; 2 * width at 14 x 14 and 7 x 7
+    n_classes: int = 10  # 0: unconditional
+    objective: str = "flow"  # "flow" (predict eps - x0) or "eps" (predict the noise, cosine schedule)
+    sampler: str = "heun"  # "euler" or "heun" for flow, "ddim" for eps
+    steps: int = 4  # sampler steps (Heun: two network calls per step but the last)
+    guidance: float = 1.0  # classifier-free guidance scale; 1: the conditional prediction alone
+
+    def __post_init__(self) -> None:
+        if self.objective not in diffusion.OBJECTIVES:
+            raise ValueError(f"objective must be one of {', '.join(diffusion.OBJECTIVES)}, not {self.objective!r}")
+        if self.sampler not in diffusion.SAMPLERS[self.objective]:
+            raise ValueError(f"sampler for {self.objective!r} must be one of "
+                             f"{', '.join(diffusion.SAMPLERS[self.objective])}, not {self.sampler!r}")
+        if self.width < 8 or self.width % 8 or self.steps < 1:
+            raise ValueError("width must be a multiple of 8 (>= 8) and steps >= 1")
+
+
+def timestep_embedding(t: Tensor, dim: int) -> Tensor:
+    """Sinusoidal features of ``t`` in [0, 1] (Vaswani et al. 2017), scaled by 1000 as DDPM's integer steps were.
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    half = dim // 2
+    freqs = torch.exp(-math.log(10_000.0) * torch.arange(half, dtype=torch.float32) / half)
+    angles = 1000.0 * t.float()[:, None] * freqs[None]
+    return torch.cat([angles.sin(), angles.cos()], dim=1)
+
+
+class ResBlock(nn.Module):
+    """GroupNorm-SiLU-conv twice, the embedding added in between, plus a (1x1 if needed) skip path."""
+
+    def __init__(self, c_in: int, c_out: int, emb_dim: int) -> None:
+        super().__init__()
+        self.norm1, self.conv1 = nn.GroupNorm(8, c_in), nn.Conv2d(c_in, c_out, 3, padding=1)
+        self.emb = nn.Linear(emb_dim, c_out)
+        self.norm2, self.conv2 = nn.GroupNorm(8, c_out), nn.Conv2d(c_out, c_out, 3, padding=1)
+        self.skip = nn.Conv2d(c_in, c_out, 1) if c_in != c_out else nn.Identity()
+        nn.init.zeros_(self.conv2.weight)  # each block starts as the identity: stable from the first step
+        nn.init.zeros_(self.conv2.bias)
+
+    def forward(self, x: Tensor, emb: Tensor) -> Tensor:
+        h = self.conv1(F.silu(self.norm1(x)))
+        h = h + self.emb(emb)[:, :, None, None]
+        return self.skip(x) + self.conv2(F.silu(self.norm2(h)))
+
+
+class UNet(nn.Module):
+    """``f(x_t, t, y)``: N x 1 x 28 x 28, N times in [0, 1], N labels (``n_classes`` = none) -> N x 1 x 28 x 28.
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+
+    def __init__(self, width: int = 32, n_classes: int = 10) -> None:
+        super().__init__()
+        w, w2, emb = width, 2 * width, 4 * width
+        self.n_classes, self.emb_dim = n_classes, emb
+        self.time_mlp = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
+        self.label_emb = nn.Embedding(n_classes + 1, emb) if n_classes else None
+        self.stem = nn.Conv2d(1, w, 3, padding=1)
+        self.down28, self.pool28 = ResBlock(w, w, emb), nn.Conv2d(w, w, 4, stride=2, padding=1)
+        self.down14, self.pool14 = ResBlock(w, w2, emb), nn.Conv2d(w2, w2, 4, stride=2, padding=1)
+        self.mid1, self.mid2 = ResBlock(w2, w2, emb), ResBlock(w2, w2, emb)
+        self.up7 = nn.ConvTranspose2d(w2, w2, 4, stride=2, padding=1)
+        self.up14, self.up14_up = ResBlock(2 * w2, w2, emb), nn.ConvTranspose2d(w2, w, 4, stride=2, padding=1)
+        self.up28 = ResBlock(2 * w, w, emb)
+        self.head = nn.Sequential(nn.GroupNorm(8, w), nn.SiLU(), nn.Conv2d(w, 1, 3, padding=1))
+        nn.init.zeros_(self.head[-1].weight)
+        nn.init.zeros_(self.head[-1].bias)
+
+    def embedding(self, t: Tensor, y: Tensor | None) -> Tensor:
+        emb = self.time_mlp(timestep_embedding(t, self.emb_dim))
+        if self.label_emb is not None:
+            y = torch.full((len(t),), self.n_classes, dtype=torch.long) if y is None else y
+            emb = emb + self.label_emb(y)
+        return emb
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        emb = self.embedding(t, y)
+        h28 = self.down28(self.stem(x), emb)
+        h14 = self.down14(self.pool28(h28), emb)
+        h = self.mid2(self.mid1(self.pool14(h14), emb), emb)
+        h = self.up14(torch.cat([self.up7(h), h14], dim=1), emb)
+        h = self.up28(torch.cat([self.up14_up(h), h28], dim=1), emb)
+        return self.head(h)
+
+
+class DiffusionModel(nn.Module):
+    """A trained U-Net with its objective and default sampler: what ``diffusion`` ships (images in [-1, 1] inside).
+
+    ``sample(n, generator, labels)`` is the common generator interface of ``prodlab.checkpoints``.
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+
+    def __init__(self, cfg: DiffusionConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or DiffusionConfig()
+        self.net = UNet(self.cfg.width, self.cfg.n_classes)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net(x, t, y)
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               steps: int | None = None, guidance: float | None = None) -> Tensor:
+        """``n`` new products (float N x 1 x 28 x 28 in [0, 1]) with the config's sampler, steps and guidance."""
+        if labels is not None and not self.cfg.n_classes:
+            raise ValueError("this diffusion model is unconditional: sample() takes no labels")
+        self.eval()
+        x = diffusion.sample(self, (n, 1, 28, 28), self.cfg.objective, self.cfg.sampler,
+                             steps or self.cfg.steps, labels, self.cfg.guidance if guidance is None else guidance,
+                             generator, null_label=self.cfg.n_classes)
+        return ((x.clamp(-1, 1) + 1) / 2).float()
+
+
+def parameter_count(model: nn.Module) -> int:
+    """Number of parameters (a column of chapter 08's family table)."""
+    return sum(p.numel() for p in model.parameters())
+
+
+@dataclass(frozen=True)
+class LatentDiffusionConfig:
+    """The latent prior of ``latent-diffusion``: an MLP flow on the 16-d codes of the shipped ``vae``.
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+
+    latent_dim: int = 16
+    hidden: int = 256
+    depth: int = 3  # residual MLP blocks
+    objective: str = "flow"
+    sampler: str = "heun"
+    steps: int = 25
+
+    def __post_init__(self) -> None:
+        if self.sampler not in diffusion.SAMPLERS.get(self.objective, ()):
+            raise ValueError(f"sampler {self.sampler!r} does not fit objective {self.objective!r}")
+
+
+class LatentMLP(nn.Module):
+    """``f(z_t, t)`` for latent codes: residual SiLU blocks with the time embedding added to each."""
+
+    def __init__(self, latent_dim: int, hidden: int, depth: int) -> None:
+        super().__init__()
+        self.hidden = hidden
+        self.inp, self.out = nn.Linear(latent_dim, hidden), nn.Linear(hidden, latent_dim)
+        self.time_mlp = nn.Sequential(nn.Linear(hidden, hidden), nn.SiLU(), nn.Linear(hidden, hidden))
+        self.blocks = nn.ModuleList(nn.Sequential(nn.LayerNorm(hidden), nn.Linear(hidden, hidden), nn.SiLU(),
+                                                  nn.Linear(hidden, hidden)) for _ in range(depth))
+
+    def forward(self, z: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        h = self.inp(z) + self.time_mlp(timestep_embedding(t, self.hidden))
+        for block in self.blocks:
+            h = h + block(h)
+        return self.out(F.silu(h))
+
+
+class LatentDiffusion(nn.Module):
+    """Two-stage VAE (Dai & Wipf 2019): a flow prior over the VAE's standardised latent codes, then its decoder.
+
+    Sampling draws ``z`` from the learned prior instead of ``N(0, I)``, so it lands where the encoder put training
+    images, not in the "holes" of chapter 03's prior. The VAE is held inside (frozen copy), so one checkpoint
+    samples on its own. Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+
+    def __init__(self, cfg: LatentDiffusionConfig | None = None) -> None:
+        super().__init__()
+        self.cfg = cfg or LatentDiffusionConfig()
+        self.net = LatentMLP(self.cfg.latent_dim, self.cfg.hidden, self.cfg.depth)
+        self.vae = ConvVAE(VAEConfig(latent_dim=self.cfg.latent_dim))
+        self.register_buffer("z_mean", torch.zeros(self.cfg.latent_dim))
+        self.register_buffer("z_std", torch.ones(self.cfg.latent_dim))
+
+    def forward(self, z: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        return self.net(z, t, y)
+
+    def standardise(self, z: Tensor) -> Tensor:
+        return (z - self.z_mean) / self.z_std
+
+    @torch.no_grad()
+    def sample_latents(self, n: int, generator: torch.Generator | None = None, steps: int | None = None) -> Tensor:
+        """``n`` latent codes from the learned prior, in the VAE's own scale."""
+        self.eval()
+        u = diffusion.sample(self, (n, self.cfg.latent_dim), self.cfg.objective, self.cfg.sampler,
+                             steps or self.cfg.steps, generator=generator)
+        return u * self.z_std + self.z_mean
+
+    @torch.no_grad()
+    def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
+               steps: int | None = None) -> Tensor:
+        """``n`` new products (float N x 1 x 28 x 28 in [0, 1]): prior sample, then the VAE's decoder."""
+        if labels is not None:
+            raise ValueError("latent-diffusion is unconditional: sample() takes no labels")
+        return self.vae.decode(self.sample_latents(n, generator, steps))

@@ -1,0 +1,214 @@
+"""The exact search index, and the catalogue's cached indexes of either kind (notebook 06, article §2.4 item 3).
+
+A query is embedded like the catalogue and its top-k neighbours by cosine similarity ``<q, v> / (|q| |v|)`` are
+returned. :class:`Index` stores unit vectors, so cosine similarity is one matrix product and a ``topk``: exact
+search, batched. :class:`prodlab.search.approx.ApproxIndex` (FAISS) answers the same calls approximately, for
+catalogues of millions. Both follow :class:`SearchIndex`: ``build``, ``add``, ``search``, ``save`` and ``load``.
+
+Exact index file (safetensors, nothing pickled): tensors ``vectors`` (float32 N x D, unit rows) and ``labels``
+(int64 N); text metadata ``kind`` = ``exact``, ``embedding``, ``key``, ``build_seconds``, ``build_cpu_seconds``
+and ``format``. Built indexes are cached in ``data/cache`` under the embedding and the SHA-256 of the weights (or
+of the data), so ``python -m prodlab search IMAGE`` answers in well under a second.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar, Protocol
+
+import torch
+import torch.nn.functional as F
+from safetensors import SafetensorError, safe_open
+from torch import Tensor
+
+from prodlab import config, data, files
+from prodlab.search import approx
+from prodlab.search.embed import (
+    FORMAT,
+    Embedder,
+    SearchError,
+    catalogue,
+    check_k,
+    embedder,
+    unavailable,
+)
+
+KINDS = ("exact", "approx")  # what ``--index`` accepts
+TUNE_QUERIES = slice(1000, 2000)  # test images that tune the approximate index: not the first 1,000 it is judged on
+
+
+class SearchIndex(Protocol):
+    """What every index offers: vectors in, ``(scores, ids)`` out, one safetensors file on disk."""
+
+    kind: ClassVar[str]
+    embedding: str
+    key: str
+    labels: Tensor
+    build_seconds: float
+    build_cpu_seconds: float
+
+    def __len__(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def nbytes(self) -> int: ...
+    def add(self, vectors: Tensor, labels: Tensor) -> None: ...
+    def search(self, queries: Tensor, k: int = 10, batch_size: int = 1024) -> tuple[Tensor, Tensor]: ...
+    def save(self, path: Path) -> Path: ...
+
+
+@dataclass
+class Index:
+    """Unit-length embeddings of the catalogue (row = catalogue id), searched exactly by cosine similarity."""
+
+    kind: ClassVar[str] = "exact"
+    embedding: str
+    key: str
+    vectors: Tensor  # float32 N x D, rows of length 1
+    labels: Tensor  # int64 N: the class of each catalogue item
+    build_seconds: float = 0.0  # wall-clock time to build it (load the model / fit PCA, embed, normalise)
+    build_cpu_seconds: float = 0.0  # CPU time of the same (all threads): what a shared machine cannot inflate
+
+    @classmethod
+    def build(cls, embedding: str, key: str, vectors: Tensor, labels: Tensor) -> Index:
+        """An index of ``vectors`` (N x D, any length: they are normalised) and their ``labels`` (N)."""
+        return cls(embedding, key, F.normalize(vectors.float(), dim=1).contiguous(), labels.long())
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    @property
+    def nbytes(self) -> int:
+        return self.vectors.numel() * self.vectors.element_size() + self.labels.numel() * self.labels.element_size()
+
+    def add(self, vectors: Tensor, labels: Tensor) -> None:
+        """Append items; their ids continue from ``len(self)``."""
+        self.vectors = torch.cat([self.vectors, F.normalize(vectors.float(), dim=1)]).contiguous()
+        self.labels = torch.cat([self.labels, labels.long()])
+
+    @torch.no_grad()
+    def search(self, queries: Tensor, k: int = 10, batch_size: int = 1024) -> tuple[Tensor, Tensor]:
+        """Top-``k`` catalogue items of each query vector (M x D): cosine scores and ids, each M x k, best first.
+
+        Exact search: the queries are normalised and multiplied with the catalogue matrix in batches of
+        ``batch_size`` queries (memory ``batch_size x N`` floats), then ``topk`` keeps the k best of each row.
+        """
+        check_k(k, len(self))
+        q = F.normalize(queries.float().reshape(-1, self.dim), dim=1)
+        tops = [(q[i : i + batch_size] @ self.vectors.T).topk(k, dim=1) for i in range(0, len(q), batch_size)]
+        return torch.cat([t.values for t in tops]), torch.cat([t.indices for t in tops])
+
+    def save(self, path: Path) -> Path:
+        """Write the index as one safetensors file (tensors and text metadata; nothing is pickled), atomically."""
+        meta = {"kind": self.kind, "embedding": self.embedding, "key": self.key, "format": str(FORMAT),
+                "build_seconds": f"{self.build_seconds:.3f}", "build_cpu_seconds": f"{self.build_cpu_seconds:.3f}"}
+        return files.write_tensors(Path(path), {"vectors": self.vectors, "labels": self.labels}, meta)
+
+    @classmethod
+    def load(cls, path: Path) -> Index:
+        """Read an index written by :meth:`save`; ``SearchError`` if the file is missing, damaged or not exact."""
+        index = load_index(path)
+        if not isinstance(index, cls):
+            raise SearchError(f"cannot read the search index {path}: it is a {index.kind} index, not an exact one")
+        return index
+
+
+def load_index(path: Path) -> Index | approx.ApproxIndex:
+    """Read an index file of either kind (its ``kind`` metadata says which); ``SearchError`` if unreadable."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+            tensors = {name: f.get_tensor(name) for name in f.keys()}  # noqa: SIM118 (safe_open is not a dict)
+        if meta.get("kind", "exact") == "exact":
+            return Index(meta["embedding"], meta["key"], tensors["vectors"], tensors["labels"],
+                         float(meta["build_seconds"]), float(meta["build_cpu_seconds"]))
+        return approx.ApproxIndex.from_file_contents(meta, tensors)
+    except (SafetensorError, OSError, KeyError, ValueError, RuntimeError) as err:
+        raise SearchError(f"cannot read the search index {path}: {err}") from err
+
+
+def cache_path(name: str, key: str, kind: str = "exact") -> Path:
+    """Where the catalogue index of embedding ``name`` (weights/data ``key``) of ``kind`` is cached."""
+    if kind == "exact":
+        return config.cache_dir() / f"search-{name}-{key[:16]}-v{FORMAT}.safetensors"
+    return config.cache_dir() / f"search-approx-{name}-{key[:16]}-v{approx.FORMAT}.safetensors"
+
+
+def build_index(name: str, directory: Path | None = None) -> tuple[Embedder, Index]:
+    """Embed the whole catalogue with embedding ``name``, timed from loading the model (or fitting PCA) on."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    emb = embedder(name, directory, refit=True)
+    images, labels = catalogue()
+    index = Index.build(name, emb.key, emb(images), labels)
+    return emb, dataclasses.replace(index, build_seconds=time.perf_counter() - start,
+                                    build_cpu_seconds=time.process_time() - cpu_start)
+
+
+def build_approx(emb: Embedder, exact: Index) -> approx.ApproxIndex:
+    """The FAISS index of the catalogue's vectors, its ``nprobe`` tuned on test images ``TUNE_QUERIES`` (whose
+    exact top-10 the exact index gives) to reach ``approx.TARGET_RECALL``; timed, tuning included."""
+    start, cpu_start = time.perf_counter(), time.process_time()
+    index = approx.ApproxIndex.build(exact.embedding, exact.key, exact.vectors, exact.labels)
+    queries = emb(data.load("test")[0][TUNE_QUERIES])
+    index.tune(queries, exact.search(queries, approx.K_RECALL)[1])
+    index.build_seconds = exact.build_seconds + time.perf_counter() - start
+    index.build_cpu_seconds = exact.build_cpu_seconds + time.process_time() - cpu_start
+    return index
+
+
+def _cached(path: Path, emb: Embedder, n: int, kind: str) -> Index | approx.ApproxIndex | None:
+    """The index cached at ``path`` if it is of ``kind``, matches ``emb`` and holds ``n`` items; else None
+    (a damaged or stale file is removed)."""
+    if not path.is_file():
+        return None
+    try:
+        index = load_index(path)
+        if index.kind == kind and index.key == emb.key and len(index) == n:
+            return index
+    except SearchError:
+        pass
+    path.unlink(missing_ok=True)
+    return None
+
+
+def catalogue_index(
+    name: str, directory: Path | None = None, rebuild: bool = False, kind: str = "exact",
+) -> tuple[Embedder, Index | approx.ApproxIndex]:
+    """The embedder and the catalogue index of ``name`` and ``kind`` (``exact``, or ``approx``: FAISS): from the
+    cache when it matches the weights, else built (and cached). ``rebuild`` ignores the cache, so that the build
+    time is measured afresh. The approximate index is built from the exact one's vectors."""
+    if kind not in KINDS:
+        raise SearchError(f"unknown index kind {kind!r}; kinds: {', '.join(KINDS)}")
+    reason = unavailable(name, directory)
+    if reason is not None:
+        raise SearchError(reason)
+    emb = embedder(name, directory)
+    path = cache_path(name, emb.key, kind)
+    index = None if rebuild else _cached(path, emb, len(catalogue()[1]), kind)
+    if index is not None:
+        return emb, index
+    if kind == "exact":
+        emb, index = build_index(name, directory)
+    else:
+        index = build_approx(emb, catalogue_index(name, directory, rebuild)[1])
+    index.save(path)
+    prefix = "search-" if kind == "exact" else "search-approx-"
+    for stale in config.cache_dir().glob(f"{prefix}{name}-*.safetensors"):  # indexes of weights since replaced
+        if stale != path:
+            stale.unlink(missing_ok=True)
+    return emb, index
+
+
+def query(emb: Embedder, index: SearchIndex, images: Tensor, k: int = 10) -> tuple[Tensor, Tensor]:
+    """Search with images rather than vectors: embed them with ``emb``, then ``index.search``."""
+    if emb.name != index.embedding or emb.key != index.key:
+        raise SearchError(f"the index was built with {index.embedding} ({index.key[:12]}), "
+                          f"not with {emb.name} ({emb.key[:12]})")
+    return index.search(emb(images), k)

@@ -1,0 +1,56 @@
+"""Cached analyses (prodlab.cache): computed once, kept on disk, recomputed on demand or when damaged."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from prodlab import cache, config
+
+
+@pytest.fixture
+def counted(tmp_path, monkeypatch):
+    monkeypatch.setenv(config.DATA_ENV, str(tmp_path))
+    monkeypatch.setattr(cache, "_MEMORY", {})
+    calls = {"n": 0}
+
+    def compute() -> cache.Result:
+        calls["n"] += 1
+        return {"zeta": torch.arange(3.0), "alpha": {"rows": [1, 2.5]}, "beta": torch.ones(2, 2)}
+
+    monkeypatch.setitem(cache.REGISTRY, "test-counted", cache.Computation("test-counted", compute, "a test"))
+    return calls
+
+
+def test_computed_once_then_read_back_in_order(counted, monkeypatch):
+    first = cache.get("test-counted")
+    assert list(first) == ["zeta", "alpha", "beta"] and counted["n"] == 1
+    monkeypatch.setattr(cache, "_MEMORY", {})  # a new process: read from the file
+    again = cache.get("test-counted")
+    assert counted["n"] == 1 and list(again) == ["zeta", "alpha", "beta"]
+    assert torch.equal(again["zeta"], torch.arange(3.0)) and again["alpha"] == {"rows": [1, 2.5]}
+
+
+def test_refresh_and_a_damaged_file_recompute(counted, monkeypatch):
+    cache.get("test-counted")
+    cache.get("test-counted", refresh=True)
+    assert counted["n"] == 2
+    cache.path("test-counted").write_bytes(b"not safetensors")
+    monkeypatch.setattr(cache, "_MEMORY", {})
+    assert torch.equal(cache.get("test-counted")["beta"], torch.ones(2, 2)) and counted["n"] == 3
+
+
+def test_quick_mode_keeps_its_own_results(counted, monkeypatch):
+    monkeypatch.delenv(config.QUICK_ENV, raising=False)
+    full = cache.path("test-counted")
+    monkeypatch.setenv(config.QUICK_ENV, "1")
+    assert cache.path("test-counted") != full and cache.path("test-counted").name.endswith("-quick.safetensors")
+
+
+def test_compute_command_lists_and_refuses_unknown_names(capsys):
+    from prodlab.__main__ import main
+
+    assert main(["compute"]) == 0
+    assert "vae-beta-sweep" in capsys.readouterr().out
+    assert main(["compute", "nope"]) == 1
+    assert "no computation 'nope'" in capsys.readouterr().err

@@ -1,0 +1,186 @@
+"""Diffusion and flow matching (prodlab.diffusion, prodlab.models.unet, prodlab.training.diffusion; chapter 08)."""
+
+from __future__ import annotations
+
+import dataclasses
+
+import pytest
+import torch
+
+from prodlab import checkpoints, diffusion, runs
+from prodlab.chapters import ch08_diffusion
+from prodlab.exercises import ExerciseFailed
+from prodlab.models import unet
+from prodlab.training import diffusion as training
+from prodlab.training import registry
+
+
+def _batch(seed: int = 0, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
+    g = torch.Generator().manual_seed(seed)
+    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.randn(n, 1, 28, 28, generator=g)
+
+
+@pytest.mark.parametrize("objective", diffusion.OBJECTIVES)
+def test_forward_process_runs_from_data_to_noise(objective):
+    x0, noise = _batch()
+    at = lambda t: diffusion.add_noise(x0, noise, torch.full((6,), t), objective)  # noqa: E731
+    assert torch.allclose(at(0.0), x0, atol=5e-3)
+    assert torch.allclose(at(1.0), noise, atol=2e-2)  # the cosine schedule keeps abar(1) = 1e-4, not 0
+    a, s = diffusion.coefficients(torch.linspace(0, 1, 11), objective)
+    assert (a[1:] <= a[:-1]).all() and (s[1:] >= s[:-1]).all()  # signal fades, noise grows
+
+
+@pytest.mark.parametrize("objective", diffusion.OBJECTIVES)
+def test_the_exact_prediction_recovers_the_image_in_one_step(objective):
+    x0, noise = _batch(1)
+    t = torch.full((6,), 0.7)
+    x_t = diffusion.add_noise(x0, noise, t, objective)
+    guess_x0, guess_eps = diffusion.to_x0_eps(x_t, diffusion.target(x0, noise, objective), t, objective)
+    assert torch.allclose(guess_x0, x0, atol=1e-5) and torch.allclose(guess_eps, noise, atol=1e-5)
+    stepped = diffusion.ddim_step(x_t, diffusion.target(x0, noise, objective), 0.7, 0.0, objective)
+    assert torch.allclose(stepped, x0, atol=1e-5)
+
+
+def test_ddim_is_an_euler_step_for_the_flow():
+    x, v = _batch(2)
+    assert torch.allclose(diffusion.ddim_step(x, v, 0.8, 0.5, "flow"), x + (0.5 - 0.8) * v, atol=1e-6)
+
+
+def test_guidance_mixes_conditional_and_unconditional_predictions():
+    def net(x, t, y):  # a toy "network": the label, as a number, times the input
+        return x * y.float()[:, None, None, None]
+
+    x, _ = _batch(3, 4)
+    labels = torch.tensor([1, 2, 3, 4])
+    assert torch.equal(diffusion.predict(net, x, 0.5, labels, 1.0, null_label=10), net(x, None, labels))
+    guided = diffusion.predict(net, x, 0.5, labels, 3.0, null_label=10)
+    cond, uncond = net(x, None, labels), net(x, None, torch.full_like(labels, 10))
+    assert torch.allclose(guided, uncond + 3.0 * (cond - uncond))
+
+
+def test_heun_is_exact_on_straight_paths_and_counts_its_calls():
+    calls = []
+
+    def constant(x, t, y):  # velocity field of straight lines: x_1 - x_0 = 1 everywhere
+        calls.append(len(x))
+        return torch.ones_like(x)
+
+    states = diffusion.sample_trajectory(constant, (3, 1, 28, 28), "flow", "heun", 4,
+                                         noise=torch.zeros(3, 1, 28, 28))
+    assert len(states) == 5 and torch.allclose(states[-1], torch.full((3, 1, 28, 28), -1.0))
+    assert len(calls) == diffusion.network_calls("heun", 4, guided=False) == 7
+    with pytest.raises(ValueError, match="does not fit"):
+        diffusion.sample_trajectory(constant, (1, 1, 28, 28), "eps", "heun", 2)
+
+
+def test_recipe_and_config_refuse_bad_values():
+    with pytest.raises(ValueError, match="objective must be one of"):
+        training.DiffusionRecipe(objective="score")
+    with pytest.raises(ValueError, match="width"):
+        training.DiffusionRecipe(width=12)
+    with pytest.raises(ValueError, match="sampler for 'eps'"):
+        unet.DiffusionConfig(objective="eps", sampler="heun")
+    assert training.image_config(training.DiffusionRecipe(objective="eps")).sampler == "ddim"
+
+
+def test_the_unet_keeps_the_shape_and_uses_the_label():
+    model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
+    for p in model.parameters():  # blocks and head start at zero (the identity): make the output depend on things
+        torch.nn.init.normal_(p, std=0.1)
+    x, _ = _batch(4, 2)
+    t = torch.tensor([0.3, 0.3])
+    out = model(x, t, torch.tensor([0, 0]))
+    assert out.shape == x.shape
+    assert not torch.allclose(out, model(x, t, torch.tensor([0, 10])))  # class 0 vs "no label"
+
+
+def test_diffusion_step_is_deterministic_given_the_generator():
+    recipe = training.DiffusionRecipe(width=8)
+    x, _ = _batch(5, 8)
+    y = torch.arange(8) % 10
+    results = []
+    for _ in range(2):
+        torch.manual_seed(0)
+        model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
+        row = training.diffusion_step(model, opt, x, y, recipe, torch.Generator().manual_seed(7))
+        results.append((row["loss"], [p.detach().clone() for p in model.parameters()]))
+    assert results[0][0] == results[1][0]
+    assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))
+
+
+def test_resume_reproduces_the_uninterrupted_run(tmp_path):
+    recipe = training.DiffusionRecipe(epochs=2, batch_size=8, width=8, warmup_steps=2)
+    x, _ = _batch(6, 16)
+    y = torch.arange(16) % 10
+
+    def train(epochs: int, name: str, resume: bool = False) -> torch.nn.Module:
+        torch.manual_seed(0)
+        model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
+        r = dataclasses.replace(recipe, epochs=epochs)
+        return training.train_diffusion(model, x, y, r, runs.Run(name, tmp_path), progress=False, resume=resume)[0]
+
+    whole = train(2, "whole")
+    train(1, "parts")
+    resumed = train(2, "parts", resume=True)
+    for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
+        assert torch.equal(a, b)
+
+
+def test_a_diffusion_checkpoint_round_trips_and_samples(tmp_path):
+    model = unet.DiffusionModel(unet.DiffusionConfig(width=8, steps=2))
+    checkpoints.save("diffusion", model, recipe=None, command="test", seed=0, train_seconds=0.0, metrics={},
+                     directory=tmp_path)
+    images, labels = checkpoints.generate("diffusion", 12, seed=3, directory=tmp_path)
+    assert images.shape == (12, 28, 28) and images.dtype == torch.uint8
+    assert labels.tolist() == [i % 10 for i in range(12)]
+    assert torch.equal(images, checkpoints.generate("diffusion", 12, seed=3, directory=tmp_path)[0])
+
+
+def test_the_latent_prior_decodes_through_the_vae():
+    model = unet.LatentDiffusion(unet.LatentDiffusionConfig(hidden=16, depth=1, steps=2))
+    out = model.sample(5, torch.Generator().manual_seed(0))
+    assert out.shape == (5, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+    with pytest.raises(ValueError, match="unconditional"):
+        model.sample(2, labels=torch.zeros(2, dtype=torch.long))
+
+
+def test_guidance_is_chosen_by_fid_among_faithful_scales():
+    rows = [{"guidance": 1.0, "fid": 2.0, "class_fidelity": 0.85},
+            {"guidance": 2.0, "fid": 3.0, "class_fidelity": 0.93},
+            {"guidance": 3.0, "fid": 4.0, "class_fidelity": 0.97}]
+    assert training.choose_guidance(rows) == 2.0
+    assert training.choose_guidance(rows, min_fidelity=0.99) == 1.0  # none faithful enough: the best FID
+
+
+def test_both_models_are_in_the_registry():
+    for name in ("diffusion", "latent-diffusion"):
+        assert registry.entry(name).recipe != registry.entry(name).quick
+        assert checkpoints.spec(name).generative
+
+
+def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
+    ch08_diffusion.check_flow_noising(lambda x0, e, t: (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * e)
+    ch08_diffusion.check_euler_step(lambda x, v, t, t_next: x + (t_next - t) * v)
+    assert capsys.readouterr().out.count("correct") == 2
+    with pytest.raises(ExerciseFailed, match="backwards"):
+        ch08_diffusion.check_euler_step(lambda x, v, t, t_next: x + (t - t_next) * v)
+    with pytest.raises(ExerciseFailed, match="not answered yet"):
+        ch08_diffusion.check_flow_noising(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
+
+
+@pytest.mark.parametrize("name, overrides", [("diffusion", ["train_limit=256"]),
+                                             ("latent-diffusion", ["train_limit=1024"])])
+def test_both_train_end_to_end_in_quick_mode_and_sample(name, overrides, tmp_path, monkeypatch):
+    """The code that makes the shipped checkpoints runs through the CLI (quick recipe, smaller still)."""
+    from prodlab import config
+    from prodlab.__main__ import main
+
+    monkeypatch.setenv("PRODLAB_QUICK", "1")
+    monkeypatch.setattr(config, "RUNS_DIR", tmp_path / "runs")
+    assert main(["train", name, *[a for kv in overrides for a in ("--set", kv)], "--out", str(tmp_path)]) == 0
+    meta = checkpoints.read_meta(name, tmp_path)
+    assert registry.recipe_of(name, meta) == registry.resolve(name, overrides)
+    assert meta["quick_mode"] and meta["metrics"]["fid"] > 0 and meta["train_cpu_seconds_steps"] > 0
+    images, labels = checkpoints.generate(name, 4, directory=tmp_path)
+    assert images.shape == (4, 28, 28) and (labels is not None) == (name == "diffusion")

@@ -1,0 +1,86 @@
+"""Chapter 03's exercise checkers pass a correct answer, fail known wrong answers with their hint, fail the stub."""
+
+from __future__ import annotations
+
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from prodlab import exercises
+
+
+def stub(*_args):
+    raise NotImplementedError()  # nbgrader's default stub (ClearSolutions.code_stub)
+
+
+def broken_sample(mu, logvar, generator):
+    return torch.normal(mu, (0.5 * logvar).exp(), generator=generator)
+
+
+def kl_per_dimension(mu, logvar):
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(0)
+
+
+def iwae(model, x, k, generator, inner=lambda log_w, k: math.log(k) - log_w.logsumexp(1)):
+    mu, logvar = model.encode(x)
+    eps = torch.randn((len(x), k, mu.shape[1]), generator=generator)
+    z = mu[:, None] + (0.5 * logvar).exp()[:, None] * eps
+    log_q = torch.distributions.Normal(mu[:, None], (0.5 * logvar).exp()[:, None]).log_prob(z).sum(-1)
+    log_p_z = torch.distributions.Normal(0.0, 1.0).log_prob(z).sum(-1)
+    logits = model.decode_logits(z.reshape(len(x) * k, -1))
+    bce = F.binary_cross_entropy_with_logits(logits, x.repeat_interleave(k, 0), reduction="none").flatten(1).sum(1)
+    return inner(-bce.reshape(len(x), k) + log_p_z - log_q, k)
+
+
+# checker -> (a correct answer, [(a known wrong answer, a word its hint must contain), ...])
+CASES = {
+    exercises.check_broken_sample: (
+        broken_sample,
+        [(lambda mu, logvar, g: mu + (0.5 * logvar).exp() * torch.randn(mu.shape, generator=g), "trick itself"),
+         (lambda mu, logvar, g: torch.normal(mu, logvar.exp(), generator=g), "exp(logvar / 2)"),
+         (lambda mu, logvar, g: mu.detach(), "random"),
+         (lambda mu, logvar, g: mu[:, :3], "shape")],
+    ),
+    exercises.check_kl_per_dimension: (
+        kl_per_dimension,
+        [(lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1), "one KL per image"),
+         (lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(0), "summed over the images"),
+         (lambda mu, logvar: 2 * kl_per_dimension(mu, logvar), "1/2"),
+         (lambda mu, logvar: kl_per_dimension(mu, 2 * logvar), "exp(2 logvar)")],
+    ),
+    exercises.check_implied_beta: (
+        lambda shape: math.prod(shape),
+        [(lambda shape: shape[1] * shape[2], "channels"), (lambda shape: 1 / math.prod(shape), "upside down"),
+         (lambda shape: 784, "wrong values")],
+    ),
+    exercises.check_iwae: (
+        iwae,
+        [(lambda m, x, k, g: iwae(m, x, k, g, lambda lw, k: -lw.mean(1)), "mean of log w"),
+         (lambda m, x, k, g: iwae(m, x, k, g, lambda lw, k: -lw.logsumexp(1)), "1/K"),
+         (lambda m, x, k, g: iwae(m, x, k, g, lambda lw, k: -math.log(k) - lw.logsumexp(1)), "wrong sign"),
+         (lambda m, x, k, g: iwae(m, x, k, g, lambda lw, k: -lw.exp().mean(1).log()), "inf")],
+    ),
+}
+
+
+@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
+def test_checker_passes_a_correct_answer(checker, capsys):
+    checker(CASES[checker][0])
+    assert capsys.readouterr().out.strip().endswith(": correct")
+
+
+@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
+def test_checker_fails_known_wrong_answers_with_their_hint(checker, capsys):
+    for wrong, word in CASES[checker][1]:
+        with pytest.raises(exercises.ExerciseFailed) as failure:
+            checker(wrong)
+        assert word in str(failure.value), f"{checker.__name__}: hint {str(failure.value)!r} lacks {word!r}"
+    assert "correct" not in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
+def test_checker_fails_the_stub(checker):
+    with pytest.raises(exercises.ExerciseFailed, match="not answered yet"):
+        checker(stub)

@@ -1,0 +1,100 @@
+"""The package's shape: modules under 400 lines, imports one way (CLI -> chapters -> engine -> models -> data), lazy
+imports only where a comment says why, and every function a chapter teaches names its chapter."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+import pytest
+
+from prodlab import config
+
+PACKAGE = config.REPO_ROOT / "prodlab"
+MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.parts)
+
+# Lower layers never import higher ones. A new module gets a layer here (the test says which one is missing).
+LAYERS: dict[str, int] = {
+    "config": 0, "files": 0,
+    "data": 1, "losses": 1, "recipes": 1, "runs": 1, "provenance": 1, "imageio": 1, "degrade": 1, "distributed": 1,
+    "models": 2, "metrics": 2, "toy": 2, "toy_vae": 2, "diffusion": 2,
+    "checkpoints": 3, "plotting": 3, "figures": 3, "cache": 3, "show": 3,
+    "ruler": 4, "ruler_checks": 4, "training": 4, "edit": 4, "search": 4, "exercises": 4,
+    "widgets": 5, "student": 5,
+    "chapters": 6,
+    "__main__": 7, "__init__": 7,
+}
+
+
+def _name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE).with_suffix("").parts
+    return ".".join(parts)
+
+
+def _layer(module: str) -> int:
+    top = module.split(".")[0]
+    if top not in LAYERS:
+        pytest.fail(f"prodlab.{module} has no layer in tests/test_layout.py LAYERS: give it one")
+    return LAYERS[top]
+
+
+def _imports(path: Path) -> list[tuple[str, int, bool]]:
+    """(imported prodlab module, line, at module level) for every import of a prodlab module in ``path``."""
+    tree = ast.parse(path.read_text(encoding="utf-8"))
+    top_level = {id(node) for node in tree.body}
+    found = []
+    for node in ast.walk(tree):
+        names: list[str] = []
+        if isinstance(node, ast.ImportFrom) and node.module and node.module.startswith("prodlab"):
+            base = node.module.removeprefix("prodlab").lstrip(".")
+            names = [base] if base else [a.name for a in node.names]
+        elif isinstance(node, ast.Import):
+            names = [a.name.removeprefix("prodlab.") for a in node.names if a.name.startswith("prodlab.")]
+        found += [(name, node.lineno, id(node) in top_level) for name in names]
+    return found
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_modules_are_under_400_lines(path):
+    assert len(path.read_text(encoding="utf-8").splitlines()) < 400, f"{_name(path)}: split it by topic"
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_imports_run_one_way(path):
+    here = _name(path)
+    if here.endswith("__init__") and here != "__init__":
+        here = here.removesuffix(".__init__")
+    for module, line, _ in _imports(path):
+        if module.split(".")[0] == here.split(".")[0]:
+            continue  # inside one package (prodlab.training, prodlab.edit, ...)
+        assert _layer(module) <= _layer(here), (
+            f"prodlab.{here} (layer {_layer(here)}) imports prodlab.{module} (layer {_layer(module)}) at line {line}")
+
+
+@pytest.mark.parametrize("path", MODULES, ids=_name)
+def test_lazy_imports_say_why(path):
+    lines = path.read_text(encoding="utf-8").splitlines()
+    tree = ast.parse("\n".join(lines))
+    top_level = {id(node) for node in tree.body}
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.Import, ast.ImportFrom)) and id(node) not in top_level:
+            if isinstance(node, ast.ImportFrom) and node.module == "__future__":
+                continue
+            context = " ".join(lines[max(node.lineno - 3, 0) : node.lineno])
+            assert "#" in context, f"prodlab.{_name(path)} line {node.lineno}: a lazy import needs a comment saying why"
+
+
+TAUGHT = {  # module -> the chapter that teaches it
+    "data": "00", "losses": "01", "models/gan": "02", "training/gan": "02", "training/gan_measure": "02",
+    "models/vae": "03", "training/vae": "03", "training/vae_measure": "03", "metrics": "04", "ruler": "04",
+    "ruler_checks": "04", "training/classifier": "04", "models/classifier": "04", "degrade": "05",
+    "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "widgets": "07",
+}
+
+
+@pytest.mark.parametrize("module", sorted(TAUGHT))
+def test_taught_functions_name_their_chapter(module):
+    tree = ast.parse((PACKAGE / f"{module}.py").read_text(encoding="utf-8"))
+    public = [n for n in tree.body if isinstance(n, (ast.FunctionDef, ast.ClassDef)) and not n.name.startswith("_")]
+    missing = [n.name for n in public if "chapter" not in (ast.get_docstring(n) or "").lower()]
+    assert not missing, f"prodlab/{module}.py: docstrings that do not name chapter {TAUGHT[module]}: {missing}"
