@@ -7,8 +7,7 @@ import dataclasses
 import pytest
 import torch
 
-from prodlab import checkpoints, diffusion, runs
-from prodlab.chapters import ch08_diffusion
+from prodlab import checkpoints, diffusion, exercises, runs
 from prodlab.exercises import ExerciseFailed
 from prodlab.models import unet
 from prodlab.training import diffusion as training
@@ -160,13 +159,13 @@ def test_both_models_are_in_the_registry():
 
 
 def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
-    ch08_diffusion.check_flow_noising(lambda x0, e, t: (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * e)
-    ch08_diffusion.check_euler_step(lambda x, v, t, t_next: x + (t_next - t) * v)
+    exercises.check_flow_noising(lambda x0, e, t: (1 - t[:, None, None, None]) * x0 + t[:, None, None, None] * e)
+    exercises.check_euler_step(lambda x, v, t, t_next: x + (t_next - t) * v)
     assert capsys.readouterr().out.count("correct") == 2
     with pytest.raises(ExerciseFailed, match="backwards"):
-        ch08_diffusion.check_euler_step(lambda x, v, t, t_next: x + (t - t_next) * v)
+        exercises.check_euler_step(lambda x, v, t, t_next: x + (t - t_next) * v)
     with pytest.raises(ExerciseFailed, match="not answered yet"):
-        ch08_diffusion.check_flow_noising(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
+        exercises.check_flow_noising(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
 
 
 @pytest.mark.parametrize("name, overrides", [("diffusion", ["train_limit=256"]),

@@ -8,15 +8,13 @@ family table (``python -m prodlab compute diffusion-sampler-steps|diffusion-fami
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Mapping, Sequence
-from types import SimpleNamespace
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import torch
 from matplotlib.figure import Figure
 
 from prodlab import cache, checkpoints, config, data, diffusion, files, plotting, ruler
-from prodlab.exercises import STUB_MESSAGE, ExerciseFailed
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
@@ -192,37 +190,3 @@ def diffusion_latent() -> Figure:
 
 
 # ---- Exercise checkers (notebook 08) ----------------------------------------------------------------------
-
-
-def _check(title: str, fn: Callable[..., Any], args: tuple[Any, ...], want: torch.Tensor, hint: str) -> None:
-    try:
-        got = torch.as_tensor(fn(*args)).double()
-    except NotImplementedError:
-        raise ExerciseFailed(f"{title}: {STUB_MESSAGE}") from None
-    except Exception as err:  # the learner's code may fail in any way: say how, in one line
-        raise ExerciseFailed(f"{title}: your function raised {type(err).__name__}: {err}") from err
-    if got.shape != want.shape or not torch.allclose(got, want.double(), atol=1e-5):
-        raise ExerciseFailed(f"{title}: not the expected values. {hint}")
-    print(f"{title}: correct")
-
-
-def check_flow_noising(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
-    """Exercise 1: ``fn(x0, noise, t)`` must return the flow's ``x_t = (1 - t) x0 + t eps`` (t one per image)."""
-    g = torch.Generator().manual_seed(1)
-    x0, noise, t = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g), torch.rand(4)
-    _check("flow noising", fn, (x0, noise, t), diffusion.add_noise(x0, noise, t, "flow"),
-           "x_t blends the image and the noise; t must broadcast as t[:, None, None, None].")
-
-
-def check_euler_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> None:
-    """Exercise 2: ``fn(x, v, t, t_next)`` must return the Euler step ``x + (t_next - t) v`` (t_next < t)."""
-    g = torch.Generator().manual_seed(2)
-    x, v = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
-    _check("Euler step", fn, (x, v, 0.6, 0.4), diffusion.ddim_step(x, v, 0.6, 0.4, "flow"),
-           "time runs backwards (t_next < t): the step is (t_next - t) times the velocity.")
-
-
-# The checkers as notebook 08 calls them (``ch08.exercises.check_...``), in the convention of ``prodlab.exercises``,
-# where they belong once that module's owner takes them in.
-exercises = SimpleNamespace(check_flow_noising=check_flow_noising, check_euler_step=check_euler_step)
-
