@@ -26,6 +26,7 @@ data: $(STAMP)
 	  fi; \
 	  $(BIN)/python -m prodlab data; }
 
+# The figures are drawn by one worker process per CPU (at most 4, one thread each; --jobs 1 draws them in one).
 figures: setup
 	$(BIN)/python -m prodlab figures
 

@@ -24,7 +24,11 @@ from pathlib import Path  # noqa: E402
 import numpy as np  # noqa: E402
 
 import prodlab  # noqa: E402
-from prodlab import checkpoints, config, data, distributed, edit, imageio, ruler, runs, search  # noqa: E402
+
+# Every import here is cheap next to torch's (torchvision and torchmetrics are imported where they are used; search
+# with FAISS takes under 0.1 s and the parser needs its options); edit, which loads torchmetrics, is imported by
+# the one command that uses it.
+from prodlab import checkpoints, config, data, distributed, imageio, ruler, runs, search  # noqa: E402
 from prodlab.training import gan_measure, registry  # noqa: E402
 
 
@@ -50,8 +54,10 @@ def cmd_figures(args: argparse.Namespace) -> int:
         for spec in figures.REGISTRY.values():
             print(f"{spec.id:32s} {spec.section:20s} {spec.title}")
         return 0
-    print(f"Writing figures to {args.out} (quick mode {'on' if config.quick() else 'off'})")
-    written = figures.write_catalogue(args.out, args.only)
+    jobs = 1 if args.only else args.jobs or figures.default_jobs()
+    print(f"Writing figures to {args.out} (quick mode {'on' if config.quick() else 'off'}, "
+          f"{jobs} process{'es' if jobs > 1 else ''})")
+    written = figures.write_catalogue(args.out, args.only, jobs=jobs)
     print(f"{len(written)} figure(s) and {args.out / 'index.md'}")
     if args.gallery:
         for path in figures.write_gallery(args.out):
@@ -195,6 +201,9 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 def cmd_evaluate_edit(args: argparse.Namespace) -> int:
     """``evaluate edit``: the enhancement and restoration tables of notebook 05 on the first --n test images."""
+    # Imported here, not at the top: prodlab.edit loads torchmetrics (SSIM), seconds that no other command needs.
+    from prodlab import edit
+
     start = time.perf_counter()
     result = edit.evaluate_editing(args.n, args.seed)
     result["seconds"] = round(time.perf_counter() - start, 1)
@@ -212,9 +221,18 @@ def cmd_evaluate_search(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """``bench gan``: training throughput and time-to-FID of GAN recipes at equal budgets (notebook 02)."""
+    """``bench gan``: training throughput and time-to-FID of GAN recipes at equal budgets (notebook 02);
+    ``bench diffusion``: the shipped diffusion model's FID and time per image against sampler steps (notebook 08);
+    ``bench search``: exact against approximate search at scale (notebook 06)."""
     if args.target == "search":
         return search.cli.run_bench(args)
+    if args.target == "diffusion":
+        from prodlab.training import diffusion_measure  # only this command needs it (it samples for minutes)
+
+        n = args.n[0] if args.n else None
+        result = diffusion_measure.write_bench(n, seed=args.seed, out=args.out)
+        print(json.dumps(result, indent=2))
+        return 0
     out = args.out or (config.RUNS_DIR / "bench_gan_quick.json" if config.quick() else gan_measure.BENCH_GAN_FILE)
     variants = registry.QUICK_BENCH_GAN_VARIANTS if config.quick() else registry.BENCH_GAN_VARIANTS
     result = gan_measure.bench_gan(variants, seed=args.seed, out_path=out)
@@ -257,6 +275,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", type=Path, default=config.FIGURES_DIR, help="output folder (default: figures/)")
     p.add_argument("--only", help="render only this figure id")
     p.add_argument("--list", action="store_true", help="list the registered figures and exit")
+    p.add_argument("--jobs", type=int, default=None, metavar="N",
+                   help="worker processes drawing the figures (default: one per CPU, at most 4; 1 draws them here)")
     p.add_argument("--gallery", action="store_true",
                    help="also refresh the README's gallery (docs/gallery/, small copies of a few figures)")
 
@@ -306,12 +326,14 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--checkpoint-dir", type=Path, default=None, help=ckpt_help)
     search.cli.add_search_index_argument(p)
 
-    p = _command(sub, "bench", "benchmark GAN training (throughput, time-to-FID) or search at scale", cmd_bench)
-    p.add_argument("target", choices=["gan", "search"], help="what to benchmark")
+    p = _command(sub, "bench", "benchmark GAN training (throughput, time-to-FID), diffusion sampler steps or "
+                 "search at scale", cmd_bench)
+    p.add_argument("target", choices=["gan", "diffusion", "search"], help="what to benchmark")
     search.cli.add_bench_arguments(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--out", type=Path, default=None,
                    help="output JSON (default: data/checkpoints/bench_gan.json, quick mode runs/bench_gan_quick.json; "
+                        "diffusion: data/checkpoints/bench_diffusion.json, quick mode runs/; "
                         "search: data/checkpoints/bench_search.json, quick mode or --n: runs/)")
     return parser
 

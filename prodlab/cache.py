@@ -36,6 +36,7 @@ class Computation:
 
 REGISTRY: dict[str, Computation] = {}
 _MEMORY: dict[Path, Result] = {}
+WAIT_WHEN_BUSY = True  # False in the parallel figure workers: files.Busy instead of waiting for another worker
 
 
 def computation(name: str, description: str) -> Callable[[Callable[[], Result]], Callable[[], Result]]:
@@ -81,15 +82,22 @@ def _load(source: Path) -> Result | None:
 
 
 def get(name: str, refresh: bool = False) -> Result:
-    """The result of computation ``name``: from this process, else from its file, else computed and saved."""
+    """The result of computation ``name``: from this process, else from its file, else computed and saved.
+
+    One process at a time computes it (``files.exclusive``): another one that needs it meanwhile waits, then
+    reads the file, or raises ``files.Busy`` when ``WAIT_WHEN_BUSY`` is False.
+    """
     spec = REGISTRY[name]
     target = path(name)
     if not refresh and target in _MEMORY:
         return _MEMORY[target]
     result = None if refresh or not target.is_file() else _load(target)
     if result is None:
-        result = spec.compute()
-        _save(target, result)
-        result = _load(target) or result  # what later calls will see: JSON round trip of the values
+        with files.exclusive(target, wait=WAIT_WHEN_BUSY):
+            result = None if refresh or not target.is_file() else _load(target)  # computed while we waited
+            if result is None:
+                result = spec.compute()
+                _save(target, result)
+                result = _load(target) or result  # what later calls will see: JSON round trip of the values
     _MEMORY[target] = result
     return result

@@ -84,6 +84,8 @@ register_model(ModelSpec("vae2d", "vae", ConvVAE, VAEConfig(latent_dim=2), gener
                          description="convolutional VAE with a 2-d latent, for the latent manifold (§3.2)"))
 register_model(ModelSpec("diffusion", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
                          conditional=True, description="class-conditional flow-matching U-Net with guidance (ch. 08)"))
+register_model(ModelSpec("diffusion-short", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
+                         conditional=True, description="the diffusion recipe cut to the GANs' CPU budget (ch. 08)"))
 register_model(ModelSpec("latent-diffusion", "latent-diffusion", LatentDiffusion, LatentDiffusionConfig(),
                          generative=True, description="flow prior on the vae's 16-d codes + its decoder (ch. 08)"))
 

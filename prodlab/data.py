@@ -17,14 +17,14 @@ import shutil
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
-from torchvision.datasets import FashionMNIST
-from torchvision.transforms import v2
 
 from prodlab import config, files
+
+if TYPE_CHECKING:  # for the annotations only: torchvision is imported where it is used (seconds to import)
+    from torchvision.transforms import v2
 
 CLASS_NAMES: tuple[str, ...] = (
     "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
@@ -123,6 +123,9 @@ def _stage_from(folder: Path) -> dict[str, Path] | None:
 
 def _download() -> None:
     """Ask torchvision to download the data into the data home (needs internet)."""
+    # Imported here, not at the top: torchvision takes seconds to import and only building the cache needs it.
+    from torchvision.datasets import FashionMNIST
+
     for train in (True, False):
         FashionMNIST(str(config.data_home()), train=train, download=True)
 
@@ -170,15 +173,22 @@ def stage(download: bool = True) -> DataReport:
     return DataReport(source=origin, raw_dir=raw_dir(), cache=cache_path())
 
 
-def _build_cache(download: bool) -> tuple[DataReport, dict[str, torch.Tensor]]:
-    report = stage(download)
+def _read_staged() -> dict[str, torch.Tensor]:
+    """The staged IDX files, read by torchvision, as the tensors of the cache file."""
+    # Imported here, not at the top: torchvision takes seconds to import and only building the cache needs it.
+    from torchvision.datasets import FashionMNIST
+
     tensors: dict[str, torch.Tensor] = {}
     for split in SPLITS:
         ds = FashionMNIST(str(config.data_home()), train=split == "train", download=False)
         tensors[f"{split}_images"] = ds.data.contiguous()
         tensors[f"{split}_labels"] = ds.targets.to(torch.int64).contiguous()
-    files.write_tensors(report.cache, tensors)
-    return report, tensors
+    return tensors
+
+
+def _staged_tensors(download: bool) -> dict[str, torch.Tensor]:
+    stage(download)
+    return _read_staged()
 
 
 def _valid(tensors: dict[str, torch.Tensor]) -> bool:
@@ -191,16 +201,8 @@ def _valid(tensors: dict[str, torch.Tensor]) -> bool:
 
 @lru_cache(maxsize=4)
 def _tensors(home: str, download: bool) -> dict[str, torch.Tensor]:
-    cache = cache_path()  # under ``home``: the lru_cache key
-    if cache.is_file():
-        try:
-            tensors = load_file(str(cache))
-            if _valid(tensors):
-                return tensors
-        except (SafetensorError, OSError):
-            pass
-        cache.unlink()
-    return _build_cache(download)[1]
+    # cache_path() is under ``home``, the lru_cache key; a damaged or incomplete cache is rebuilt
+    return files.load_or_build(cache_path(), lambda: _staged_tensors(download), valid=_valid)
 
 
 def load(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
@@ -220,7 +222,9 @@ def check(download: bool = True) -> DataReport:
     Chapter 00 (notebooks/00_products.ipynb).
     """
     _tensors.cache_clear()
-    return _build_cache(download)[0]
+    report = stage(download)
+    files.load_or_build(report.cache, _read_staged, refresh=True)
+    return report
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
@@ -291,6 +295,8 @@ def augmentations() -> dict[str, v2.Transform]:
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
+    from torchvision.transforms import v2  # torchvision is slow to import: only here and when building the cache
+
     return {
         "horizontal flip": v2.RandomHorizontalFlip(p=1.0),
         "shift (pad 3 + crop)": v2.RandomCrop(28, padding=3),

@@ -8,7 +8,6 @@ import math
 
 import torch
 import torch.nn.functional as F
-import torchvision.transforms.functional as TF
 from torch import Tensor
 
 
@@ -92,5 +91,7 @@ def blur(x: Tensor, sigma: float, truncate: float = 3.0) -> Tensor:
     chapter 05's Gaussian filter is the same blur with a narrower kernel (truncate 2)."""
     if sigma <= 0:
         return x
+    import torchvision.transforms.functional as TF  # torchvision takes seconds to import; only the blur needs it
+
     size = 2 * math.ceil(truncate * sigma) + 1
     return TF.gaussian_blur(x, kernel_size=[size, size], sigma=[sigma, sigma])

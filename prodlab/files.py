@@ -2,6 +2,8 @@
 
 Each writer puts the bytes in a temporary file beside the target, then renames it over the target (``os.replace``
 is atomic on one file system): a reader, or a run stopped by Ctrl-C, sees the old file or the new one, never a mix.
+A cache file is built by one process at a time (:func:`exclusive`, :func:`load_or_build`): another process that
+needs it waits, then reads it, rather than computing it again.
 """
 
 from __future__ import annotations
@@ -12,10 +14,18 @@ import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import torch
-from safetensors.torch import save_file
+from safetensors.torch import load_file, save_file
+
+# fcntl (advisory file locks) is POSIX only: on Windows each process builds what it needs (writes stay atomic)
+try:
+    import fcntl
+except ImportError:
+    fcntl = None  # type: ignore[assignment]
+
+T = TypeVar("T")
 
 
 @contextmanager
@@ -71,3 +81,83 @@ def write_tensors(path: Path, tensors: dict[str, torch.Tensor], metadata: dict[s
 def write_torch(path: Path, obj: Any) -> Path:
     """``torch.save`` to ``path`` atomically (plain tensors and values only, so ``weights_only=True`` loads it)."""
     return write_with(path, lambda tmp: torch.save(obj, tmp))
+
+
+
+def read_tensors(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors of a safetensors file (written by :func:`write_tensors`)."""
+    return load_file(str(path))
+
+
+class Busy(RuntimeError):
+    """Another process is building this file now (:func:`exclusive` with ``wait=False``)."""
+
+
+@contextmanager
+def exclusive(path: Path, wait: bool = True) -> Iterator[None]:
+    """Hold the lock of ``path`` (an advisory lock on ``.NAME.lock`` beside it) while building it, so that two
+    processes never build the same file at once; the lock goes with the process even if it is killed.
+
+    ``wait=False``: raise :class:`Busy` at once when another process holds the lock.
+    """
+    if fcntl is None:
+        yield
+        return
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path.parent / f".{path.name}.lock", "a") as handle:
+        try:
+            fcntl.flock(handle, fcntl.LOCK_EX | (0 if wait else fcntl.LOCK_NB))
+        except BlockingIOError:
+            raise Busy(f"{path.name} is being built by another process") from None
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+_MISSING: Any = object()
+
+
+def _load_valid(path: Path, load: Callable[[Path], T], valid: Callable[[T], bool] | None) -> T:
+    """What ``load(path)`` gives if it works and passes ``valid``, else ``_MISSING``."""
+    if not path.is_file():
+        return _MISSING
+    try:
+        found = load(path)
+    except Exception:  # a damaged file (unreadable, a bad header, a missing key) is rebuilt, never trusted
+        return _MISSING
+    return found if valid is None or valid(found) else _MISSING
+
+
+def load_or_build(
+    path: Path,
+    build: Callable[[], T],
+    *,
+    valid: Callable[[T], bool] | None = None,
+    load: Callable[[Path], T] | None = None,
+    save: Callable[[Path, T], Any] | None = None,
+    refresh: bool = False,
+) -> T:
+    """What the cache file ``path`` holds, else ``build()``, saved there (atomically) and returned.
+
+    By default the file is safetensors: ``load`` is :func:`read_tensors`, ``save`` is :func:`write_tensors`. A file
+    that cannot be read, or whose content fails ``valid``, is removed and rebuilt, never trusted; ``refresh``
+    rebuilds whatever the file holds. The build holds :func:`exclusive`: a process that needs the file meanwhile
+    waits for it, then reads it.
+    """
+    path = Path(path)
+    load = load or read_tensors  # type: ignore[assignment]
+    save = save or write_tensors  # type: ignore[assignment]
+    found = _MISSING if refresh else _load_valid(path, load, valid)
+    if found is not _MISSING:
+        return found
+    with exclusive(path):
+        found = _MISSING if refresh else _load_valid(path, load, valid)  # built by another process while we waited
+        if found is not _MISSING:
+            return found
+        if not refresh:
+            path.unlink(missing_ok=True)  # damaged or stale: gone even if the build fails
+        built = build()
+        save(path, built)
+    return built

@@ -36,7 +36,6 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torchmetrics.image.fid import FrechetInceptionDistance
 
 from prodlab import data
 
@@ -91,6 +90,9 @@ def fid(real: torch.Tensor, fake: torch.Tensor) -> float:
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
+    # Imported here, not at the top: torchmetrics (and the torchvision it loads) take seconds to import.
+    from torchmetrics.image.fid import FrechetInceptionDistance
+
     metric = FrechetInceptionDistance(feature=_Precomputed(real.shape[1]))
     metric.update(real.double(), real=True)
     metric.update(fake.double(), real=False)

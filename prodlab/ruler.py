@@ -15,7 +15,6 @@ from typing import Any
 
 import numpy as np
 import torch
-from safetensors.torch import load_file
 
 from prodlab import checkpoints, config, data, files, metrics
 from prodlab.models import vae as vae_models
@@ -60,16 +59,8 @@ class Ruler:
         key = f"eval-{name}-{self.weights_sha256[:16]}"
         if key in _CACHE:
             return _CACHE[key]
-        path = config.cache_dir() / f"{key}.safetensors"
-        value = None
-        if path.is_file():
-            try:
-                value = load_file(str(path))["value"]
-            except Exception:  # a damaged cache file is re-created, never trusted
-                path.unlink(missing_ok=True)
-        if value is None:
-            value = compute()
-            files.write_tensors(path, {"value": value})  # atomic: a concurrent reader never sees half a file
+        path = config.cache_dir() / f"{key}.safetensors"  # written atomically: a concurrent reader never sees half
+        value = files.load_or_build(path, lambda: {"value": compute()}, valid=lambda t: "value" in t)["value"]
         _CACHE[key] = value
         return value
 

@@ -11,7 +11,7 @@ from prodlab import checkpoints, diffusion, exercises, runs
 from prodlab.exercises import ExerciseFailed
 from prodlab.models import unet
 from prodlab.training import diffusion as training
-from prodlab.training import registry
+from prodlab.training import diffusion_measure, registry
 
 
 def _batch(seed: int = 0, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
@@ -43,6 +43,42 @@ def test_the_exact_prediction_recovers_the_image_in_one_step(objective):
 def test_ddim_is_an_euler_step_for_the_flow():
     x, v = _batch(2)
     assert torch.allclose(diffusion.ddim_step(x, v, 0.8, 0.5, "flow"), x + (0.5 - 0.8) * v, atol=1e-6)
+
+
+T = 1000  # diffusers' discrete training steps: its step k is our continuous time (k + 1) / T
+
+
+def test_the_cosine_schedule_and_ddim_step_equal_diffusers():
+    """Our continuous cosine schedule is diffusers' squaredcos_cap_v2 at t = (k + 1) / T (until its beta clip near
+    t = 1), and one DDIM step equals DDIMScheduler.step with eta = 0."""
+    from diffusers import DDIMScheduler, DDPMScheduler  # the reference library, only here and in notebook 08
+
+    ddpm = DDPMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2")
+    ours = diffusion.alpha_bar((torch.arange(T) + 1) / T)
+    assert torch.allclose(ddpm.alphas_cumprod[:990], ours[:990], atol=1e-6)
+    x0, eps = _batch(3, 4)
+    k = torch.tensor([10, 250, 500, 900])
+    assert torch.allclose(ddpm.add_noise(x0, eps, k), diffusion.add_noise(x0, eps, (k + 1) / T, "eps"), atol=1e-4)
+    ddim = DDIMScheduler(num_train_timesteps=T, beta_schedule="squaredcos_cap_v2", clip_sample=True)
+    ddim.set_timesteps(10)
+    now, nxt = (int(k) for k in ddim.timesteps[3:5])
+    theirs = ddim.step(eps, now, x0, eta=0.0).prev_sample
+    assert torch.allclose(theirs, diffusion.ddim_step(x0, eps, (now + 1) / T, (nxt + 1) / T, "eps"), atol=1e-5)
+
+
+def test_the_flow_path_and_euler_step_equal_diffusers():
+    """Flow matching's ``x_t = (1 - t) x0 + t eps`` is FlowMatchEulerDiscreteScheduler.scale_noise at sigma = t, and
+    our Euler step (``ddim_step`` for the flow) is its step."""
+    from diffusers import FlowMatchEulerDiscreteScheduler  # the reference library, only here and in notebook 08
+
+    flow = FlowMatchEulerDiscreteScheduler(num_train_timesteps=T, shift=1.0)
+    flow.set_timesteps(10)
+    x0, eps = _batch(4, 4)
+    sigmas = flow.sigmas[:4]
+    assert torch.allclose(flow.scale_noise(x0, flow.timesteps[:4], eps), diffusion.add_noise(x0, eps, sigmas, "flow"))
+    theirs = flow.step(eps, flow.timesteps[3], x0).prev_sample
+    ours = diffusion.ddim_step(x0, eps, float(flow.sigmas[3]), float(flow.sigmas[4]), "flow")
+    assert torch.allclose(theirs, ours, atol=1e-6)
 
 
 def test_guidance_mixes_conditional_and_unconditional_predictions():
@@ -148,8 +184,8 @@ def test_guidance_is_chosen_by_fid_among_faithful_scales():
     rows = [{"guidance": 1.0, "fid": 2.0, "class_fidelity": 0.85},
             {"guidance": 2.0, "fid": 3.0, "class_fidelity": 0.93},
             {"guidance": 3.0, "fid": 4.0, "class_fidelity": 0.97}]
-    assert training.choose_guidance(rows) == 2.0
-    assert training.choose_guidance(rows, min_fidelity=0.99) == 1.0  # none faithful enough: the best FID
+    assert diffusion_measure.choose_guidance(rows) == 2.0
+    assert diffusion_measure.choose_guidance(rows, min_fidelity=0.99) == 1.0  # none faithful enough: the best FID
 
 
 def test_both_models_are_in_the_registry():
@@ -166,6 +202,18 @@ def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
         exercises.check_euler_step(lambda x, v, t, t_next: x + (t - t_next) * v)
     with pytest.raises(ExerciseFailed, match="not answered yet"):
         exercises.check_flow_noising(lambda *a: (_ for _ in ()).throw(NotImplementedError()))
+    exercises.check_guidance(lambda c, u, w: u + w * (c - u))
+    with pytest.raises(ExerciseFailed, match="wrong way"):
+        exercises.check_guidance(lambda c, u, w: u + w * (u - c))
+
+    def x0_from_eps(x_t, eps, t):
+        abar = diffusion.alpha_bar(t)[:, None, None, None]
+        return (x_t - (1 - abar).sqrt() * eps) / abar.sqrt()
+
+    exercises.check_x0_from_eps(x0_from_eps)
+    with pytest.raises(ExerciseFailed, match="square roots"):
+        exercises.check_x0_from_eps(lambda x, e, t: (x - (1 - diffusion.alpha_bar(t)[:, None, None, None]) * e)
+                                    / diffusion.alpha_bar(t)[:, None, None, None])
 
 
 @pytest.mark.parametrize("name, overrides", [("diffusion", ["train_limit=256"]),

@@ -1,4 +1,5 @@
-"""The exercise checkers pass the package's answer, fail known wrong answers with their hint, and fail the stub."""
+"""The exercise checkers of every chapter pass a correct answer, fail known wrong answers with their hint, and fail
+the student edition's stub; the cases are in ``tests/exercise_cases/chNN.py`` (chapter 08's in test_diffusion.py)."""
 
 from __future__ import annotations
 
@@ -6,81 +7,72 @@ import math
 
 import pytest
 import torch
-import torch.nn.functional as F
+from exercise_cases import CHAPTERS
 
-from prodlab import data, exercises, losses
+from prodlab import edit, exercises, search
+from prodlab.exercises.ch07 import shoes
+
+CHECKERS = [(chapter, checker, cases) for chapter, by_checker in CHAPTERS.items()
+            for checker, cases in by_checker.items()]
+IDS = [f"ch{chapter}-{checker.__name__}" for chapter, checker, _ in CHECKERS]
 
 
 def stub(*_args):
     raise NotImplementedError()  # nbgrader's default stub (ClearSolutions.code_stub)
 
 
-def reparameterise(mu, logvar, eps):
-    return mu + (0.5 * logvar).exp() * eps
-
-
-# checker -> (a correct answer, [(a known wrong answer, a word its hint must contain), ...])
-CASES = {
-    exercises.check_class_means: (
-        data.class_means,
-        [(lambda im, lab: data.class_means(im.float(), lab), "255"),
-         (lambda im, lab: (im.float() / 255).mean(0).expand(10, 28, 28), "same image"),
-         (lambda im, lab: data.class_means(im, lab)[:9], "shape")],
-    ),
-    exercises.check_mirror_asymmetry: (
-        data.mirror_asymmetry,
-        [(lambda m: (m - m.flip(-2)).flatten(1).norm(dim=1) / m.flatten(1).norm(dim=1), "top to bottom"),
-         (lambda m: (m - m.flip(-1)).flatten(1).norm(dim=1), "relative")],
-    ),
-    exercises.check_nonsaturating_loss: (
-        lambda logits: F.softplus(-logits).mean(),
-        [(lambda logits: -torch.log(torch.sigmoid(logits)).mean(), "inf"),
-         (lambda logits: -F.softplus(logits).mean(), "saturating"),
-         (lambda logits: F.softplus(-logits).sum(), "sum"),
-         (lambda logits: -F.softplus(-logits).mean(), "sign")],
-    ),
-    exercises.check_gaussian_kl: (
-        lambda mu, logvar: 0.5 * (mu**2 + logvar.exp() - 1 - logvar).sum(-1),
-        [(lambda mu, logvar: 0.5 * (mu**2 + logvar.exp() - 1 - logvar).mean(-1), "sum"),
-         (lambda mu, logvar: (mu**2 + logvar.exp() - 1 - logvar).sum(-1), "1/2"),
-         (lambda mu, logvar: losses.gaussian_kl(mu, logvar, reduction="mean"), "per sample"),
-         (lambda mu, logvar: 0.5 * (mu**2 + (2 * logvar).exp() - 1 - 2 * logvar).sum(-1), "exp(logvar)")],
-    ),
-    exercises.check_reparameterise: (
-        reparameterise,
-        [(lambda mu, logvar, eps: mu + logvar.exp() * eps, "exp(logvar / 2)"),
-         (lambda mu, logvar, eps: reparameterise(mu.detach(), logvar.detach(), eps), "no gradient"),
-         (lambda mu, logvar, eps: mu.detach() + (0.5 * logvar).exp() * eps, "gradient is not"),
-         (lambda mu, logvar, eps: torch.tensor(reparameterise(mu, logvar, eps).tolist()), "no gradient")],
-    ),
-    exercises.check_gradient_ratio: (
-        lambda logit: math.exp(-logit),
-        [(lambda logit: math.exp(logit), "upside down"), (lambda logit: 1.0, "wrong values")],
-    ),
-}
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_passes_the_reference(checker, capsys):
-    checker(CASES[checker][0])
+@pytest.mark.parametrize("chapter, checker, cases", CHECKERS, ids=IDS)
+def test_checker_passes_a_correct_answer(chapter, checker, cases, capsys):
+    checker(cases[0])
     assert capsys.readouterr().out.strip().endswith(": correct")
 
 
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_known_wrong_answers_with_their_hint(checker, capsys):
-    for wrong, word in CASES[checker][1]:
+@pytest.mark.parametrize("chapter, checker, cases", CHECKERS, ids=IDS)
+def test_checker_fails_known_wrong_answers_with_their_hint(chapter, checker, cases, capsys):
+    assert cases[1], f"{checker.__name__}: give at least one known wrong answer"
+    checker(cases[0])
+    parts = capsys.readouterr().out.count(": correct")  # a checker of several parts says so once per part
+    for wrong, word in cases[1]:
         with pytest.raises(exercises.ExerciseFailed) as failure:
             checker(wrong)
         assert word in str(failure.value), f"{checker.__name__}: hint {str(failure.value)!r} lacks {word!r}"
-    assert "correct" not in capsys.readouterr().out
+        assert capsys.readouterr().out.count(": correct") < parts, f"{checker.__name__}: a wrong answer passed"
 
 
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_the_stub(checker):
+@pytest.mark.parametrize("chapter, checker, cases", CHECKERS, ids=IDS)
+def test_checker_fails_the_stub(chapter, checker, cases):
     with pytest.raises(exercises.ExerciseFailed, match="not answered yet"):
         checker(stub)
+
+
+def test_every_checker_has_cases():
+    tested = {checker.__name__ for _, checker, _ in CHECKERS}
+    public = {name for name in dir(exercises) if name.startswith("check_")
+              and getattr(exercises, name).__module__ != "prodlab.exercises.ch08"}  # chapter 08's: test_diffusion.py
+    assert public <= tested, f"checkers without cases in tests/exercise_cases: {sorted(public - tested)}"
 
 
 def test_a_crashing_answer_gets_one_line():
     with pytest.raises(exercises.ExerciseFailed, match="raised ZeroDivisionError"):
         exercises.check_gaussian_kl(lambda mu, logvar: 1 / 0)
+
+
+def test_crossover_and_height_on_known_answers():
+    assert edit.crossover([0.1, 0.2, 0.3], [3.0, 1.0, -1.0], [0.0, 0.0, 0.0]) == pytest.approx(0.25)
+    assert edit.crossover([0.1, 0.2], [1.0, 1.0], [0.0, 0.0]) is None
+    box = torch.zeros(1, 1, 28, 28)
+    box[..., 4:14, 10:12] = 1.0  # 10 rows tall, 2 columns wide
+    assert float(edit.height(box)[0]) == pytest.approx(math.sqrt(10**2 - 1), rel=1e-5)
+    assert float(edit.width(box)[0]) == pytest.approx(math.sqrt(2**2 - 1), rel=1e-5)
+
+
+def test_ap_on_a_list_worked_out_on_paper():
+    relevant = torch.tensor([[True, False, True, False, False]])  # hits at ranks 1 and 3; R = 2
+    assert float(search.precision_at_k(relevant, 3)[0]) == pytest.approx(2 / 3)
+    assert float(search.average_precision_at_k(relevant, torch.tensor([2]), 5)[0]) == pytest.approx((1 + 2 / 3) / 2)
+
+
+def test_synthetic_shoes_raise_their_heel():
+    x = shoes([0, 4])
+    assert x.shape == (2, 1, 28, 28) and x.amax() == 1.0
+    assert x[0, 0, 20:24, 16:26].all() and not x[1, 0, 20:22, 16:23].any()  # the back left the ground

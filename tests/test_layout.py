@@ -88,7 +88,8 @@ TAUGHT = {  # module -> the chapter that teaches it
     "data": "00", "losses": "01", "models/gan": "02", "training/gan": "02", "training/gan_measure": "02",
     "models/vae": "03", "training/vae": "03", "training/vae_measure": "03", "metrics": "04", "ruler": "04",
     "ruler_checks": "04", "training/classifier": "04", "models/classifier": "04", "degrade": "05",
-    "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "widgets": "07",
+    "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "edit/diffusion_prior": "05",
+    "widgets": "07",
 }
 
 

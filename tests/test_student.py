@@ -1,14 +1,25 @@
 """The student edition (``make student``): no solution left, each stub in place, runs up to the first exercise, and
 every checker fails on the empty stub with its "not answered yet" message.
 
-The notebooks are executed with nbclient in one kernel each, in quick mode: the cells before the first checker,
-then for each exercise its stub cell and its checker.
+Running every notebook up to its first exercise again would repeat what nbval already does, so it is proven in
+three cheaper parts:
+
+- up to its first exercise, each student notebook's code is the full notebook's, cell for cell, with no solution
+  among it: nbval runs the full notebooks in ``make test``, so those cells run (checked here cell by cell);
+- one student notebook (``KERNEL_RUN``, the one whose first exercise comes earliest) is executed for real, in a
+  kernel with nbclient, in quick mode: its cells before the first exercise, then each stub and its checker;
+- in every notebook, each stub cell and its checker are executed in a fresh namespace holding the imports of the
+  cells before the first exercise: the stub must run (it only defines a function), its checker must fail with
+  ``STUB_MESSAGE``.
 """
 
 from __future__ import annotations
 
+import ast
+
 import nbformat
 import pytest
+from IPython.core.inputtransformer2 import TransformerManager
 from nbclient import NotebookClient
 from nbclient.exceptions import CellExecutionError
 
@@ -17,6 +28,7 @@ from prodlab import config, exercises, student
 NOTEBOOKS = [p for p in sorted(student.NOTEBOOK_DIR.glob("*.ipynb"))
              if student.has_solutions(nbformat.read(p, as_version=4))]
 STUB = "raise NotImplementedError()"
+KERNEL_RUN = "02_gan"  # two code cells before its first exercise
 
 
 def is_checker(cell) -> bool:
@@ -25,6 +37,15 @@ def is_checker(cell) -> bool:
 
 def is_stub(cell) -> bool:
     return bool(cell.metadata.get("nbgrader", {}).get("solution"))
+
+
+def first_checker(cells: list) -> int:
+    return next(i for i, c in enumerate(cells) if is_checker(c))
+
+
+def exercise_pairs(cells: list) -> list[tuple[int, int]]:
+    """(stub cell, checker cell) of each exercise."""
+    return [(i - 1, i) for i, c in enumerate(cells) if is_checker(c)]
 
 
 @pytest.fixture(scope="module")
@@ -36,7 +57,7 @@ def edition(tmp_path_factory):
 
 def test_notebooks_with_exercises_exist():
     assert {p.stem for p in NOTEBOOKS} >= {"00_products", "01_losses", "03_vae", "04_evaluation", "05_editing",
-                                          "06_search", "07_explorer"}
+                                          "06_search", "07_explorer", KERNEL_RUN}
 
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
@@ -57,6 +78,20 @@ def test_no_solution_code_is_left(path, edition):
     assert not any(student.BEGIN in c.source or student.END in c.source for c in stud.cells)
 
 
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_up_to_the_first_exercise_the_code_is_what_nbval_runs(path, edition):
+    full, stud = nbformat.read(path, as_version=4).cells, edition[path.stem].cells
+    first = first_checker(stud)
+    assert first == first_checker(full)
+    assert all(is_stub(stud[stub]) for stub, _ in exercise_pairs(stud)), "each checker follows its stub cell"
+    for i in range(first - 1):  # the first exercise's stub is at first - 1
+        assert full[i].cell_type == stud[i].cell_type, f"cell {i}"
+        if stud[i].cell_type == "code":
+            assert not is_stub(stud[i]) and student.BEGIN not in full[i].source, f"cell {i}: a solution before the " \
+                "first exercise's stub (the student edition would stop there)"
+            assert stud[i].source == full[i].source, f"cell {i} differs from the full notebook's"
+
+
 def _run(nb: nbformat.NotebookNode, cells: list) -> list:
     """Execute ``cells`` of ``nb`` in order in one fresh kernel; the error of each cell (None when it ran)."""
     work = nbformat.v4.new_notebook(metadata=nb.metadata, cells=cells)
@@ -73,15 +108,13 @@ def _run(nb: nbformat.NotebookNode, cells: list) -> list:
     return errors
 
 
-@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
-def test_runs_to_the_first_exercise_and_every_checker_fails_on_the_stub(path, edition, monkeypatch):
+def test_one_notebook_runs_in_a_kernel_to_the_first_exercise_and_its_checkers_fail_on_the_stubs(edition,
+                                                                                              monkeypatch):
     monkeypatch.setenv(config.QUICK_ENV, "1")  # the kernel inherits it
-    cells = edition[path.stem].cells
-    first = next(i for i, c in enumerate(cells) if is_checker(c))
-    pairs = [(i - 1, i) for i, c in enumerate(cells) if is_checker(c)]
-    assert all(is_stub(cells[stub]) for stub, _ in pairs), "each checker follows its stub cell"
-    before = [c for c in cells[:first] if c.cell_type == "code" and not is_stub(c)]
-    errors = _run(edition[path.stem], before + [cells[i] for pair in pairs for i in pair])
+    cells = edition[KERNEL_RUN].cells
+    pairs = exercise_pairs(cells)
+    before = [c for c in cells[: first_checker(cells)] if c.cell_type == "code" and not is_stub(c)]
+    errors = _run(edition[KERNEL_RUN], before + [cells[i] for pair in pairs for i in pair])
     head, tail = errors[: len(before)], errors[len(before):]
     assert head == [None] * len(before), f"the student edition fails before its first exercise: {head}"
     for (stub, checker), stub_error, checker_error in zip(pairs, tail[::2], tail[1::2], strict=True):
@@ -89,3 +122,31 @@ def test_runs_to_the_first_exercise_and_every_checker_fails_on_the_stub(path, ed
         assert checker_error is not None and exercises.ExerciseFailed.__name__ in checker_error, \
             f"checker cell {checker} must fail on the stub"
         assert exercises.STUB_MESSAGE in checker_error
+
+
+def _python(cell) -> str:
+    """A code cell's source as plain Python (IPython's own translation of magics, as a kernel does)."""
+    return TransformerManager().transform_cell(cell.source)
+
+
+def _imports(cells: list) -> str:
+    """The top-level import statements of the code cells ``cells``, in order."""
+    found = []
+    for cell in (c for c in cells if c.cell_type == "code"):
+        source = _python(cell)
+        found += [ast.get_source_segment(source, node) for node in ast.parse(source).body
+                  if isinstance(node, ast.Import | ast.ImportFrom)]
+    return "\n".join(found)
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_every_stub_runs_and_its_checker_fails_on_it(path, edition, monkeypatch):
+    monkeypatch.setenv(config.QUICK_ENV, "1")
+    cells = edition[path.stem].cells
+    namespace: dict = {"__name__": "__main__"}
+    exec(compile(_imports(cells[: first_checker(cells)]), f"{path.stem}: imports", "exec"), namespace)
+    for stub, checker in exercise_pairs(cells):
+        exec(compile(_python(cells[stub]), f"{path.stem} cell {stub}", "exec"), namespace)  # only defines
+        with pytest.raises(exercises.ExerciseFailed) as failure:
+            exec(compile(_python(cells[checker]), f"{path.stem} cell {checker}", "exec"), namespace)
+        assert exercises.STUB_MESSAGE in str(failure.value), f"{path.stem} cell {checker}: {failure.value}"

@@ -21,7 +21,8 @@ CLASSICAL = "#8c8c8c"  # filters, interpolation, fills
 
 
 def method_scores(scores: Mapping[str, Mapping[str, float]], title: str, metric: str = "psnr",
-                  learned: Sequence[str] = ("vae_inversion", "gan_inversion", "vae_encode_decode")) -> Figure:
+                  learned: Sequence[str] = ("vae_inversion", "gan_inversion", "vae_encode_decode", "flow_sdedit",
+                                            "flow_repaint")) -> Figure:
     """One panel per task: a horizontal bar per method (learned priors red, classical grey), the value written at the
     bar's end, the best method's bar outlined. ``scores``: task -> method -> value of ``metric``."""
     fig = new_figure(3.0 * len(scores), 0.35 * max(len(m) for m in scores.values()) + 1.3)
@@ -108,8 +109,8 @@ def enhancement_grid(task: str) -> Figure:
 
 @register("edit-denoise", "Denoising: filters against generative priors", "§2.4 item 2 (增强), §3.3 step 4",
           "05_editing",
-          "One test product per class with Gaussian noise (sigma 0.3), restored by filters and by latent optimisation "
-          "in the shipped VAE and DCGAN.")
+          "One test product per class with Gaussian noise (sigma 0.3), restored by filters, by latent optimisation "
+          "in the shipped VAE and DCGAN, and by SDEdit with the shipped flow model.")
 def edit_denoise() -> Figure:
     return enhancement_grid("gaussian")
 
@@ -136,7 +137,8 @@ def edit_scores_result() -> cache.Result:
 
 @register("edit-scores", "Enhancement and restoration scores per method", "§2.4 item 2, §3.3 step 4", "05_editing",
           "Mean PSNR on the first 200 test images (quick 32): denoising (mean over 3 strengths), super-resolution, "
-          "inpainting (PSNR of the missing pixels). `python -m prodlab evaluate edit --n 1000` gives the full table.")
+          "inpainting (PSNR of the missing pixels); the flow model (SDEdit, RePaint) only where it applies. "
+          "`python -m prodlab evaluate edit --n 1000` gives the full table.")
 def edit_scores(result: dict | None = None) -> Figure:
     result = result or edit_scores_result()
     tasks = {t: {m: v["psnr"] for m, v in result[t].items()} for t in edit.TASKS}
@@ -158,12 +160,36 @@ def inpainting_grid(kind: str) -> Figure:
 register_variants(inpainting_grid, "§2.4 item 2 (修复), §3.3 step 4", "05_editing", {
     "center": ("edit-inpaint-center", "Inpainting a centre box",
                "One test product per class with its central 12 x 12 pixels missing, filled by mean fill, diffusion "
-               "and latent optimisation on the visible pixels (VAE, DCGAN)."),
+               "fill, latent optimisation on the visible pixels (VAE, DCGAN) and RePaint with the flow model."),
     "blocks": ("edit-inpaint-blocks", "Inpainting random blocks",
                "As edit-inpaint-center with four random 7 x 7 blocks missing (seed 0)."),
     "half": ("edit-inpaint-half", "Inpainting a missing half",
              "As edit-inpaint-center with the left (even images) or right half (odd images) missing."),
 })
+
+
+FLOW_SHOWN_MASKS = ("center", "half")  # the masks of the flow-prior figure
+
+
+@register("edit-flow-prior", "The flow model as a prior: SDEdit and RePaint", "§2.4 item 2 (增强, 修复), §3.3 step 4",
+          "05_editing", "One test product per class: Gaussian noise (sigma 0.3) removed by SDEdit, and a centre box "
+          "and a missing half filled by RePaint, both with the shipped flow model (unconditional).")
+def edit_flow_prior() -> Figure:
+    """Noisy -> SDEdit and masked -> RePaint on the showcase products, the mean PSNR in each row's label (RePaint:
+    of the missing pixels)."""
+    x, labels = edit.showcase()
+    sigma = DENOISE_SHOWN["gaussian"]
+    y = edit.gaussian_noise(x, sigma)
+    rows, names = [x, y, edit.sdedit(y, sigma)], ["original", f"noise sigma {sigma}", "SDEdit"]
+    names[2] += f"  {float(edit.psnr(rows[2], x).mean()):.1f} dB"
+    for kind in FLOW_SHOWN_MASKS:
+        m = edit.missing_mask(kind, len(x))
+        filled = edit.repaint(x.masked_fill(m, 0.0), m)
+        rows += [edit.shown_masked(x.masked_fill(m, 0.0), m), filled]
+        names += [f"missing {kind} (grey)", f"RePaint  {float(edit.psnr(filled, x, m).mean()):.1f} dB"]
+    return plotting.labelled_rows(rows, names, "The flow model as a prior (unconditional): SDEdit denoises from t*, "
+                                  "RePaint samples around the visible pixels", col_titles=_class_titles(labels),
+                                  label_width=2.2)
 
 
 INTERPOLATION_PAIRS = 500  # random code pairs behind the norm curves

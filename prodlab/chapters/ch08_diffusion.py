@@ -1,8 +1,9 @@
 """Diffusion and flow models beside the GANs and VAEs (chapter 08): figures, cached analyses and exercise checkers.
 
 The figures draw from the shipped checkpoints' JSON (``diffusion``, ``latent-diffusion``), the screening table
-(``data/checkpoints/diffusion_screening.json``) and two cached computations: the sampler-steps curve and the
-family table (``python -m prodlab compute diffusion-sampler-steps|diffusion-family`` recompute them).
+(``data/checkpoints/diffusion_screening.json``), the sampler-steps bench (``data/checkpoints/bench_diffusion.json``,
+``python -m prodlab bench diffusion``) and two cached computations: the family table and the vae's ceiling
+(``python -m prodlab compute diffusion-family|diffusion-vae-ceiling`` recompute them).
 """
 
 from __future__ import annotations
@@ -18,16 +19,15 @@ from prodlab import cache, checkpoints, config, data, diffusion, files, plotting
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
-from prodlab.training import diffusion as diffusion_training
+from prodlab.training import diffusion_measure
 
-FAMILY = ("dcgan", "cdcgan", "vae", "latent-diffusion", "diffusion")
-STEP_COUNTS = (5, 10, 25, 50, 100)
+FAMILY = ("dcgan", "cdcgan", "vae", "latent-diffusion", "diffusion-short", "diffusion")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
 
 
 def screening() -> dict[str, Any]:
     """The screening table that chose the objective and the width (``write_screening`` wrote it)."""
-    return files.read_json(diffusion_training.SCREENING_FILE)
+    return files.read_json(diffusion_measure.SCREENING_FILE)
 
 
 def _train_cpu_seconds(meta: Mapping[str, Any]) -> float:
@@ -65,26 +65,14 @@ def family_result() -> cache.Result:
     return {"rows": rows}
 
 
-@cache.computation("diffusion-sampler-steps", "FID and time per image of the shipped diffusion model vs sampler steps")
-def sampler_steps_result() -> cache.Result:
-    """FID, class fidelity and CPU ms per image of the shipped ``diffusion`` (its guidance scale) sampled with 5,
-    10, 25, 50 and 100 Euler steps: 100 samples per point (quick mode: 30 samples, 5-25 steps).
-
-    Euler is one network call per step, so the steps are the cost; 100 samples keep the curve affordable on a
-    shared CPU, and their FID is biased upward (chapter 04): the shape of the curve is what it shows.
-    """
-    model = checkpoints.load("diffusion")
-    n = config.budget(100, 30)
-    counts = STEP_COUNTS if not config.quick() else STEP_COUNTS[:3]
-    rows = []
-    for steps in counts:
-        report = diffusion_training.measure("diffusion", diffusion_training.with_sampling(
-            model, sampler="euler", steps=steps), n)
-        rows.append({"sampler": "euler", "steps": steps, "fid": report["fid"],
-                     "class_fidelity": report["class_fidelity"],
-                     "network_calls": diffusion.network_calls("euler", steps, model.cfg.guidance != 1.0),
-                     "ms_per_image": report["sample_cpu_ms_per_image"]})
-    return {"n": n, "guidance": model.cfg.guidance, "rows": rows}
+def sampler_steps_bench() -> dict[str, Any]:
+    """The sampler-steps bench beside the weights (``python -m prodlab bench diffusion`` wrote it: 1,000 samples per
+    point, one thread), checked to belong to the shipped weights."""
+    bench = files.read_json(diffusion_measure.BENCH_DIFFUSION_FILE)
+    if bench["weights_sha256"] != checkpoints.read_meta("diffusion")["weights_sha256"]:
+        raise RuntimeError("data/checkpoints/bench_diffusion.json measured other weights than the shipped diffusion: "
+                           "rerun python -m prodlab bench diffusion")
+    return bench
 
 
 def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
@@ -101,16 +89,16 @@ def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
         ax.set_title(label)
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.suptitle(f"Fewer steps, faster samples: {result['n']:,} samples, guidance {result['guidance']:g}")
+    fig.suptitle(f"Fewer steps, faster samples: {result['n']:,} samples per point, guidance {result['guidance']:g}")
     return finish(fig)
 
 
 @register("diffusion-sampler-steps", "Sampler steps against FID and time", "§3.3 step 4, beyond the article",
           "08_diffusion",
-          "The shipped diffusion model sampled with 5-100 Euler steps, 100 samples each "
-          "(python -m prodlab compute diffusion-sampler-steps).")
+          "The shipped diffusion model sampled with 5-100 Euler and 2-10 Heun steps, 1,000 samples each "
+          "(data/checkpoints/bench_diffusion.json; python -m prodlab bench diffusion).")
 def diffusion_sampler_steps() -> Figure:
-    return sampler_steps_figure(sampler_steps_result())
+    return sampler_steps_figure(sampler_steps_bench())
 
 
 def guidance_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
@@ -187,6 +175,3 @@ def diffusion_latent() -> Figure:
     rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in ("vae", "latent-diffusion")]
     return plotting.labelled_rows(rows, ["vae, z ~ N(0, I)", "latent-diffusion"],
                                   "Same decoder, two priors", label_width=1.8)
-
-
-# ---- Exercise checkers (notebook 08) ----------------------------------------------------------------------

@@ -19,8 +19,10 @@ The second term is ``-log p(z)`` of the N(0, I) prior of both the VAE (§3.2) an
 it keeps ``z`` where the decoder was trained, so the answer is a *plausible* product. It can also be a wrong
 product that fits the visible pixels: the notebook shows where the prior invents.
 
-The code is cut by task: ``restore`` (baselines, priors, latent optimisation), ``evaluate`` (the tables) and
-``personalise`` (interpolation, class transfer, directions); the degradations are in ``prodlab.degrade``.
+The code is cut by task: ``restore`` (baselines, priors, latent optimisation), ``diffusion_prior`` (the flow model
+of chapter 08 as a prior, by SDEdit and RePaint: no latent code, the sampler does the work), ``evaluate`` (the
+tables) and ``personalise`` (interpolation, class transfer, directions); the degradations are in
+``prodlab.degrade``.
 This package gathers their public names, so ``from prodlab import edit; edit.invert(...)`` reads as one.
 """
 
@@ -33,6 +35,17 @@ from prodlab.degrade import (  # noqa: F401
     missing_mask,
     rng,
     salt_and_pepper,
+)
+from prodlab.edit.diffusion_prior import (  # noqa: F401
+    REPAINT_RESAMPLE,
+    REPAINT_STEPS,
+    SDEDIT_SAMPLER,
+    SDEDIT_STEPS,
+    flow_model,
+    repaint,
+    sdedit,
+    sdedit_start,
+    sdedit_time,
 )
 from prodlab.edit.evaluate import (  # noqa: F401
     FILTER_GRID,

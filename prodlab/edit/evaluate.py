@@ -15,6 +15,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from prodlab import config, data, ruler
 from prodlab.degrade import MASKS, downsample, gaussian_noise, missing_mask, salt_and_pepper
+from prodlab.edit import diffusion_prior
 from prodlab.edit.restore import (
     INVERSION,
     QUICK_INVERSION,
@@ -115,7 +116,8 @@ def enhancement_outputs(x: Tensor, task: str, level: float, seed: int = 0) -> tu
     """The degraded input and every method's output for one enhancement task at one strength.
 
     ``task``: ``"gaussian"`` or ``"saltpepper"`` (denoising, ``level`` = sigma or share of pixels) or ``"superres"``
-    (``level`` ignored). Methods: classical baselines and the shipped VAE / DCGAN as priors.
+    (``level`` ignored). Methods: classical baselines, the shipped VAE / DCGAN as priors, and for Gaussian noise
+    SDEdit with the shipped flow model (``diffusion_prior.sdedit``).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -125,23 +127,28 @@ def enhancement_outputs(x: Tensor, task: str, level: float, seed: int = 0) -> tu
         return y, {"bicubic": bicubic(y), "vae_inversion": superresolve(vae, y), "gan_inversion": superresolve(gan, y)}
     y = NOISES[task](x, level, seed)
     impulse = task == "saltpepper"
-    return y, {
+    outputs = {
         "noisy_input": y, "gaussian_filter": gaussian_filter(y, tuned_filter("gaussian", task, level, seed)),
         "median_filter": median_filter(y, int(tuned_filter("median", task, level, seed))),
         "vae_encode_decode": shipped("vae").reconstruct(y),
         "vae_inversion": denoise(vae, y, median_first=impulse), "gan_inversion": denoise(gan, y, median_first=impulse),
     }
+    if task == "gaussian":  # SDEdit assumes Gaussian noise; salt and pepper is not on the flow's path
+        outputs["flow_sdedit"] = diffusion_prior.sdedit(y, level)
+    return y, outputs
 
 
 def inpainting_outputs(x: Tensor, kind: str, seed: int = 0) -> tuple[Tensor, Tensor, dict[str, Tensor]]:
-    """The masked input (missing pixels shown black), the mask and every method's restoration.
+    """The masked input (missing pixels shown black), the mask and every method's restoration: mean and diffusion
+    fill, VAE and DCGAN inversion, RePaint with the shipped flow model (``diffusion_prior.repaint``).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
     m = missing_mask(kind, len(x), seed)
     y = x.masked_fill(m, 0.0)
     return y, m, {"mean_fill": mean_fill(y, m), "diffusion_fill": diffusion_fill(y, m),
-                  "vae_inversion": inpaint(prior("vae"), y, m), "gan_inversion": inpaint(prior("dcgan"), y, m)}
+                  "vae_inversion": inpaint(prior("vae"), y, m), "gan_inversion": inpaint(prior("dcgan"), y, m),
+                  "flow_repaint": diffusion_prior.repaint(y, m)}
 
 
 @torch.no_grad()
@@ -179,7 +186,8 @@ def evaluate_editing(n: int = 1000, seed: int = 0) -> dict[str, Any]:
     config.seed_everything(seed)
     x = test_images(n)
     settings = QUICK_INVERSION if config.quick() else INVERSION
-    result: dict[str, Any] = {"n": n, "seed": seed, "inversion": {k: asdict(v) for k, v in settings.items()}}
+    result: dict[str, Any] = {"n": n, "seed": seed, "inversion": {k: asdict(v) for k, v in settings.items()},
+                              "flow": diffusion_prior.settings()}
     for noise, levels in NOISE_LEVELS.items():
         per_level = {lv: _scores(enhancement_outputs(x, noise, lv, seed)[1], x) for lv in levels}
         methods = next(iter(per_level.values()))

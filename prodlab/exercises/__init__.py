@@ -29,5 +29,5 @@ from prodlab.exercises.ch04 import check_gaussian_fid, check_kid, check_precisio
 from prodlab.exercises.ch05 import check_crossover, check_height, check_slerp  # noqa: F401
 from prodlab.exercises.ch06 import check_average_precision, check_cosine_top_k, check_precision_at_k  # noqa: F401
 from prodlab.exercises.ch07 import check_heel_height, check_mix_code, check_moved_code  # noqa: F401
-from prodlab.exercises.ch08 import check_euler_step, check_flow_noising  # noqa: F401
+from prodlab.exercises.ch08 import check_euler_step, check_flow_noising, check_guidance, check_x0_from_eps  # noqa: F401
 from prodlab.exercises.core import STUB_MESSAGE, ExerciseFailed  # noqa: F401

@@ -1,5 +1,5 @@
-"""Exercise checkers of chapter 08 (diffusion and flow models, beyond the article): the forward process and one
-sampling step."""
+"""Exercise checkers of chapter 08 (diffusion and flow models, beyond the article): the forward process, one
+sampling step, classifier-free guidance and DDPM's image estimate."""
 
 from __future__ import annotations
 
@@ -28,3 +28,34 @@ def check_euler_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], to
     verdict("Euler step", got, diffusion.ddim_step(x, v, 0.6, 0.4, "flow"),
             {"time runs backwards: your step went forwards; it is (t_next - t) times v, with t_next < t.": x + 0.2 * v},
             "time runs backwards (t_next < t): the step is (t_next - t) times the velocity.", atol=1e-5)
+
+
+def check_guidance(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tensor]) -> None:
+    """Exercise 3: ``fn(cond, uncond, w)`` must mix two predictions as classifier-free guidance does,
+    ``uncond + w (cond - uncond)`` (Ho & Salimans 2022), so that ``w = 1`` gives ``cond`` and ``w = 0`` ``uncond``."""
+    g = torch.Generator().manual_seed(3)
+    cond, uncond = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
+    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # a fake network: cond or uncond
+        return torch.where((y == 10)[:, None, None, None], uncond.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
+
+    want = diffusion.predict(net, torch.zeros_like(cond), 0.5, torch.zeros(4, dtype=torch.long), 2.5, null_label=10)
+    got = call("guidance", fn, cond.clone(), uncond.clone(), 2.5)
+    verdict("guidance", got, want,
+            {"the difference points the wrong way: guidance moves away from the unconditional prediction, "
+             "towards the class (cond - uncond).": uncond + 2.5 * (uncond - cond),
+             "start from the unconditional prediction, not the conditional one.": cond + 2.5 * (cond - uncond)},
+            "w = 1 must give the conditional prediction and w = 0 the unconditional one.", atol=1e-5)
+
+
+def check_x0_from_eps(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
+    """Exercise 4: ``fn(x_t, eps_hat, t)`` must return DDPM's image estimate ``(x_t - s(t) eps_hat) / a(t)`` with the
+    cosine schedule's ``a = sqrt(abar(t))``, ``s = sqrt(1 - abar(t))`` (without the package's clamp to [-1, 1])."""
+    g = torch.Generator().manual_seed(4)
+    x_t, eps, t = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g), torch.rand(4) * 0.9
+    a, s = (c[:, None, None, None] for c in diffusion.coefficients(t, "eps"))
+    got = call("x0 from eps", fn, x_t.clone(), eps.clone(), t.clone())
+    verdict("x0 from eps", got, (x_t - s * eps) / a,
+            {"a and s are square roots: a = sqrt(abar(t)), s = sqrt(1 - abar(t)).":
+                 (x_t - (1 - a**2) * eps) / a**2,
+             "subtract the scaled noise, then divide by a (not the other way round).": x_t / a - s * eps},
+            "invert x_t = a x0 + s eps for x0, with a and s from diffusion.alpha_bar(t).", atol=1e-4)

@@ -30,7 +30,7 @@ def add_bench_arguments(parser: argparse.ArgumentParser) -> None:
     """The options of ``bench search`` (``--seed`` and ``--out`` are shared with ``bench gan``)."""
     parser.add_argument("--n", type=int, action="append", default=None, metavar="N",
                         help="catalogue size for 'search' (repeatable; default 60,000, 1,000,000 and 10,000,000; "
-                             "quick mode 60,000 and 200,000)")
+                             "quick mode 60,000 and 200,000); for 'diffusion', samples per point (default 1,000)")
     parser.add_argument("--json", action="store_true", help="print the result as JSON ('search')")
     parser.add_argument("--threads", type=int, default=1,
                         help="threads for building and batched queries ('search'; single queries use one)")

@@ -13,8 +13,6 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file
 from torch import Tensor
 
 from prodlab import checkpoints, config, data, files
@@ -130,15 +128,13 @@ def fit_pca(images: Tensor, dim: int = PCA_DIM, seed: int = 0) -> tuple[Tensor, 
 def _pca_params(refit: bool) -> tuple[Tensor, Tensor]:
     """The catalogue's PCA, fitted once and cached (the fit is part of building the PCA index)."""
     path = config.cache_dir() / f"search-pca{PCA_DIM}-params-{_data_key()[:16]}-v{FORMAT}.safetensors"
-    if path.is_file() and not refit:
-        try:
-            params = load_file(str(path))
-            return params["mean"], params["components"]
-        except (SafetensorError, OSError, KeyError):
-            path.unlink()
-    mean, components = fit_pca(catalogue()[0])
-    files.write_tensors(path, {"mean": mean, "components": components})
-    return mean, components
+
+    def fit() -> dict[str, Tensor]:
+        mean, components = fit_pca(catalogue()[0])
+        return {"mean": mean, "components": components}
+
+    params = files.load_or_build(path, fit, valid=lambda t: {"mean", "components"} <= t.keys(), refresh=refit)
+    return params["mean"], params["components"]
 
 
 def _gan_features(model: torch.nn.Module) -> Callable[[Tensor], Tensor]:

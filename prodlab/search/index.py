@@ -163,21 +163,6 @@ def build_approx(emb: Embedder, exact: Index) -> approx.ApproxIndex:
     return index
 
 
-def _cached(path: Path, emb: Embedder, n: int, kind: str) -> Index | approx.ApproxIndex | None:
-    """The index cached at ``path`` if it is of ``kind``, matches ``emb`` and holds ``n`` items; else None
-    (a damaged or stale file is removed)."""
-    if not path.is_file():
-        return None
-    try:
-        index = load_index(path)
-        if index.kind == kind and index.key == emb.key and len(index) == n:
-            return index
-    except SearchError:
-        pass
-    path.unlink(missing_ok=True)
-    return None
-
-
 def catalogue_index(
     name: str, directory: Path | None = None, rebuild: bool = False, kind: str = "exact",
 ) -> tuple[Embedder, Index | approx.ApproxIndex]:
@@ -190,19 +175,27 @@ def catalogue_index(
     if reason is not None:
         raise SearchError(reason)
     emb = embedder(name, directory)
-    path = cache_path(name, emb.key, kind)
-    index = None if rebuild else _cached(path, emb, len(catalogue()[1]), kind)
-    if index is not None:
-        return emb, index
-    if kind == "exact":
-        emb, index = build_index(name, directory)
-    else:
-        index = build_approx(emb, catalogue_index(name, directory, rebuild)[1])
-    index.save(path)
-    prefix = "search-" if kind == "exact" else "search-approx-"
-    for stale in config.cache_dir().glob(f"{prefix}{name}-*.safetensors"):  # indexes of weights since replaced
-        if stale != path:
-            stale.unlink(missing_ok=True)
+    n = len(catalogue()[1])
+
+    def build() -> Index | approx.ApproxIndex:
+        nonlocal emb
+        if kind == "exact":
+            emb, index = build_index(name, directory)
+            return index
+        return build_approx(emb, catalogue_index(name, directory, rebuild)[1])
+
+    def save(path: Path, index: Index | approx.ApproxIndex) -> None:
+        index.save(path)
+        prefix = "search-" if kind == "exact" else "search-approx-"
+        for stale in config.cache_dir().glob(f"{prefix}{name}-*.safetensors"):  # indexes of weights since replaced
+            if stale != path:
+                stale.unlink(missing_ok=True)
+
+    def matches(index: Index | approx.ApproxIndex) -> bool:  # a stale or damaged file is removed and rebuilt
+        return index.kind == kind and index.key == emb.key and len(index) == n
+
+    index = files.load_or_build(cache_path(name, emb.key, kind), build, valid=matches, load=load_index, save=save,
+                                refresh=rebuild)
     return emb, index
 
 

@@ -26,7 +26,7 @@ from prodlab.models import gan as gan_models
 from prodlab.models import vae as vae_models
 from prodlab.training import classifier as classifier_training
 from prodlab.training import diffusion as diffusion_training
-from prodlab.training import gan_measure, vae_measure
+from prodlab.training import diffusion_measure, gan_measure, vae_measure
 from prodlab.training import vae as vae_training
 from prodlab.training.gan import GANRecipe
 from prodlab.training.vae import VAERecipe
@@ -140,10 +140,13 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in (
     Entry("cdcgan", GANRecipe(epochs=8, ema_decay=0.999), QUICK_GAN_RECIPE, _train_gan,
           description="class-conditional DCGAN (chapter 02)"),
     Entry("diffusion", diffusion_training.SHIPPED_RECIPE, diffusion_training.QUICK_RECIPE,
-          diffusion_training.train_diffusion_entry,
+          diffusion_measure.train_diffusion_entry,
           description="class-conditional flow-matching U-Net with classifier-free guidance (chapter 08)"),
+    Entry("diffusion-short", diffusion_training.SHORT_RECIPE, diffusion_training.QUICK_RECIPE,
+          diffusion_measure.train_diffusion_entry,
+          description="the diffusion recipe cut to 5 epochs, the cdcgan's CPU budget (chapter 08's family table)"),
     Entry("latent-diffusion", diffusion_training.LATENT_RECIPE, diffusion_training.QUICK_LATENT_RECIPE,
-          diffusion_training.train_latent_entry,
+          diffusion_measure.train_latent_entry,
           description="flow prior on the shipped vae's 16-d latent codes, decoded by its decoder (chapter 08)"),
 )}
 

@@ -1,17 +1,12 @@
-"""Chapter 04's exercise checkers pass the reference answer, fail known wrong answers with their hint, fail the stub."""
+"""Chapter 04's exercise checkers: a correct answer and known wrong answers with the word their hint must contain."""
 
 from __future__ import annotations
 
 import numpy as np
-import pytest
 import scipy.linalg
 import torch
 
 from prodlab import exercises, metrics
-
-
-def stub(*_args):
-    raise NotImplementedError()  # nbgrader's default stub
 
 
 def fid_sqrtm(mu_a, cov_a, mu_b, cov_b):
@@ -54,24 +49,3 @@ CASES = {
          (lambda r, f, k: (0.5, 0.5), "wrong values")],
     ),
 }
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_passes_the_reference(checker, capsys):
-    checker(CASES[checker][0])
-    assert capsys.readouterr().out.strip().endswith(": correct")
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_known_wrong_answers_with_their_hint(checker, capsys):
-    for wrong, word in CASES[checker][1]:
-        with pytest.raises(exercises.ExerciseFailed) as failure:
-            checker(wrong)
-        assert word in str(failure.value), f"{checker.__name__}: hint {str(failure.value)!r} lacks {word!r}"
-    assert "correct" not in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_the_stub(checker):
-    with pytest.raises(exercises.ExerciseFailed, match="not answered yet"):
-        checker(stub)

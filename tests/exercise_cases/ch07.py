@@ -1,16 +1,10 @@
-"""Chapter 07's exercise checkers pass the reference answer, fail known wrong answers with their hint, fail the stub."""
+"""Chapter 07's exercise checkers: a correct answer and known wrong answers with the word their hint must contain."""
 
 from __future__ import annotations
 
-import pytest
 import torch
 
 from prodlab import edit, exercises
-from prodlab.exercises.ch07 import shoes
-
-
-def stub(*_args):
-    raise NotImplementedError()  # nbgrader's default stub
 
 
 def moved_code(z, steps, offsets):
@@ -51,29 +45,3 @@ CASES = {
          (lambda x: x.sum(dim=(1, 2, 3)) * 0, "must grow")],
     ),
 }
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_passes_the_reference(checker, capsys):
-    checker(CASES[checker][0])
-    assert capsys.readouterr().out.strip().endswith(": correct")
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_known_wrong_answers_with_their_hint(checker):
-    for wrong, word in CASES[checker][1]:
-        with pytest.raises(exercises.ExerciseFailed) as failure:
-            checker(wrong)
-        assert word in str(failure.value), f"{checker.__name__}: hint {str(failure.value)!r} lacks {word!r}"
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_the_stub(checker):
-    with pytest.raises(exercises.ExerciseFailed, match="not answered yet"):
-        checker(stub)
-
-
-def test_synthetic_shoes_raise_their_heel():
-    x = shoes([0, 4])
-    assert x.shape == (2, 1, 28, 28) and x.amax() == 1.0
-    assert x[0, 0, 20:24, 16:26].all() and not x[1, 0, 20:22, 16:23].any()  # the back left the ground

@@ -1,17 +1,12 @@
-"""Chapter 05's exercise checkers pass the reference answer, fail known wrong answers with their hint, fail the stub."""
+"""Chapter 05's exercise checkers: a correct answer and known wrong answers with the word their hint must contain."""
 
 from __future__ import annotations
 
 import math
 
-import pytest
 import torch
 
 from prodlab import edit, exercises
-
-
-def stub(*_args):
-    raise NotImplementedError()  # nbgrader's default stub
 
 
 def slerp(z0, z1, t):
@@ -59,33 +54,3 @@ CASES = {
         [(edit.width, "width"), (lambda x: height(x) / math.sqrt(12), "sqrt(12)")],
     ),
 }
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_passes_the_reference(checker, capsys):
-    checker(CASES[checker][0])
-    assert capsys.readouterr().out.strip().endswith(": correct")
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_known_wrong_answers_with_their_hint(checker, capsys):
-    for wrong, word in CASES[checker][1]:
-        with pytest.raises(exercises.ExerciseFailed) as failure:
-            checker(wrong)
-        assert word in str(failure.value), f"{checker.__name__}: hint {str(failure.value)!r} lacks {word!r}"
-    assert "correct" not in capsys.readouterr().out
-
-
-@pytest.mark.parametrize("checker", CASES, ids=lambda c: c.__name__)
-def test_checker_fails_the_stub(checker):
-    with pytest.raises(exercises.ExerciseFailed, match="not answered yet"):
-        checker(stub)
-
-
-def test_crossover_and_height_on_known_answers():
-    assert edit.crossover([0.1, 0.2, 0.3], [3.0, 1.0, -1.0], [0.0, 0.0, 0.0]) == pytest.approx(0.25)
-    assert edit.crossover([0.1, 0.2], [1.0, 1.0], [0.0, 0.0]) is None
-    box = torch.zeros(1, 1, 28, 28)
-    box[..., 4:14, 10:12] = 1.0  # 10 rows tall, 2 columns wide
-    assert float(edit.height(box)[0]) == pytest.approx(math.sqrt(10**2 - 1), rel=1e-5)
-    assert float(edit.width(box)[0]) == pytest.approx(math.sqrt(2**2 - 1), rel=1e-5)

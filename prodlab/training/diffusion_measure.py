@@ -1,0 +1,232 @@
+"""Measuring diffusion and flow models with the ruler (chapter 08): the screening, the guidance sweep, the sampler-steps
+bench and the registry's trainers, which train (:mod:`prodlab.training.diffusion`) and then measure.
+
+:func:`bench_sampler_steps` is ``python -m prodlab bench diffusion``: the shipped model's FID and CPU time per image
+at 5 to 100 sampler steps, written to ``data/checkpoints/bench_diffusion.json`` beside the weights (too slow to be
+a figure's cache on this CPU), which notebook 08 reads.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from prodlab import checkpoints, config, diffusion, files, recipes, ruler, runs
+from prodlab.models import unet
+from prodlab.training.diffusion import (
+    DiffusionRecipe,
+    build_latent_model,
+    diffusion_step,
+    image_config,
+    latent_codes,
+    loss_curve,
+    train_diffusion,
+    train_image_model,
+)
+
+
+def measure(name: str, model: nn.Module, n: int, seed: int = 0) -> dict[str, Any]:
+    """The ruler's report on ``n`` samples of ``model`` (balanced labels for a conditional one), one thread,
+    with the sampling time per image."""
+    with config.one_thread():
+        start = time.process_time()
+        images, labels = checkpoints.generate(name, n, seed, model=model, batch_size=500)
+        ms = 1000 * (time.process_time() - start) / n
+    return {**ruler.generator_report(images, labels, seed=seed), "sample_cpu_ms_per_image": round(ms, 2)}
+
+
+# The screening of chapter 08: each candidate trains for the same CPU budget (epochs on a subset sized so),
+# then 300 samples are measured. Objective first at one width, then the width at the better objective.
+SCREEN_CANDIDATES: tuple[DiffusionRecipe, ...] = (
+    DiffusionRecipe(batch_size=64, objective="eps", width=16),
+    DiffusionRecipe(batch_size=64, objective="flow", width=16),
+    DiffusionRecipe(batch_size=64, objective="flow", width=24),
+)
+
+
+def screen(cpu_seconds: float = 30.0, n: int = 300, seed: int = 0,
+           candidates: tuple[DiffusionRecipe, ...] = SCREEN_CANDIDATES) -> list[dict[str, Any]]:
+    """Train each candidate for about ``cpu_seconds`` of one CPU thread and measure ``n`` samples (the default
+    number of Heun or DDIM steps, no guidance); one row per candidate. Chapter 08 shows the table."""
+    rows = []
+    for cand in candidates:
+        probe = unet.DiffusionModel(image_config(cand))
+        step_seconds = _seconds_per_step(probe, cand)
+        steps = max(50, int(cpu_seconds / step_seconds))
+        recipe = dataclasses.replace(cand, epochs=1, train_limit=steps * cand.batch_size,
+                                     warmup_steps=min(cand.warmup_steps, steps // 5))
+        model, history = train_image_model(recipe, runs.Run(f"diffusion-screen-{cand.objective}-{cand.width}"),
+                                           seed, progress=False)
+        report = measure("diffusion", model, n, seed)
+        rows.append({"objective": cand.objective, "width": cand.width, "parameters": unet.parameter_count(model),
+                     "steps": len(history), "train_cpu_seconds": history[-1]["cpu_seconds"],
+                     "final_loss": sum(r["loss"] for r in history[-50:]) / min(50, len(history)),
+                     **{k: report[k] for k in ("fid", "kid", "precision", "recall", "class_fidelity",
+                                                "sample_cpu_ms_per_image")}})
+    return rows
+
+
+def _seconds_per_step(model: unet.DiffusionModel, recipe: DiffusionRecipe, repeats: int = 3) -> float:
+    """CPU seconds of one training step of ``model`` at the recipe's batch size (one thread; best of a few)."""
+    with config.one_thread():
+        gen = torch.Generator().manual_seed(0)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        x, y = torch.randn(recipe.batch_size, 1, 28, 28), torch.randint(0, 10, (recipe.batch_size,))
+        times = []
+        for _ in range(repeats + 1):
+            start = time.process_time()
+            diffusion_step(model, opt, x, y, recipe, gen)
+            times.append(time.process_time() - start)
+        return min(times[1:])
+
+
+SCREENING_FILE = config.CHECKPOINT_DIR / "diffusion_screening.json"
+
+
+def write_screening(cpu_seconds: float = 30.0, n: int = 300, seed: int = 0) -> dict[str, Any]:
+    """Run :func:`screen` and keep its table in ``data/checkpoints/diffusion_screening.json`` (chapter 08 reads it);
+    quick mode writes into the run folder instead and never over the shipped table."""
+    rows = screen(cpu_seconds, n, seed)
+    result = {"cpu_seconds_per_candidate": cpu_seconds, "n_samples": n,
+              "sampler_steps": checkpoints.spec("diffusion").config.steps, "guidance": 1.0,
+              "batch_size": SCREEN_CANDIDATES[0].batch_size, "rows": rows, "quick_mode": config.quick()}
+    target = SCREENING_FILE if not config.quick() else config.RUNS_DIR / "diffusion-screening" / SCREENING_FILE.name
+    files.write_json(target, result)
+    return result
+
+
+# ---- The registry's trainers (``python -m prodlab train diffusion|latent-diffusion``) --------------------------
+
+
+@dataclass(frozen=True)
+class Trained:
+    """What a trainer returns; the registry's ``Trained`` by its fields (the registry imports this module, so this
+    module cannot import it back)."""
+
+    model: nn.Module
+    metrics: dict[str, Any]
+    extra: dict[str, Any]
+
+
+GUIDANCE_CANDIDATES = (1.0, 1.5, 2.0, 3.0)
+
+
+def with_sampling(model: unet.DiffusionModel, **changes: Any) -> unet.DiffusionModel:
+    """A copy of ``model`` whose config samples differently (``guidance=``, ``steps=``, ``sampler=``)."""
+    out = unet.DiffusionModel(dataclasses.replace(model.cfg, **changes))
+    out.load_state_dict(model.state_dict())
+    return out.eval()
+
+
+def guidance_sweep(model: unet.DiffusionModel, n: int, seed: int = 0,
+                   scales: tuple[float, ...] = GUIDANCE_CANDIDATES) -> list[dict[str, Any]]:
+    """FID, precision, recall and class fidelity on ``n`` samples at each guidance scale (chapter 08)."""
+    keys = ("fid", "kid", "precision", "recall", "class_fidelity", "sample_cpu_ms_per_image")
+    return [{"guidance": w, **{k: measure("diffusion", with_sampling(model, guidance=w), n, seed)[k] for k in keys}}
+            for w in scales]
+
+
+def choose_guidance(rows: list[dict[str, Any]], min_fidelity: float = 0.9) -> float:
+    """The scale of lowest FID among those with class fidelity >= ``min_fidelity`` (all, if none reaches it)."""
+    eligible = [r for r in rows if r["class_fidelity"] >= min_fidelity] or rows
+    return min(eligible, key=lambda r: r["fid"])["guidance"]
+
+
+def _reference_metrics(name: str) -> dict[str, Any] | None:
+    """The shipped metrics of ``name`` (the yardstick of an acceptance test), or None without its checkpoint."""
+    return checkpoints.read_meta(name)["metrics"] if checkpoints.exists(name) else None
+
+
+def acceptance(metrics: dict[str, Any]) -> dict[str, Any]:
+    """Issue 16's acceptance of a diffusion model against the shipped cdcgan ({} without its checkpoint)."""
+    cdcgan = _reference_metrics("cdcgan")
+    if cdcgan is None:
+        return {}
+    return {"acceptance": {
+        "class_fidelity": metrics["class_fidelity"], "fidelity_at_least_0.90": metrics["class_fidelity"] >= 0.9,
+        "recall": metrics["recall"], "cdcgan_recall": cdcgan["recall"],
+        "recall_at_least_cdcgan": metrics["recall"] >= cdcgan["recall"],
+        "fid": metrics["fid"], "cdcgan_fid": cdcgan["fid"],
+        "fid_at_most_2x_cdcgan": metrics["fid"] <= 2 * cdcgan["fid"],
+        "beats_cdcgan_fid": metrics["fid"] < cdcgan["fid"]}}
+
+
+def choose_and_measure(name: str, model: unet.DiffusionModel, seed: int = 0
+                       ) -> tuple[unet.DiffusionModel, dict[str, Any], dict[str, Any]]:
+    """The trainer's last step: the sweep over :data:`GUIDANCE_CANDIDATES` (1,000 samples each), the chosen scale,
+    then the ruler on 10,000 samples (quick mode: 100 and 200). Returns the model with its scale, its metrics, and
+    the sweep and acceptance for the JSON."""
+    scales = GUIDANCE_CANDIDATES if not config.quick() else GUIDANCE_CANDIDATES[::2]
+    sweep = guidance_sweep(model, config.budget(1000, 100), seed, scales)
+    model = with_sampling(model, guidance=choose_guidance(sweep))
+    metrics = measure(name, model, config.budget(10_000, 200), seed)
+    return model, metrics, {"guidance_sweep": sweep, **acceptance(metrics)}
+
+
+def train_diffusion_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: Any) -> Trained:
+    """``train diffusion``: the U-Net, the guidance scale chosen on 1,000 samples, then the ruler on 10,000."""
+    model, history = train_image_model(recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume)
+    model, metrics, measured = choose_and_measure(name, model, ctx.seed)
+    extra: dict[str, Any] = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
+                             "train_torch_threads": 1, "parameters": unet.parameter_count(model.net), **measured}
+    return Trained(model, metrics, extra)
+
+
+def train_latent_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: Any) -> Trained:
+    """``train latent-diffusion``: a flow prior on the shipped vae's codes; measured against the vae's samples."""
+    vae = checkpoints.load("vae")
+    codes = latent_codes(vae.eval(), recipe.train_limit, recipe.latent_codes, ctx.seed)
+    model = build_latent_model(recipe, vae, codes)
+    ema, history = train_diffusion(model, model.standardise(codes), None, recipe, ctx.run, ctx.seed, ctx.progress,
+                                   ctx.resume)
+    metrics = measure(name, ema, config.budget(10_000, 500), ctx.seed)
+    extra: dict[str, Any] = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
+                             "train_torch_threads": 1, "parameters": unet.parameter_count(ema.net),
+                             "parameters_with_decoder": unet.parameter_count(ema)}
+    vae_metrics = _reference_metrics("vae")
+    if vae_metrics is not None:
+        extra["acceptance"] = {"fid": metrics["fid"], "vae_fid": vae_metrics["fid"],
+                               "fid_reduction": round(1 - metrics["fid"] / vae_metrics["fid"], 4),
+                               "at_least_30_percent_lower": metrics["fid"] <= 0.7 * vae_metrics["fid"]}
+    return Trained(ema, metrics, extra)
+
+
+# ---- The sampler-steps bench (``python -m prodlab bench diffusion``) --------------------------------------------
+
+BENCH_DIFFUSION_FILE = config.CHECKPOINT_DIR / "bench_diffusion.json"
+STEP_COUNTS = {"euler": (5, 10, 25, 50, 100), "heun": (2, 3, 5, 10)}  # Heun: 2 steps - 1 network calls each
+
+
+def bench_sampler_steps(n: int, seed: int = 0, counts: dict[str, tuple[int, ...]] | None = None,
+                        model: unet.DiffusionModel | None = None) -> dict[str, Any]:
+    """FID, precision, recall, class fidelity and CPU ms per image of the shipped ``diffusion`` (its guidance scale)
+    at each sampler and step count of ``counts``, ``n`` samples per point, one thread. Chapter 08 plots it."""
+    model = model or checkpoints.load("diffusion")
+    rows = []
+    for sampler, steps_list in (counts or STEP_COUNTS).items():
+        for steps in steps_list:
+            report = measure("diffusion", with_sampling(model, sampler=sampler, steps=steps), n, seed)
+            rows.append({"sampler": sampler, "steps": steps,
+                         "network_calls": diffusion.network_calls(sampler, steps, model.cfg.guidance != 1.0),
+                         **{k: report[k] for k in ("fid", "precision", "recall", "class_fidelity")},
+                         "ms_per_image": report["sample_cpu_ms_per_image"]})
+    return {"n": n, "seed": seed, "guidance": model.cfg.guidance, "shipped_sampler": model.cfg.sampler,
+            "shipped_steps": model.cfg.steps, "weights_sha256": checkpoints.read_meta("diffusion")["weights_sha256"],
+            "rows": rows}
+
+
+def write_bench(n: int | None = None, seed: int = 0, out: Path | None = None) -> dict[str, Any]:
+    """Run :func:`bench_sampler_steps` (1,000 samples per point; quick mode 30 samples and the first three step
+    counts) and write it to ``out``: by default the shipped bench file, or ``runs/`` in quick mode."""
+    counts = None if not config.quick() else {k: v[:3] for k, v in STEP_COUNTS.items()}
+    result = {**bench_sampler_steps(n or config.budget(1000, 30), seed, counts), "quick_mode": config.quick(),
+              "code_version": recipes.code_version()}
+    target = out or (BENCH_DIFFUSION_FILE if not config.quick() else config.RUNS_DIR / "bench_diffusion_quick.json")
+    files.write_json(target, result)
+    return result
