@@ -98,10 +98,12 @@ def test_a_workers_bug_shows_the_workers_traceback(tmp_path, isolated):
 
 
 CTRL_C = """
+import os
 import time
 from prodlab import __main__ as cli, chapters, figures  # the chapters first: the catalogue is then replaced
 
 def slow():
+    open(os.path.join({marks!r}, str(os.getpid())), "w").close()  # this worker is drawing now
     time.sleep(60)
 
 figures.REGISTRY.clear()
@@ -112,18 +114,19 @@ raise SystemExit(cli.main(["figures", "--out", {out!r}, "--jobs", "2"]))
 
 
 def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
-    script = textwrap.dedent(CTRL_C).format(out=str(tmp_path / "out"))
+    marks = tmp_path / "drawing"
+    marks.mkdir()
+    script = textwrap.dedent(CTRL_C).format(out=str(tmp_path / "out"), marks=str(marks))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                text=True, start_new_session=True)  # its own process group, as in a terminal
     try:
-        for _ in range(600):  # the workers started: both figures in progress
-            if len(_children(process.pid)) >= 2:
+        for _ in range(1200):  # both workers are drawing (on a loaded machine their start can take long)
+            if len(list(marks.iterdir())) >= 2:
                 break
             time.sleep(0.1)
         workers = _children(process.pid)
-        time.sleep(0.5)
         os.killpg(process.pid, signal.SIGINT)  # what Ctrl-C in a terminal does
-        _, err = process.communicate(timeout=60)
+        _, err = process.communicate(timeout=120)
     finally:
         if process.poll() is None:
             os.killpg(process.pid, signal.SIGKILL)
