@@ -104,7 +104,7 @@ from prodlab import __main__ as cli, chapters, figures  # the chapters first: th
 
 def slow():
     open(os.path.join({marks!r}, str(os.getpid())), "w").close()  # this worker is drawing now
-    time.sleep(60)
+    time.sleep(600)  # far longer than any start-up: Ctrl-C always finds it drawing
 
 figures.REGISTRY.clear()
 for fid in ("slow-a", "slow-b", "slow-c"):
