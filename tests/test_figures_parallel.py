@@ -118,7 +118,8 @@ def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
     marks.mkdir()
     script = textwrap.dedent(CTRL_C).format(out=str(tmp_path / "out"), marks=str(marks))
     process = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                               text=True, start_new_session=True)  # its own process group, as in a terminal
+                               text=True, start_new_session=True,  # its own process group, as in a terminal
+                               preexec_fn=_terminal_signals)
     try:
         for _ in range(1200):  # both workers are drawing (on a loaded machine their start can take long)
             if len(list(marks.iterdir())) >= 2:
@@ -133,6 +134,11 @@ def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
     assert process.returncode == 130 and err.strip().splitlines()[-1] == "interrupted", err
     assert "Traceback" not in err
     assert len(workers) == 2 and not any(_alive(pid) for pid in workers)
+
+
+def _terminal_signals() -> None:
+    """Ctrl-C as in a terminal: pytest-xdist's workers ignore SIGINT, and a child would inherit that."""
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
 
 
 def _children(pid: int) -> list[int]:
