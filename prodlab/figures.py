@@ -179,10 +179,11 @@ def _stop(workers: list[_Worker], interrupted: bool) -> None:
     """End the workers. A figure in progress is interrupted (its atomic writes leave nothing behind), unless Ctrl-C
     (``interrupted``), which reached them already."""
     for w in workers:
-        if w.process.is_alive() and w.task is None:
-            with contextlib.suppress(OSError):  # it may be gone already
-                w.conn.send(None)
-        elif w.process.is_alive() and not interrupted:
+        if not w.process.is_alive():
+            continue
+        with contextlib.suppress(OSError):  # it may be gone already
+            w.conn.send(None)  # read after its figure: the stop holds even where a signal is lost (just after fork)
+        if w.task is not None and not interrupted:
             os.kill(w.process.pid, signal.SIGINT)
     for w in workers:
         w.process.join(timeout=30)
@@ -194,6 +195,9 @@ def _stop(workers: list[_Worker], interrupted: bool) -> None:
 
 def _work(conn: Connection, modules: list[str]) -> None:
     """A worker: draw the figures it is sent until it is sent None or interrupted."""
+    # Ctrl-C, or the main process stopping this worker, raises KeyboardInterrupt here even where this process
+    # started with SIGINT ignored (a background job, a pytest-xdist worker): else the stop would wait 30 s.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name in modules:
             importlib.import_module(name)  # registers the figures (and their computations) under spawn

@@ -97,6 +97,24 @@ def test_a_workers_bug_shows_the_workers_traceback(tmp_path, isolated):
     assert "in buggy" in str(failure.value.__cause__)
 
 
+def test_a_worker_that_missed_the_stop_signal_still_stops_at_once(tmp_path, isolated):
+    """A signal that reaches a worker just after fork is lost (CPython clears pending signals there): the stop
+    must not hang on it until the 30-s timeout."""
+    def deaf() -> Figure:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # as if the stop's SIGINT came too early
+        time.sleep(1.0)
+        return noisy()
+
+    def broken() -> Figure:
+        raise checkpoints.CheckpointError("no checkpoint 'nope'")
+
+    isolated({"deaf": deaf, "broken": broken})
+    start = time.perf_counter()
+    with pytest.raises(checkpoints.CheckpointError):
+        figures.write_catalogue(tmp_path, jobs=2)
+    assert time.perf_counter() - start < 15.0  # the figure's 1 s, then the worker reads its stop
+
+
 CTRL_C = """
 import os
 import time
