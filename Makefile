@@ -34,12 +34,13 @@ lint: $(STAMP)
 	$(BIN)/ruff check prodlab tests
 
 # Two workers (pytest-xdist), one thread each: most tests and notebooks use one core, so both cores stay busy.
-# --dist loadfile keeps each notebook's cells (and each test file) in one worker, in order.
+# --dist loadfile keeps each notebook's cells (and each test file) in one worker, in order. The notebooks, the longest
+# units, are handed out first, so that neither worker is left with one at the end while the other idles.
 # OMP_WAIT_POLICY=PASSIVE: idle PyTorch threads sleep instead of spinning (much faster on a busy 2-core machine).
 TEST_WORKERS ?= 2
 test: setup lint
 	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-	  --nbval-lax --nbval-current-env tests $(NOTEBOOKS)
+	  --nbval-lax --nbval-current-env $(NOTEBOOKS) tests
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

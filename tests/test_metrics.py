@@ -177,3 +177,26 @@ def test_collapse_lowers_recall_not_precision(rl):
     assert collapsed["precision"] > 0.8 * healthy["precision"]
     assert collapsed["fid"] > healthy["fid"]
     assert reference.shape == (10_000, 256)
+
+
+def test_kid_reuses_the_real_subsets_terms_only_while_they_are_valid():
+    """kid() keeps the real features' within-subset terms between calls: each value must still equal
+    mmd2_unbiased on that subset pair, also after the real tensor changed in place or for another fake size."""
+    g = torch.Generator().manual_seed(3)
+    real, fake = torch.randn(300, 16, generator=g), torch.randn(200, 16, generator=g) + 0.2
+
+    def afresh(real, fake, subsets=5, size=100, seed=0):
+        gen = torch.Generator().manual_seed(seed)
+        values = []
+        for _ in range(subsets):
+            r = real[torch.randperm(len(real), generator=gen)[:size]]
+            f = fake[torch.randperm(len(fake), generator=gen)[:size]]
+            values.append(metrics.mmd2_unbiased(r, f))
+        v = torch.tensor(values, dtype=torch.float64)
+        return float(v.mean()), float(v.std(unbiased=False))
+
+    assert metrics.kid(real, fake, 5, 100) == afresh(real, fake)
+    assert metrics.kid(real, fake + 0.1, 5, 100) == afresh(real, fake + 0.1)  # the same real terms, reused
+    assert metrics.kid(real, fake[:150], 5, 100) == afresh(real, fake[:150])  # another fake size: other subsets
+    real[0] += 5.0  # in place
+    assert metrics.kid(real, fake, 5, 100) == afresh(real, fake)

@@ -38,7 +38,7 @@ from torch import Tensor
 from prodlab import files
 from prodlab.search.embed import SearchError, check_k
 
-FORMAT = 1  # bump when the file layout changes: old cache files are then rebuilt
+FORMAT = 2  # bump when the file layout or the exact vectors change: old cache files are then rebuilt
 K_RECALL = 10  # recall@10 against exact search is what the index is tuned and judged on
 TARGET_RECALL = 0.95
 TRAIN_PER_LIST = 64  # k-means training points per IVF cell (FAISS warns below 39)

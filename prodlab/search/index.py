@@ -33,6 +33,7 @@ from prodlab.search.embed import (
     catalogue,
     check_k,
     embedder,
+    embedding_key,
     unavailable,
 )
 
@@ -174,15 +175,17 @@ def catalogue_index(
     reason = unavailable(name, directory)
     if reason is not None:
         raise SearchError(reason)
-    emb = embedder(name, directory)
-    n = len(catalogue()[1])
+    key, n = embedding_key(name, directory), len(catalogue()[1])
+    made: list[Embedder] = []  # the embedder a build made (PCA fitted once, not twice), else one made after loading
 
     def build() -> Index | approx.ApproxIndex:
-        nonlocal emb
         if kind == "exact":
             emb, index = build_index(name, directory)
+            made.append(emb)
             return index
-        return build_approx(emb, catalogue_index(name, directory, rebuild)[1])
+        emb, exact = catalogue_index(name, directory, rebuild)
+        made.append(emb)
+        return build_approx(emb, exact)
 
     def save(path: Path, index: Index | approx.ApproxIndex) -> None:
         index.save(path)
@@ -192,11 +195,11 @@ def catalogue_index(
                 stale.unlink(missing_ok=True)
 
     def matches(index: Index | approx.ApproxIndex) -> bool:  # a stale or damaged file is removed and rebuilt
-        return index.kind == kind and index.key == emb.key and len(index) == n
+        return index.kind == kind and index.key == key and len(index) == n
 
-    index = files.load_or_build(cache_path(name, emb.key, kind), build, valid=matches, load=load_index, save=save,
+    index = files.load_or_build(cache_path(name, key, kind), build, valid=matches, load=load_index, save=save,
                                 refresh=rebuild)
-    return emb, index
+    return (made[-1] if made else embedder(name, directory)), index
 
 
 def query(emb: Embedder, index: SearchIndex, images: Tensor, k: int = 10) -> tuple[Tensor, Tensor]:
