@@ -4,10 +4,15 @@ A figure only draws. When it needs something that trains or evaluates at length 
 trains six VAEs), that work is a named *computation* registered here; its result (tensors and plain numbers) is
 kept in ``data/cache/results/NAME[-quick].safetensors`` (tensors in the file, numbers in its metadata, written
 atomically) and re-used until ``python -m prodlab compute NAME`` recomputes it. Quick mode keeps its own results.
+
+A result also records the SHA-256 of every checkpoint's weights in ``data/checkpoints`` when it was computed: once
+any of them changes (a model retrained), the result is stale and is computed again, as a notebook that read the old
+weights must be re-run (``tests/test_freshness.py``).
 """
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import json
 from collections.abc import Callable
@@ -62,21 +67,35 @@ def path(name: str) -> Path:
     return config.cache_dir() / "results" / f"{name}{'-quick' if config.quick() else ''}.safetensors"
 
 
-def _save(target: Path, result: Result) -> None:
+def checkpoint_hashes() -> dict[str, str]:
+    """Each checkpoint in ``config.CHECKPOINT_DIR`` -> the SHA-256 of its weights, as its JSON records it."""
+    hashes = {}
+    for meta in sorted(config.CHECKPOINT_DIR.glob("*.json")):
+        with contextlib.suppress(OSError, ValueError, AttributeError):  # not a checkpoint's JSON (a bench's)
+            sha = json.loads(meta.read_text()).get("weights_sha256")
+            if isinstance(sha, str) and meta.with_suffix(".safetensors").is_file():
+                hashes[meta.stem] = sha
+    return hashes
+
+
+def _save(target: Path, result: Result, hashes: dict[str, str]) -> None:
     tensors = {k: v for k, v in result.items() if isinstance(v, torch.Tensor)}
     values = {k: v for k, v in result.items() if not isinstance(v, torch.Tensor)}
-    metadata = {"values": json.dumps(values), "order": json.dumps(list(result))}  # safetensors sorts its keys
+    metadata = {"values": json.dumps(values), "order": json.dumps(list(result)),  # safetensors sorts its keys
+                "checkpoints": json.dumps(hashes)}
     files.write_tensors(target, tensors or {"_empty": torch.zeros(0)}, metadata=metadata)
 
 
 def _load(source: Path) -> Result | None:
     try:
         with safe_open(str(source), framework="pt") as f:
+            if json.loads(f.metadata()["checkpoints"]) != checkpoint_hashes():
+                return None  # computed from other weights: stale
             values = json.loads(f.metadata()["values"])
             order = json.loads(f.metadata()["order"])
             tensors = {k: f.get_tensor(k) for k in f.keys() if k != "_empty"}  # noqa: SIM118 (a method)
     except (SafetensorError, OSError, KeyError, ValueError):
-        return None  # a missing or damaged result is recomputed, never trusted
+        return None  # a missing, damaged or older result is recomputed, never trusted
     found = {**values, **tensors}
     return {k: found[k] for k in order}
 
@@ -96,8 +115,9 @@ def get(name: str, refresh: bool = False) -> Result:
         with files.exclusive(target, wait=WAIT_WHEN_BUSY):
             result = None if refresh or not target.is_file() else _load(target)  # computed while we waited
             if result is None:
+                hashes = checkpoint_hashes()  # before: weights replaced meanwhile make the result stale at once
                 result = spec.compute()
-                _save(target, result)
+                _save(target, result, hashes)
                 result = _load(target) or result  # what later calls will see: JSON round trip of the values
     _MEMORY[target] = result
     return result

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 
@@ -38,6 +40,37 @@ def test_refresh_and_a_damaged_file_recompute(counted, monkeypatch):
     cache.path("test-counted").write_bytes(b"not safetensors")
     monkeypatch.setattr(cache, "_MEMORY", {})
     assert torch.equal(cache.get("test-counted")["beta"], torch.ones(2, 2)) and counted["n"] == 3
+
+
+def test_a_result_from_other_weights_is_computed_again(counted, monkeypatch, tmp_path):
+    """A model retrained after a result was cached (its weights' SHA-256 in its JSON changed) makes the result
+    stale; a new checkpoint does too. Other JSON files (benches) are not checkpoints."""
+    folder = tmp_path / "checkpoints"
+    folder.mkdir()
+    monkeypatch.setattr(config, "CHECKPOINT_DIR", folder)
+
+    def ship(name: str, sha: str) -> None:
+        (folder / f"{name}.safetensors").write_bytes(b"weights")
+        (folder / f"{name}.json").write_text(json.dumps({"model": name, "weights_sha256": sha}))
+
+    ship("vae", "a" * 64)
+    (folder / "bench_x.json").write_text(json.dumps({"rows": []}))
+    assert cache.checkpoint_hashes() == {"vae": "a" * 64}
+
+    def fresh_process_get() -> None:
+        monkeypatch.setattr(cache, "_MEMORY", {})
+        cache.get("test-counted")
+
+    fresh_process_get()
+    fresh_process_get()
+    assert counted["n"] == 1  # the same weights: read back
+    ship("vae", "b" * 64)  # retrained
+    fresh_process_get()
+    assert counted["n"] == 2
+    fresh_process_get()
+    ship("dcgan", "c" * 64)  # a new checkpoint
+    fresh_process_get()
+    assert counted["n"] == 3
 
 
 def test_quick_mode_keeps_its_own_results(counted, monkeypatch):
