@@ -95,7 +95,7 @@ def load(directory: Path | None = None) -> Ruler:
 
 
 @torch.no_grad()
-def classifier_report(model: ProductClassifier, split: str = "test", batch_size: int = 1000,
+def classifier_report(model: ProductClassifier, split: str = "test", batch_size: int = 250,
                       preds: torch.Tensor | None = None) -> dict[str, Any]:
     """Deterministic accuracy of ``model`` on a split: overall, per class, and the confusion matrix.
 
