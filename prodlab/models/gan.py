@@ -177,9 +177,9 @@ class GAN(nn.Module):
         was_training = self.generator.training
         self.generator.eval()
         parts = [self.generator(z[i : i + batch_size], None if labels is None else labels[i : i + batch_size])
-                 for i in range(0, len(z), batch_size)]
+                 for i in range(0, len(z), batch_size)] or [self.generator(z, labels)]  # N = 0: one empty batch
         self.generator.train(was_training)
-        return data.denormalize(torch.cat(parts) if parts else self.generator(z, labels))
+        return data.denormalize(torch.cat(parts))
 
     @torch.no_grad()
     def discriminator_features(self, images: Tensor, batch_size: int = 1000) -> Tensor:
