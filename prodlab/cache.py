@@ -23,7 +23,7 @@ from typing import Any
 import torch
 from safetensors import SafetensorError, safe_open
 
-from prodlab import config, files
+from prodlab import checkpoints, config, files
 
 Result = dict[str, Any]  # tensors and JSON-able values (numbers, strings, lists, dicts)
 
@@ -68,13 +68,13 @@ def path(name: str) -> Path:
 
 
 def checkpoint_hashes() -> dict[str, str]:
-    """Each checkpoint in ``config.CHECKPOINT_DIR`` -> the SHA-256 of its weights, as its JSON records it."""
+    """Each checkpoint in ``config.CHECKPOINT_DIR`` -> the SHA-256 of its weights (``checkpoints.weights_sha256``).
+    A damaged one is left out here: whatever loads it says so."""
     hashes = {}
-    for meta in sorted(config.CHECKPOINT_DIR.glob("*.json")):
-        with contextlib.suppress(OSError, ValueError, AttributeError):  # not a checkpoint's JSON (a bench's)
-            sha = json.loads(meta.read_text()).get("weights_sha256")
-            if isinstance(sha, str) and meta.with_suffix(".safetensors").is_file():
-                hashes[meta.stem] = sha
+    for name in sorted(checkpoints.MODELS):
+        if checkpoints.exists(name):
+            with contextlib.suppress(checkpoints.CheckpointError):
+                hashes[name] = checkpoints.weights_sha256(name)
     return hashes
 
 

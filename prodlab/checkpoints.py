@@ -210,6 +210,12 @@ def read_meta(name: str, directory: Path | None = None) -> dict[str, Any]:
     return meta
 
 
+def weights_sha256(name: str, directory: Path | None = None) -> str:
+    """The SHA-256 of checkpoint ``name``'s weights, as its JSON records it (else computed from the file): the key
+    of everything cached from those weights (reference features, search indexes, cached analyses)."""
+    return read_meta(name, directory).get("weights_sha256") or data.sha256(paths(name, directory)[0])
+
+
 def load(name: str, directory: Path | None = None) -> nn.Module:
     """Build model ``name`` from its checkpoint's config, load its tensors, return it in eval mode.
 

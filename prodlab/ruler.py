@@ -86,8 +86,7 @@ def load(directory: Path | None = None) -> Ruler:
     key = (str(directory), meta.get("weights_sha256", ""))
     if key not in _RULERS:
         model = checkpoints.load("classifier", directory).to(memory_format=torch.channels_last)
-        sha = meta.get("weights_sha256") or data.sha256(checkpoints.paths("classifier", directory)[0])
-        _RULERS[key] = Ruler(model, sha)
+        _RULERS[key] = Ruler(model, checkpoints.weights_sha256("classifier", directory))
     return _RULERS[key]
 
 

@@ -7,7 +7,7 @@ import json
 import pytest
 import torch
 
-from prodlab import cache, config
+from prodlab import cache, checkpoints, config
 
 
 @pytest.fixture
@@ -51,7 +51,9 @@ def test_a_result_from_other_weights_is_computed_again(counted, monkeypatch, tmp
 
     def ship(name: str, sha: str) -> None:
         (folder / f"{name}.safetensors").write_bytes(b"weights")
-        (folder / f"{name}.json").write_text(json.dumps({"model": name, "weights_sha256": sha}))
+        meta = {"model": name, "kind": checkpoints.spec(name).kind, "format": checkpoints.FORMAT_VERSION,
+                "weights_sha256": sha}
+        (folder / f"{name}.json").write_text(json.dumps(meta))
 
     ship("vae", "a" * 64)
     (folder / "bench_x.json").write_text(json.dumps({"rows": []}))

@@ -109,16 +109,11 @@ def _data_key() -> str:
     return data.SHA256["train-images-idx3-ubyte"]
 
 
-def _weights_key(name: str, directory: Path | None) -> str:
-    meta = checkpoints.read_meta(name, directory)
-    return meta.get("weights_sha256") or data.sha256(checkpoints.paths(name, directory)[0])
-
-
 def embedding_key(name: str, directory: Path | None = None) -> str:
     """What the vectors of ``name`` depend on: the weights' SHA-256, or the catalogue's for pixels and PCA."""
     spec = embedding_spec(name)
     if spec.checkpoint is not None:
-        return _weights_key(spec.checkpoint, directory)
+        return checkpoints.weights_sha256(spec.checkpoint, directory)
     return _data_key() if name == "pixels" else f"pca{PCA_DIM}-{_data_key()}"
 
 
