@@ -195,8 +195,8 @@ def _stop(workers: list[_Worker], interrupted: bool) -> None:
 
 def _work(conn: Connection, modules: list[str]) -> None:
     """A worker: draw the figures it is sent until it is sent None or interrupted."""
-    # Ctrl-C, or the main process stopping this worker, raises KeyboardInterrupt here even where this process
-    # started with SIGINT ignored (a background job, a pytest-xdist worker): else the stop would wait 30 s.
+    # Ctrl-C, or the main process stopping this worker mid-figure, raises KeyboardInterrupt here even where this
+    # process started with SIGINT ignored (a background job): else a long figure would run to its end first.
     signal.signal(signal.SIGINT, signal.default_int_handler)
     try:
         for name in modules:

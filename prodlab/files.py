@@ -83,7 +83,6 @@ def write_torch(path: Path, obj: Any) -> Path:
     return write_with(path, lambda tmp: torch.save(obj, tmp))
 
 
-
 def read_tensors(path: Path) -> dict[str, torch.Tensor]:
     """The tensors of a safetensors file (written by :func:`write_tensors`)."""
     return load_file(str(path))
