@@ -80,6 +80,8 @@ register_model(ModelSpec("cdcgan", "gan", GAN, GANConfig(n_classes=10), generati
                          description="class-conditional DCGAN: ask for 'a sneaker' (§2.2, §3.1, §4.1)"))
 register_model(ModelSpec("vae", "vae", ConvVAE, VAEConfig(latent_dim=16), generative=True,
                          description="convolutional VAE, 16-d latent, Bernoulli likelihood (§2.3, §3.2)"))
+register_model(ModelSpec("vae-sharp", "vae", ConvVAE, VAEConfig(latent_dim=16), generative=True,
+                         description="the vae trained with beta = 0.25: latent-diffusion's first stage (ch. 08)"))
 register_model(ModelSpec("vae2d", "vae", ConvVAE, VAEConfig(latent_dim=2), generative=True,
                          description="convolutional VAE with a 2-d latent, for the latent manifold (§3.2)"))
 register_model(ModelSpec("diffusion", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
@@ -87,7 +89,7 @@ register_model(ModelSpec("diffusion", "diffusion", DiffusionModel, DiffusionConf
 register_model(ModelSpec("diffusion-short", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
                          conditional=True, description="the diffusion recipe cut to the GANs' CPU budget (ch. 08)"))
 register_model(ModelSpec("latent-diffusion", "latent-diffusion", LatentDiffusion, LatentDiffusionConfig(),
-                         generative=True, description="flow prior on the vae's 16-d codes + its decoder (ch. 08)"))
+                         generative=True, description="flow prior on vae-sharp's 16-d codes + its decoder (ch. 08)"))
 
 
 def spec(name: str) -> ModelSpec:

@@ -55,7 +55,7 @@ def test_recipe_of_another_type_is_refused():
         recipes.recipe_from_json(stored, GANRecipe)
 
 
-@pytest.mark.parametrize("name", ["classifier", "vae", "vae2d", "dcgan", "cdcgan"])
+@pytest.mark.parametrize("name", ["classifier", "vae", "vae-sharp", "vae2d", "dcgan", "cdcgan", "latent-diffusion"])
 def test_shipped_checkpoints_record_the_shipped_recipe_and_the_command(name):
     meta = checkpoints.read_meta(name)
     assert registry.recipe_of(name, meta) == registry.entry(name).recipe

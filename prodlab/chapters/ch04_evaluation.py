@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from prodlab import cache, config, data, plotting, ruler, ruler_checks
+from prodlab import cache, checkpoints, config, data, metrics, plotting, ruler, ruler_checks
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
 
@@ -112,6 +112,15 @@ def eval_sweeps() -> dict[str, list[dict]]:
     cached (``python -m prodlab compute ruler-sanity``)."""
     n, reports = config.budget(EVAL_N, 2_000), {}  # reports: the undegraded images are measured once, not 4 times
     return {kind: ruler_checks.sanity_sweep(kind, n=n, reports=reports) for kind in ruler_checks.SANITY_LEVELS}
+
+
+@cache.computation("copy-screen", "the copy rate of every shipped generator: its samples' nearest training images")
+def copy_screen_result() -> cache.Result:
+    """``metrics.memorisation`` of 500 samples (seed 0; quick mode 100) of every generative model with a checkpoint:
+    section 7's copy-rate column. Cached, because the diffusion models need tens of seconds for 500 samples."""
+    n = config.budget(500, 100)
+    names = [name for name in checkpoints.generative_models() if checkpoints.exists(name)]
+    return {"n": n, **{name: metrics.memorisation(checkpoints.generate(name, n)[0]) for name in names}}
 
 
 @register("eval-confusion", "Confusion matrix of the product classifier", "§2.4, §4", "04_evaluation",

@@ -21,7 +21,7 @@ from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
 from prodlab.training import diffusion_measure
 
-FAMILY = ("dcgan", "cdcgan", "vae", "latent-diffusion", "diffusion-short", "diffusion")
+FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
 
 
@@ -32,11 +32,16 @@ def screening() -> dict[str, Any]:
 
 def _train_cpu_seconds(meta: Mapping[str, Any]) -> float:
     """CPU seconds of a model's training steps, as its JSON records them (the GANs and diffusion models time
-    their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on."""
+    their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on (its recipe's first stage)."""
     own = meta.get("train_cpu_seconds_steps", meta.get("epochs_cpu_seconds", meta.get("train_cpu_seconds", 0.0)))
     if meta["model"] == "latent-diffusion":
-        own += checkpoints.read_meta("vae")["epochs_cpu_seconds"]
+        own += checkpoints.read_meta(first_stage(meta))["epochs_cpu_seconds"]
     return float(own)
+
+
+def first_stage(meta: Mapping[str, Any]) -> str:
+    """The VAE a ``latent-diffusion`` checkpoint's prior sits on, as its recorded recipe names it."""
+    return meta["recipe"]["fields"].get("first_stage", "vae")
 
 
 def sampling_ms(name: str, n: int, seed: int = 0) -> float:
@@ -157,21 +162,28 @@ def diffusion_trajectory() -> Figure:
                                   "x_t from t = 1 (noise) to t = 0", col_titles=[f"t={t:.1f}" for t in times])
 
 
-@cache.computation("diffusion-vae-ceiling", "the ruler on the shipped vae's reconstructions of the test images")
+@cache.computation("diffusion-vae-ceiling", "the ruler on the reconstructions of vae and of latent-diffusion's VAE")
 def vae_ceiling_result() -> cache.Result:
-    """FID, precision and recall of the shipped ``vae``'s reconstructions (decoded posterior means) of the 10,000
-    test images (quick mode 1,000): what a perfect prior over the posterior means could reach with this decoder."""
+    """FID, KID, precision and recall of the reconstructions (decoded posterior means) of the 10,000 test images
+    (quick mode 1,000) by ``vae`` and by the VAE that ``latent-diffusion`` sits on: what a perfect prior over its
+    posterior means could reach with its decoder, the ceiling of any second stage (section 11)."""
     x = data.to_float(data.load("test")[0][: config.budget(10_000, 1000)])
-    with config.one_thread():
-        recon = checkpoints.load("vae").reconstruct(x)
-    report = ruler.generator_report(data.to_uint8(recon))
-    return {"n": len(x), **{k: report[k] for k in ("fid", "kid", "precision", "recall")}}
+    out: dict[str, Any] = {"n": len(x)}
+    for name in dict.fromkeys(["vae", first_stage(checkpoints.read_meta("latent-diffusion"))]):
+        with config.one_thread():
+            recon = checkpoints.load(name).reconstruct(x)
+        report = ruler.generator_report(data.to_uint8(recon))
+        out[name] = {k: report[k] for k in ("fid", "kid", "precision", "recall")}
+    return out
 
 
 @register("diffusion-latent", "The prior hole, filled", "§2.3, §3.2 step 8", "08_diffusion",
-          "16 samples each: the vae decoding z ~ N(0, I), and the same decoder fed by the latent flow prior.")
+          "16 samples each: vae and vae-sharp decoding z ~ N(0, I), and vae-sharp's decoder fed by the flow prior.")
 def diffusion_latent() -> Figure:
     gen = torch.Generator
-    rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in ("vae", "latent-diffusion")]
-    return plotting.labelled_rows(rows, ["vae, z ~ N(0, I)", "latent-diffusion"],
-                                  "Same decoder, two priors", label_width=1.8)
+    stage = first_stage(checkpoints.read_meta("latent-diffusion"))
+    names = [*dict.fromkeys(["vae", stage]), "latent-diffusion"]
+    rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in names]
+    labels = [f"{name}, z ~ N(0, I)" for name in names[:-1]] + [f"latent-diffusion ({stage}'s decoder)"]
+    title = f"Rows {len(rows) - 1} and {len(rows)}: the same decoder, two priors"
+    return plotting.labelled_rows(rows, labels, title, label_width=2.9)

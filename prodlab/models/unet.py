@@ -156,7 +156,7 @@ def parameter_count(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class LatentDiffusionConfig:
-    """The latent prior of ``latent-diffusion``: an MLP flow on the 16-d codes of the shipped ``vae``.
+    """The latent prior of ``latent-diffusion``: an MLP flow on the 16-d codes of a shipped VAE (``vae-sharp``).
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """

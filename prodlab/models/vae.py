@@ -2,9 +2,10 @@
 
 Two models share one interface (``encode``, ``reparameterize``, ``decode_logits``, ``sample``):
 
-* :class:`ConvVAE`, the workbook's VAE (shipped as ``vae`` with a 16-dimensional latent and ``vae2d`` with a
-  2-dimensional one). Encoder: two stride-2 4x4 convolutions (1 -> 32 -> 64 channels, 28 -> 14 -> 7 pixels), a
-  hidden layer and two linear heads, the mean ``mu`` and the log-variance ``log sigma^2`` of ``q(z|x)``
+* :class:`ConvVAE`, the workbook's VAE (shipped as ``vae`` with a 16-dimensional latent, ``vae2d`` with a
+  2-dimensional one, and ``vae-sharp``, the ``vae`` trained with beta = 0.25 for chapter 08's latent prior).
+  Encoder: two stride-2 4x4 convolutions (1 -> 32 -> 64 channels, 28 -> 14 -> 7 pixels), a hidden layer and two
+  linear heads, the mean ``mu`` and the log-variance ``log sigma^2`` of ``q(z|x)``
   (§3.2.2 step 2). Decoder: the mirror image with transposed convolutions, ending in one **logit** per pixel.
 * :class:`ReferenceMLPVAE`, the VAE of the PyTorch examples repository (``examples/vae/main.py``): 784-400-20
   MLP with ReLU, the yardstick the shipped ``vae`` must beat on test negative ELBO.

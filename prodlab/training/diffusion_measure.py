@@ -179,8 +179,9 @@ def train_diffusion_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ct
 
 
 def train_latent_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: Any) -> Trained:
-    """``train latent-diffusion``: a flow prior on the shipped vae's codes; measured against the vae's samples."""
-    vae = checkpoints.load("vae")
+    """``train latent-diffusion``: a flow prior on the codes of the recipe's first-stage VAE (shipped), measured
+    against that VAE's own samples: the same decoder, fed by N(0, I) or by the prior."""
+    vae = checkpoints.load(recipe.first_stage)
     codes = latent_codes(vae.eval(), recipe.train_limit, recipe.latent_codes, ctx.seed)
     model = build_latent_model(recipe, vae, codes)
     ema, history = train_diffusion(model, model.standardise(codes), None, recipe, ctx.run, ctx.seed, ctx.progress,
@@ -189,9 +190,9 @@ def train_latent_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: 
     extra: dict[str, Any] = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
                              "train_torch_threads": 1, "parameters": unet.parameter_count(ema.net),
                              "parameters_with_decoder": unet.parameter_count(ema)}
-    vae_metrics = _reference_metrics("vae")
+    vae_metrics = _reference_metrics(recipe.first_stage)
     if vae_metrics is not None:
-        extra["acceptance"] = {"fid": metrics["fid"], "vae_fid": vae_metrics["fid"],
+        extra["acceptance"] = {"fid": metrics["fid"], "first_stage": recipe.first_stage, "vae_fid": vae_metrics["fid"],
                                "fid_reduction": round(1 - metrics["fid"] / vae_metrics["fid"], 4),
                                "at_least_30_percent_lower": metrics["fid"] <= 0.7 * vae_metrics["fid"]}
     return Trained(ema, metrics, extra)
