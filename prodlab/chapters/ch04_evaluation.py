@@ -102,16 +102,19 @@ def floor_plot(rows: Sequence[Mapping[str, float]], title: str) -> Figure:
 
 
 EVAL_N = 10_000  # samples per set in the metric figures (quick mode: 2,000)
+KID_SUBSETS = 50  # KID's subsets in the sweeps and the floor curve (quick mode: 10, a noisier mean)
 EVAL_METRICS = {"fid": "FID (lower is better)", "kid": "KID (lower is better)",
                 "precision": "precision (higher is better)", "recall": "recall (higher is better)"}
 
 
 @cache.computation("ruler-sanity", "every metric on real images blurred, noised, missing classes or collapsed")
 def eval_sweeps() -> dict[str, list[dict]]:
-    """Every sanity sweep of ``ruler_checks.SANITY_LEVELS`` on ``EVAL_N`` training images against the test set;
-    cached (``python -m prodlab compute ruler-sanity``)."""
+    """Every sanity sweep of ``ruler_checks.SANITY_LEVELS`` on ``EVAL_N`` training images against the test set
+    (quick mode: 2,000 images, 10 KID subsets); cached (``python -m prodlab compute ruler-sanity``)."""
     n, reports = config.budget(EVAL_N, 2_000), {}  # reports: the undegraded images are measured once, not 4 times
-    return {kind: ruler_checks.sanity_sweep(kind, n=n, reports=reports) for kind in ruler_checks.SANITY_LEVELS}
+    subsets = config.budget(KID_SUBSETS, 10)
+    return {kind: ruler_checks.sanity_sweep(kind, n=n, reports=reports, kid_subsets=subsets)
+            for kind in ruler_checks.SANITY_LEVELS}
 
 
 @cache.computation("copy-screen", "the copy rate of every shipped generator: its samples' nearest training images")
@@ -177,9 +180,10 @@ FLOOR_SIZES = (500, 1000, 2000, 5000, 10_000)  # N of the floor curve, 5 draws e
 @cache.computation("ruler-floor", "FID and KID of real against real at several sample sizes")
 def floor_result() -> cache.Result:
     """``ruler_checks.floor_curve``: the floor of FID and KID at each of ``FLOOR_SIZES``, 5 draws each (quick mode:
-    N up to 2,000, 3 draws: FID's bias with N shows as well); cached."""
+    N up to 2,000, 3 draws, 10 KID subsets: FID's bias with N shows as well); cached."""
     quick = config.quick()
-    return {"rows": ruler_checks.floor_curve(FLOOR_SIZES[:3] if quick else FLOOR_SIZES, draws=3 if quick else 5)}
+    return {"rows": ruler_checks.floor_curve(FLOOR_SIZES[:3] if quick else FLOOR_SIZES, draws=3 if quick else 5,
+                                             kid_subsets=config.budget(KID_SUBSETS, 10))}
 
 
 @register("eval-floor", "The floor of FID and KID: real against real", "§4", "04_evaluation",
