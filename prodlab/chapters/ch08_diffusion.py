@@ -15,11 +15,12 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, diffusion, files, plotting, ruler
+from prodlab import cache, checkpoints, config, data, diffusion, files, plotting, recipes, ruler
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
 from prodlab.training import diffusion_measure
+from prodlab.training.diffusion import DiffusionRecipe
 
 FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
@@ -41,7 +42,12 @@ def _train_cpu_seconds(meta: Mapping[str, Any]) -> float:
 
 def first_stage(meta: Mapping[str, Any]) -> str:
     """The VAE a ``latent-diffusion`` checkpoint's prior sits on, as its recorded recipe names it."""
-    return meta["recipe"]["fields"].get("first_stage", "vae")
+    return recipes.recipe_from_json(meta["recipe"], DiffusionRecipe).first_stage
+
+
+def prior_hole_vaes() -> list[str]:
+    """The VAEs section 11 compares: ``vae`` and the one the shipped ``latent-diffusion`` sits on."""
+    return list(dict.fromkeys(["vae", first_stage(checkpoints.read_meta("latent-diffusion"))]))
 
 
 def sampling_ms(name: str, n: int, seed: int = 0) -> float:
@@ -169,7 +175,7 @@ def vae_ceiling_result() -> cache.Result:
     posterior means could reach with its decoder, the ceiling of any second stage (section 11)."""
     x = data.to_float(data.load("test")[0][: config.budget(10_000, 1000)])
     out: dict[str, Any] = {"n": len(x)}
-    for name in dict.fromkeys(["vae", first_stage(checkpoints.read_meta("latent-diffusion"))]):
+    for name in prior_hole_vaes():
         with config.one_thread():
             recon = checkpoints.load(name).reconstruct(x)
         report = ruler.generator_report(data.to_uint8(recon))
@@ -181,9 +187,8 @@ def vae_ceiling_result() -> cache.Result:
           "16 samples each: vae and vae-sharp decoding z ~ N(0, I), and vae-sharp's decoder fed by the flow prior.")
 def diffusion_latent() -> Figure:
     gen = torch.Generator
-    stage = first_stage(checkpoints.read_meta("latent-diffusion"))
-    names = [*dict.fromkeys(["vae", stage]), "latent-diffusion"]
-    rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in names]
-    labels = [f"{name}, z ~ N(0, I)" for name in names[:-1]] + [f"latent-diffusion ({stage}'s decoder)"]
+    vaes = prior_hole_vaes()
+    rows = [checkpoints.load(name).sample(16, gen().manual_seed(0)) for name in [*vaes, "latent-diffusion"]]
+    labels = [f"{name}, z ~ N(0, I)" for name in vaes] + [f"latent-diffusion ({vaes[-1]}'s decoder)"]
     title = f"Rows {len(rows) - 1} and {len(rows)}: the same decoder, two priors"
     return plotting.labelled_rows(rows, labels, title, label_width=2.9)
