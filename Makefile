@@ -10,11 +10,24 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 setup: $(STAMP) data
 
-$(STAMP): pyproject.toml
+# Every install is pinned by requirements.lock (the exact versions that passed), pip included; a new lock reinstalls.
+$(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade pip
-	$(BIN)/python -m pip install --quiet -e ".[dev]"
+	$(BIN)/python -m pip install --quiet --upgrade -c requirements.lock pip
+	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
 	touch $(STAMP)
+
+# Refresh requirements.lock: a fresh venv (not .venv) gets the newest releases pyproject.toml allows, frozen
+# (.ci/lock.sh). Then `make test` reinstalls .venv from it; commit the lock if that passes. No other target runs this.
+.PHONY: lock
+lock:
+	PYTHON=$(PYTHON) bash .ci/lock.sh
+
+# Every family's quick recipe trained on the GPU and on the CPU: it must run where asked (not silently on the CPU);
+# images/s and what each shipped recipe takes at that speed, to runs/bench_devices_cuda.json. BF16=1 adds autocast.
+.PHONY: gpu-check
+gpu-check: setup
+	PRODLAB_QUICK=1 $(BIN)/python -m prodlab bench devices --device cuda $(if $(BF16),--bf16,)
 
 # Offline first: the staged copy, then the Debian package (installed here when we are root and have apt-get),
 # then torchvision's download. `prodlab data` prints what to do when none works.

@@ -8,6 +8,8 @@ atomically) and re-used until ``python -m prodlab compute NAME`` recomputes it. 
 A result also records the SHA-256 of every checkpoint's weights in ``data/checkpoints`` when it was computed: once
 any of them changes (a model retrained), the result is stale and is computed again, as a notebook that read the old
 weights must be re-run (``tests/test_freshness.py``).
+
+It records :data:`FORMAT` too, the layout of what it stores: a result of another format is computed again.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ from safetensors import SafetensorError, safe_open
 from prodlab import checkpoints, config, files
 
 Result = dict[str, Any]  # tensors and JSON-able values (numbers, strings, lists, dicts)
+FORMAT = 2  # 2: stored uint8 images are N x H x W x C (1: N x 28 x 28, read as stale)
 
 
 @dataclass(frozen=True)
@@ -68,13 +71,12 @@ def path(name: str) -> Path:
 
 
 def checkpoint_hashes() -> dict[str, str]:
-    """Each checkpoint in ``config.CHECKPOINT_DIR`` -> the SHA-256 of its weights (``checkpoints.weights_sha256``).
-    A damaged one is left out here: whatever loads it says so."""
+    """Each checkpoint in ``config.CHECKPOINT_DIR`` (``checkpoints.names``) -> the SHA-256 of its weights
+    (``checkpoints.weights_sha256``). A damaged one is left out here: whatever loads it says so."""
     hashes = {}
-    for name in sorted(checkpoints.MODELS):
-        if checkpoints.exists(name):
-            with contextlib.suppress(checkpoints.CheckpointError):
-                hashes[name] = checkpoints.weights_sha256(name)
+    for name in checkpoints.names():
+        with contextlib.suppress(checkpoints.CheckpointError):
+            hashes[name] = checkpoints.weights_sha256(name)
     return hashes
 
 
@@ -82,13 +84,15 @@ def _save(target: Path, result: Result, hashes: dict[str, str]) -> None:
     tensors = {k: v for k, v in result.items() if isinstance(v, torch.Tensor)}
     values = {k: v for k, v in result.items() if not isinstance(v, torch.Tensor)}
     metadata = {"values": json.dumps(values), "order": json.dumps(list(result)),  # safetensors sorts its keys
-                "checkpoints": json.dumps(hashes)}
+                "checkpoints": json.dumps(hashes), "format": str(FORMAT)}
     files.write_tensors(target, tensors or {"_empty": torch.zeros(0)}, metadata=metadata)
 
 
 def _load(source: Path) -> Result | None:
     try:
         with safe_open(str(source), framework="pt") as f:
+            if f.metadata().get("format") != str(FORMAT):
+                return None  # stored in another layout: stale
             if json.loads(f.metadata()["checkpoints"]) != checkpoint_hashes():
                 return None  # computed from other weights: stale
             values = json.loads(f.metadata()["values"])

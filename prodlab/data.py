@@ -1,246 +1,93 @@
-"""Fashion-MNIST product images: find, verify, stage, cache, and serve them (article §3.3 steps 1-2).
+"""Images as every model sees them, whatever the data set (article §3.3 steps 1-2: scale and normalise pixels).
 
-Look-up order for the four IDX files (plain or ``.gz``):
-  1. ``$PRODLAB_DATA`` (or the repo's ``data/`` when it is unset), also in torchvision's ``FashionMNIST/raw`` layout;
-  2. ``/usr/share/datasets/fashion-mnist`` (Debian package ``dataset-fashion-mnist``);
-  3. a download through torchvision (needs internet).
-The files are staged decompressed in torchvision's ``FashionMNIST/raw`` layout, verified by the SHA-256 of their
-decompressed content (the Debian copy is recompressed, so ``.gz`` hashes differ from upstream), read with
-``torchvision.datasets.FashionMNIST`` and cached as one safetensors file so later loads take milliseconds.
+Stored images are uint8 N x H x W x C (the layout of PIL, NumPy and image files); models read floats
+N x C x H x W in [0, 1] (:func:`to_float`), and GANs and diffusion models work in [-1, 1] (:func:`normalize`).
+:func:`as_batch` is the one gate every image batch passes through: it takes any accepted form, checks it against the
+data set's :class:`~prodlab.datasets.spec.ImageSpec` and returns the float batch. Which data set: ``dataset=``, by
+name (``prodlab.datasets``); chapters 00-08 use the default, Fashion-MNIST.
 """
 
 from __future__ import annotations
 
-import gzip
-import hashlib
-import shutil
-from dataclasses import dataclass
-from functools import lru_cache
-from pathlib import Path
 from typing import TYPE_CHECKING
 
+import numpy as np
 import torch
 
-from prodlab import config, files
+from prodlab import datasets
+from prodlab.datasets import DEFAULT
+from prodlab.datasets.fashion_mnist import DataError  # noqa: F401  (re-exported: what a missing data set raises)
+from prodlab.datasets.spec import ImageSpec
 
 if TYPE_CHECKING:  # for the annotations only: torchvision is imported where it is used (seconds to import)
     from torchvision.transforms import v2
 
-CLASS_NAMES: tuple[str, ...] = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)
-SPLITS = {"train": 60_000, "test": 10_000}
-SHA256 = {
-    "train-images-idx3-ubyte": "c59f468a2f672dc815687fe0f83887768d799fd8a3f3276145d20f83aa44d888",
-    "train-labels-idx1-ubyte": "bad3541b69d912435c50bb6ba87bec294ff4f6a2e1246121d8633921760443d9",
-    "t10k-images-idx3-ubyte": "5b4141f0afbad91edebe8549f8fcffe087ea10ca49f1dbef5c9a5cd8815ce37b",
-    "t10k-labels-idx1-ubyte": "0402a96d92fd2663957122ceb108a494c5af83dab82d92729df917d7dec38c34",
-}
-DEBIAN_DIR = Path("/usr/share/datasets/fashion-mnist")
-CACHE_NAME = "fashion-mnist-v1.safetensors"
 
-
-class DataError(RuntimeError):
-    """Fashion-MNIST is missing or corrupt; the message says what to do.
+def spec(dataset: str = DEFAULT) -> ImageSpec:
+    """The image spec of ``dataset``: channels, size, class names, pixel statistics.
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
+    return datasets.spec(dataset)
 
 
-@dataclass(frozen=True)
-class DataReport:
-    """Where the data came from and where it is staged (what ``python -m prodlab data`` prints).
-
-    Chapter 00 (notebooks/00_products.ipynb).
-    """
-
-    source: str
-    raw_dir: Path
-    cache: Path
-
-
-def remedies() -> str:
-    """The three ways to get the data, for every error message.
+def load(split: str = "train", download: bool = True, dataset: str = DEFAULT) -> tuple[torch.Tensor, torch.Tensor]:
+    """Images (uint8 N x H x W x C) and labels (int64 N) of ``split`` ('train' or 'test') of ``dataset``.
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
-    home = config.data_home()
-    return (
-        "Get Fashion-MNIST one of three ways:\n"
-        "  1. Debian/Ubuntu: sudo apt-get install dataset-fashion-mnist  (installs it in "
-        f"{DEBIAN_DIR})\n"
-        "  2. With internet: python -m prodlab data  (torchvision downloads it into "
-        f"{home / 'FashionMNIST' / 'raw'})\n"
-        "  3. By hand: copy the four files (train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz,\n"
-        f"     t10k-images-idx3-ubyte.gz, t10k-labels-idx1-ubyte.gz) into {home}\n"
-        f"     (or into any folder named by ${config.DATA_ENV})."
-    )
-
-
-def raw_dir() -> Path:
-    """Where the four IDX files are staged (torchvision's ``FashionMNIST/raw`` layout). Chapter 00."""
-    return config.data_home() / "FashionMNIST" / "raw"
-
-
-def cache_path() -> Path:
-    """The verified data set as one safetensors file, loaded in milliseconds. Chapter 00."""
-    return config.cache_dir() / CACHE_NAME
-
-
-def _find(folder: Path, name: str) -> Path | None:
-    for candidate in (folder / name, folder / f"{name}.gz"):
-        if candidate.is_file():
-            return candidate
-    return None
-
-
-def _candidate_dirs() -> list[Path]:
-    home = config.data_home()
-    return [raw_dir(), home, DEBIAN_DIR]
-
-
-def _stage_from(folder: Path) -> dict[str, Path] | None:
-    """Copy (decompressing) the four files from ``folder`` into the raw dir; None if any is missing."""
-    found = {name: _find(folder, name) for name in SHA256}
-    if any(path is None for path in found.values()):
-        return None
-    target = raw_dir()
-    target.mkdir(parents=True, exist_ok=True)
-    for name, path in found.items():
-        dest = target / name
-        if path == dest:
-            continue
-        opener = gzip.open if path.suffix == ".gz" else open
-        try:
-            with opener(path, "rb") as src, open(dest, "wb") as out:
-                shutil.copyfileobj(src, out)
-        except (OSError, EOFError) as err:
-            dest.unlink(missing_ok=True)
-            raise DataError(f"Could not read {path}: {err}\nDelete or replace that file.\n{remedies()}") from err
-    return found
-
-
-def _download() -> None:
-    """Ask torchvision to download the data into the data home (needs internet)."""
-    # Imported here, not at the top: torchvision takes seconds to import and only building the cache needs it.
-    from torchvision.datasets import FashionMNIST
-
-    for train in (True, False):
-        FashionMNIST(str(config.data_home()), train=train, download=True)
-
-
-def sha256(path: Path) -> str:
-    """SHA-256 of a file, read in 1 MiB blocks (data files, checkpoints). Chapter 00 verifies the data with it."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
-
-
-def stage(download: bool = True) -> DataReport:
-    """Find the four files, stage them decompressed, verify them; raise ``DataError`` with remedies if impossible.
-
-    Chapter 00 (notebooks/00_products.ipynb).
-    """
-    sources: dict[str, Path] | None = None
-    for folder in _candidate_dirs():
-        sources = _stage_from(folder)
-        if sources is not None:
-            origin = str(folder)
-            break
-    if sources is None:
-        looked = ", ".join(str(d) for d in _candidate_dirs())
-        if not download:
-            raise DataError(f"Fashion-MNIST was not found (looked in: {looked}).\n{remedies()}")
-        try:
-            _download()
-        except Exception as err:  # torchvision raises several kinds (URLError, RuntimeError, OSError)
-            raise DataError(
-                f"Fashion-MNIST was not found (looked in: {looked}) and the download failed: {err}\n{remedies()}"
-            ) from err
-        sources = {name: raw_dir() / name for name in SHA256}
-        origin = "downloaded by torchvision"
-    for name, expected in SHA256.items():
-        staged = raw_dir() / name
-        if sha256(staged) != expected:
-            staged.unlink()
-            raise DataError(
-                f"Corrupt data file: {sources[name]} (SHA-256 of its content does not match {name}).\n"
-                f"Delete or replace that file.\n{remedies()}"
-            )
-    return DataReport(source=origin, raw_dir=raw_dir(), cache=cache_path())
-
-
-def _read_staged() -> dict[str, torch.Tensor]:
-    """The staged IDX files, read by torchvision, as the tensors of the cache file."""
-    # Imported here, not at the top: torchvision takes seconds to import and only building the cache needs it.
-    from torchvision.datasets import FashionMNIST
-
-    tensors: dict[str, torch.Tensor] = {}
-    for split in SPLITS:
-        ds = FashionMNIST(str(config.data_home()), train=split == "train", download=False)
-        tensors[f"{split}_images"] = ds.data.contiguous()
-        tensors[f"{split}_labels"] = ds.targets.to(torch.int64).contiguous()
-    return tensors
-
-
-def _staged_tensors(download: bool) -> dict[str, torch.Tensor]:
-    stage(download)
-    return _read_staged()
-
-
-def _valid(tensors: dict[str, torch.Tensor]) -> bool:
-    return all(
-        tensors.get(f"{split}_images", torch.empty(0)).shape == (n, 28, 28)
-        and tensors.get(f"{split}_labels", torch.empty(0)).shape == (n,)
-        for split, n in SPLITS.items()
-    )
-
-
-@lru_cache(maxsize=4)
-def _tensors(home: str, download: bool) -> dict[str, torch.Tensor]:
-    # cache_path() is under ``home``, the lru_cache key; a damaged or incomplete cache is rebuilt
-    return files.load_or_build(cache_path(), lambda: _staged_tensors(download), valid=_valid)
-
-
-def load(split: str = "train", download: bool = True) -> tuple[torch.Tensor, torch.Tensor]:
-    """Images (uint8, N x 28 x 28, product bright on black) and labels (int64) of ``split`` ('train' or 'test').
-
-    Chapter 00 (notebooks/00_products.ipynb).
-    """
-    if split not in SPLITS:
-        raise ValueError(f"split must be one of {sorted(SPLITS)}, not {split!r}")
-    tensors = _tensors(str(config.data_home()), download)
-    return tensors[f"{split}_images"], tensors[f"{split}_labels"]
-
-
-def check(download: bool = True) -> DataReport:
-    """Stage and verify from scratch (ignoring the cache), then rebuild the cache; for ``python -m prodlab data``.
-
-    Chapter 00 (notebooks/00_products.ipynb).
-    """
-    _tensors.cache_clear()
-    report = stage(download)
-    files.load_or_build(report.cache, _read_staged, refresh=True)
-    return report
+    return datasets.load(dataset, split, download)
 
 
 def to_float(images: torch.Tensor) -> torch.Tensor:
-    """uint8 N x 28 x 28 -> float N x 1 x 28 x 28 in [0, 1] (§3.3 step 1: scale pixel values).
+    """uint8 N x H x W x C -> float N x C x H x W in [0, 1] (§3.3 step 1: scale pixel values).
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
-    return images.unsqueeze(1).float().div(255.0)
+    if images.ndim != 4:
+        raise ValueError(f"expected uint8 images N x H x W x C, got shape {tuple(images.shape)}")
+    return _standard(images.permute(0, 3, 1, 2).float().div(255.0))
 
 
 def to_uint8(x: torch.Tensor) -> torch.Tensor:
-    """float N x 1 x 28 x 28 in [0, 1] -> uint8 N x 28 x 28 (clamped, rounded): what samples and snapshots store.
+    """float N x C x H x W in [0, 1] -> uint8 N x H x W x C (clamped, rounded): what samples and snapshots store.
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
-    return x.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).reshape(-1, 28, 28)
+    if x.ndim != 4:
+        raise ValueError(f"expected float images N x C x H x W, got shape {tuple(x.shape)}")
+    return _standard(x.clamp(0.0, 1.0).mul(255.0).round().to(torch.uint8).permute(0, 2, 3, 1))
+
+
+def _standard(x: torch.Tensor) -> torch.Tensor:
+    """``x`` with row-major strides. ``contiguous()`` keeps the strides of a permuted one-channel batch (its size-1
+    dimension makes it count as contiguous), and convolution kernels pick their path by strides: other strides,
+    other float rounding."""
+    return x.clone(memory_format=torch.contiguous_format)
+
+
+def as_batch(images: torch.Tensor | np.ndarray, image: ImageSpec | None = None) -> torch.Tensor:
+    """Any accepted image batch -> float32 N x C x H x W in [0, 1]; ``ValueError`` naming the shape otherwise.
+
+    Accepted: uint8 N x H x W x C (stored images), float N x C x H x W in [0, 1] (what models output), one float
+    image C x H x W, and for one-channel images uint8 N x H x W. With ``image`` the shape must be that spec's.
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
+    x = torch.as_tensor(images)
+    if x.dtype == torch.uint8:
+        x = to_float(x.unsqueeze(-1) if x.ndim == 3 else x)
+    elif x.ndim == 3:
+        x = x.unsqueeze(0)
+    if x.ndim != 4:
+        raise ValueError(f"expected a batch of images N x C x H x W (or uint8 N x H x W x C), got {tuple(x.shape)}")
+    if image is not None and tuple(x.shape[1:]) != image.shape:
+        raise ValueError(f"expected images of shape {image.shape} (channels, height, width), got {tuple(x.shape[1:])}")
+    x = x.float()
+    if len(x) and (x.min() < -1e-4 or x.max() > 1.0 + 1e-4):
+        raise ValueError(f"float images must lie in [0, 1] (found {x.min():.2f}..{x.max():.2f}); "
+                         "map [-1, 1] outputs with prodlab.data.denormalize first")
+    return x
 
 
 def normalize(x: torch.Tensor) -> torch.Tensor:
@@ -259,20 +106,24 @@ def denormalize(x: torch.Tensor) -> torch.Tensor:
     return ((x + 1.0) / 2.0).clamp(0.0, 1.0)
 
 
-def showcase(per_class: int = 1, split: str = "test") -> tuple[torch.Tensor, torch.Tensor]:
-    """The first ``per_class`` images of each class in ``split``: the fixed products the chapters show."""
-    images, labels = load(split)
-    index = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in range(len(CLASS_NAMES))])
-    return images[index], labels[index]
-
-
-def class_means(images: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
-    """The average product of each class: float 10 x 28 x 28 in [0, 1].
+def showcase(per_class: int = 1, split: str = "test", dataset: str = DEFAULT) -> tuple[torch.Tensor, torch.Tensor]:
+    """The first ``per_class`` images of each class in ``split``: the fixed products the chapters show.
 
     Chapter 00 (notebooks/00_products.ipynb).
     """
-    x = images.float() / 255.0 if images.dtype == torch.uint8 else images
-    return torch.stack([x[labels == c].mean(0) for c in range(len(CLASS_NAMES))])
+    images, labels = load(split, dataset=dataset)
+    classes = range(spec(dataset).n_classes)
+    index = torch.cat([torch.nonzero(labels == c).flatten()[:per_class] for c in classes])
+    return images[index], labels[index]
+
+
+def class_means(images: torch.Tensor, labels: torch.Tensor, n_classes: int) -> torch.Tensor:
+    """The average product of each of ``n_classes`` classes: float n_classes x C x H x W in [0, 1].
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
+    x = as_batch(images)
+    return torch.stack([x[labels == c].mean(0) for c in range(n_classes)])
 
 
 def mirror_asymmetry(means: torch.Tensor) -> torch.Tensor:
@@ -287,8 +138,8 @@ def mirror_asymmetry(means: torch.Tensor) -> torch.Tensor:
     return (flat - mirrored).norm(dim=1) / flat.norm(dim=1)
 
 
-def augmentations() -> dict[str, v2.Transform]:
-    """The §3.3 step 2 augmentations, each alone, on float images in [0, 1].
+def augmentations(image: ImageSpec) -> dict[str, v2.Transform]:
+    """The §3.3 step 2 augmentations, each alone, on float images in [0, 1] of the spec ``image``.
 
     Vertical flip is included as the counter-example: products are photographed upright, so an
     upside-down shoe is not a plausible catalogue image and teaches the model something false.
@@ -297,9 +148,22 @@ def augmentations() -> dict[str, v2.Transform]:
     """
     from torchvision.transforms import v2  # torchvision is slow to import: only here and when building the cache
 
+    pad = max(1, image.height // 9)  # a shift of about a ninth of the image
     return {
         "horizontal flip": v2.RandomHorizontalFlip(p=1.0),
-        "shift (pad 3 + crop)": v2.RandomCrop(28, padding=3),
+        f"shift (pad {pad} + crop)": v2.RandomCrop((image.height, image.width), padding=pad),
         "contrast jitter": v2.ColorJitter(brightness=0.3, contrast=0.5),
         "vertical flip (wrong)": v2.RandomVerticalFlip(p=1.0),
     }
+
+
+def check_fits(image: ImageSpec, dataset: str) -> None:
+    """``ValueError`` unless a model made for images ``image`` can train on ``dataset``: the same image shape and
+    the same classes (a model cannot read images of another size, nor name classes it was not built for).
+
+    Chapter 00 (notebooks/00_products.ipynb).
+    """
+    found = spec(dataset)
+    if (found.shape, found.class_names) != (image.shape, image.class_names):
+        raise ValueError(f"the model is made for images {image.describe()}, but data set {dataset!r} holds "
+                         f"{found.describe()}: build the model's config from data.spec({dataset!r})")

@@ -10,6 +10,9 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from prodlab import data
+from prodlab.datasets.spec import ImageSpec
+
 
 def rng(seed: int) -> torch.Generator:
     """A fresh random generator seeded with ``seed``: every degradation is reproducible from its seed.
@@ -40,7 +43,7 @@ def salt_and_pepper(x: Tensor, amount: float, seed: int = 0) -> Tensor:
 
 
 def downsample(x: Tensor, factor: int = 2) -> Tensor:
-    """Average pooling ``factor`` x ``factor``: what a low-resolution thumbnail (14 x 14) records of a product.
+    """Average pooling ``factor`` x ``factor``: what a low-resolution thumbnail (half the side) records of a product.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -50,38 +53,50 @@ def downsample(x: Tensor, factor: int = 2) -> Tensor:
 MASKS = ("center", "blocks", "half")
 
 
-def missing_mask(kind: str, n: int, seed: int = 0) -> Tensor:
-    """Bool N x 1 x 28 x 28, True where a pixel is missing (to be restored).
+def _empty_mask(n: int, image: ImageSpec | None) -> Tensor:
+    """No pixel missing: bool N x C x H x W, the shape of a batch of ``image`` (default: the default data set's,
+    Fashion-MNIST)."""
+    return torch.zeros(n, *(image or data.spec()).shape, dtype=torch.bool)
 
-    ``center``: the central 12 x 12 box (a sticker or watermark over the product); ``blocks``: four random
-    7 x 7 blocks (torn or scratched areas); ``half``: the left half for even images, the right half for odd ones
-    (a cropped photo).
+
+def missing_mask(kind: str, n: int, seed: int = 0, image: ImageSpec | None = None) -> Tensor:
+    """Bool N x C x H x W, True where a pixel is missing (to be restored), for images of ``image`` (default: the
+    default data set's, ``data.spec()``); a missing pixel is missing in every channel.
+
+    ``center``: the central box from 2/7 to 5/7 of each side (12 x 12 of 28 x 28: a sticker or watermark over the
+    product); ``blocks``: four random blocks a quarter of the side wide (7 x 7 of 28: torn or scratched areas);
+    ``half``: the left half for even images, the right half for odd ones (a cropped photo).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    m = torch.zeros(n, 1, 28, 28, dtype=torch.bool)
+    m = _empty_mask(n, image)
+    h, w = m.shape[-2:]
     if kind == "center":
-        m[..., 8:20, 8:20] = True
+        m[..., round(2 * h / 7) : round(5 * h / 7), round(2 * w / 7) : round(5 * w / 7)] = True
     elif kind == "blocks":
-        corners = torch.randint(0, 22, (n, 4, 2), generator=rng(seed))
+        bh, bw = h // 4, w // 4
+        span = torch.tensor([h - bh + 1, w - bw + 1])  # top-left corners that keep a block inside the image
+        corners = torch.randint(0, int(span.max()), (n, 4, 2), generator=rng(seed)) * span // span.max()
         for i in range(n):
             for top, left in corners[i].tolist():
-                m[i, :, top : top + 7, left : left + 7] = True
+                m[i, :, top : top + bh, left : left + bw] = True
     elif kind == "half":
-        m[0::2, ..., :14] = True
-        m[1::2, ..., 14:] = True
+        m[0::2, ..., : w // 2] = True
+        m[1::2, ..., w // 2 :] = True
     else:
         raise ValueError(f"unknown mask {kind!r}; known: {', '.join(MASKS)}")
     return m
 
 
-def box_mask(top: int, bottom: int, left: int, right: int, n: int = 1) -> Tensor:
-    """A rectangle of missing pixels, rows ``top:bottom`` and columns ``left:right`` (the widget's range sliders).
+def box_mask(top: int, bottom: int, left: int, right: int, n: int = 1, image: ImageSpec | None = None) -> Tensor:
+    """A rectangle of missing pixels, rows ``top:bottom`` and columns ``left:right`` (the widget's range sliders),
+    clipped to the image of ``image`` (default: the default data set's); bool N x C x H x W.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    m = torch.zeros(n, 1, 28, 28, dtype=torch.bool)
-    m[..., max(top, 0) : min(bottom, 28), max(left, 0) : min(right, 28)] = True
+    m = _empty_mask(n, image)
+    h, w = m.shape[-2:]
+    m[..., max(top, 0) : min(bottom, h), max(left, 0) : min(right, w)] = True
     return m
 
 

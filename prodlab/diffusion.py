@@ -91,31 +91,40 @@ def to_x0_eps(x_t: Tensor, pred: Tensor, t: Tensor, objective: str) -> tuple[Ten
 
 
 def diffusion_loss(net: Net, x0: Tensor, y: Tensor | None, objective: str, generator: torch.Generator,
-                   label_dropout: float = 0.0, null_label: int = 0) -> Tensor:
+                   label_dropout: float = 0.0, null_label: int | None = None) -> Tensor:
     """The training objective on one batch: draw ``t ~ U(0, 1)`` and ``eps``, build ``x_t``, regress the target.
 
     With ``label_dropout > 0`` a share of the labels is replaced by ``null_label``, so the same network also
-    learns the unconditional prediction that classifier-free guidance needs. Deterministic given ``generator``.
-    Chapter 08 (notebooks/08_diffusion.ipynb).
+    learns the unconditional prediction that classifier-free guidance needs. Deterministic given ``generator``,
+    a CPU generator: every device gets the same draws. Chapter 08 (notebooks/08_diffusion.ipynb).
     """
-    n = len(x0)
-    t = torch.rand(n, generator=generator)
-    noise = torch.randn(x0.shape, generator=generator)
+    n, device = len(x0), x0.device
+    t = torch.rand(n, generator=generator).to(device)
+    noise = torch.randn(x0.shape, generator=generator).to(device)
     if y is not None and label_dropout > 0:
-        y = torch.where(torch.rand(n, generator=generator) < label_dropout, torch.full_like(y, null_label), y)
+        drop = (torch.rand(n, generator=generator) < label_dropout).to(device)
+        y = torch.where(drop, torch.full_like(y, _null(null_label)), y)
     pred = net(add_noise(x0, noise, t, objective), t, y)
     return F.mse_loss(pred, target(x0, noise, objective))
 
 
-def predict(net: Net, x: Tensor, t: float, labels: Tensor | None, guidance: float, null_label: int) -> Tensor:
+def _null(null_label: int | None) -> int:
+    if null_label is None:
+        raise ValueError("dropping labels or guidance needs the model's 'no label' token: pass null_label "
+                         "(the number of classes)")
+    return null_label
+
+
+def predict(net: Net, x: Tensor, t: float, labels: Tensor | None, guidance: float,
+            null_label: int | None) -> Tensor:
     """The network's prediction at time ``t``, with classifier-free guidance ``u + w (c - u)`` when ``w != 1``.
 
     Conditional and unconditional halves run as one batch of 2N. Chapter 08 (notebooks/08_diffusion.ipynb).
     """
-    tt = torch.full((len(x),), float(t))
+    tt = torch.full((len(x),), float(t), device=x.device)
     if labels is None or guidance == 1.0:
         return net(x, tt, labels)
-    null = torch.full_like(labels, null_label)
+    null = torch.full_like(labels, _null(null_label))
     cond, uncond = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null])).chunk(2)
     return uncond + guidance * (cond - uncond)
 
@@ -125,7 +134,7 @@ def ddim_step(x: Tensor, pred: Tensor, t: float, t_next: float, objective: str) 
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
-    tt = torch.full((len(x),), float(t))
+    tt = torch.full((len(x),), float(t), device=x.device)
     x0, eps = to_x0_eps(x, pred, tt, objective)
     a, s = coefficients(torch.tensor(float(t_next)), objective)
     return a * x0 + s * eps
@@ -138,15 +147,18 @@ def time_grid(steps: int) -> list[float]:
 
 def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
                       labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
-                      null_label: int = 10, noise: Tensor | None = None) -> list[Tensor]:
+                      null_label: int | None = None, noise: Tensor | None = None,
+                      device: torch.device | None = None) -> list[Tensor]:
     """Integrate from pure noise ``x_1`` to ``x_0``; return ``[x_1, ..., x_0]`` (``steps + 1`` tensors).
 
     ``sampler``: ``"ddim"`` / ``"euler"`` (one network call per step) or ``"heun"`` (two, one on the last step).
+    The noise is drawn on the CPU (the same on every device) and moved to ``device`` (default: the CPU).
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
     if sampler not in SAMPLERS.get(objective, ()):
         raise ValueError(f"sampler {sampler!r} does not fit objective {objective!r}; choose from {SAMPLERS}")
-    x = torch.randn(shape, generator=generator) if noise is None else noise
+    x = (torch.randn(shape, generator=generator) if noise is None else noise).to(device or "cpu")
+    labels = None if labels is None else labels.to(x.device)
     out = [x]
     times = time_grid(steps)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
@@ -163,12 +175,13 @@ def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler:
 @torch.no_grad()
 def sample(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
            labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
-           null_label: int = 10) -> Tensor:
+           null_label: int | None = None, device: torch.device | None = None) -> Tensor:
     """The end ``x_0`` of :func:`sample_trajectory` (in the data's scale, [-1, 1] for images).
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
-    return sample_trajectory(net, shape, objective, sampler, steps, labels, guidance, generator, null_label)[-1]
+    return sample_trajectory(net, shape, objective, sampler, steps, labels, guidance, generator, null_label,
+                             device=device)[-1]
 
 
 def network_calls(sampler: str, steps: int, guided: bool) -> int:

@@ -8,8 +8,10 @@ needs it waits, then reads it, rather than computing it again.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
+import shutil
 import tempfile
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -48,6 +50,54 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+def sha256(path: Path) -> str:
+    """SHA-256 of a file, read in 1 MiB blocks (data files, checkpoints, catalogues)."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+class TooLarge(ValueError):
+    """A request whose result cannot fit in this machine's memory or on its disk; refused before any work."""
+
+
+def available_memory() -> int | None:
+    """Bytes of memory free now (Linux and macOS: ``sysconf``), or None where it cannot be read."""
+    try:
+        return os.sysconf("SC_AVPHYS_PAGES") * os.sysconf("SC_PAGE_SIZE")
+    except (ValueError, OSError, AttributeError):
+        return None
+
+
+def size_text(nbytes: float) -> str:
+    """``nbytes`` for a message: ``1.6 MB``, ``78.4 GB``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if nbytes >= scale:
+            return f"{nbytes / scale:,.1f} {unit}"
+    return f"{nbytes:.0f} bytes"
+
+
+def check_memory(nbytes: int, what: str) -> None:
+    """``TooLarge`` (one line) when ``what`` needs ``nbytes`` and that is over half the memory free now."""
+    free = available_memory()
+    if free is not None and nbytes > free // 2:
+        raise TooLarge(f"{what} need {size_text(nbytes)} of memory and {size_text(free)} are free: "
+                       "refused; ask for fewer")
+
+
+def check_disk(nbytes: int, path: Path, what: str) -> None:
+    """``TooLarge`` (one line) when writing ``nbytes`` to ``path`` would not fit on its disk."""
+    folder = Path(path).parent
+    while not folder.exists() and folder != folder.parent:
+        folder = folder.parent
+    free = shutil.disk_usage(folder).free
+    if nbytes > free:
+        raise TooLarge(f"{what} need up to {size_text(nbytes)} on disk and {size_text(free)} are free "
+                       f"at {folder}: refused; ask for fewer or write elsewhere")
 
 
 def write_with(path: Path, writer: Callable[[Path], Any]) -> Path:

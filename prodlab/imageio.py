@@ -1,4 +1,6 @@
-"""Any user photo -> a Fashion-MNIST product image, so it can be searched (§2.4 item 3) or edited (notebook 05).
+"""Any user photo -> a product image of a catalogue's spec, so it can be searched (§2.4 item 3) or edited
+(notebook 05): a Fashion-MNIST thumbnail (:func:`to_product_image`) or a colour one (:func:`to_colour_image`, the
+conversion ``python -m prodlab data import`` applies to every file of a folder); :func:`user_image` picks by spec.
 
 A shopper's photo is not a catalogue thumbnail: any size, colour or grey, often dark product on a light
 background, sometimes with a transparent one. :func:`to_product_image` repeats the steps Zalando used to make
@@ -8,7 +10,8 @@ the product centred, and negate, so that the product is bright on black.
 
 Correction of a common belief: a Fashion-MNIST product is not a 20 x 20 box centred in 28 x 28 (that is MNIST's
 digits). Measured on the 60,000 training images, the longest side of the product spans 27 or 28 pixels in 99.97 %
-of them, so :class:`Framing` defaults to ``fit = 28``; notebook 06 measures what a 20-pixel framing costs search.
+of them, so :meth:`Framing.of` fits the product to the whole side; notebook 06 measures what a 20-pixel framing
+costs search.
 
 **Inputs that cannot break it** (the rules, each with its own one-line ``ImageError``):
 
@@ -38,6 +41,9 @@ import torch
 import torch.nn.functional as F
 from PIL import Image, ImageOps, UnidentifiedImageError
 
+from prodlab.datasets import fashion_mnist
+from prodlab.datasets.spec import ImageSpec
+
 WHITE = (255, 255, 255, 255)
 MAX_PIXELS = 50_000_000  # the most pixels decoded from one file (after a JPEG's draft reduction): 200 MB as RGBA
 WORK_SIDE = 1024  # longest side an image is shrunk to before any conversion: ample for a 28-pixel thumbnail
@@ -52,10 +58,15 @@ class ImageError(ValueError):
 class Framing:
     """How a product is framed in its thumbnail (defaults: Fashion-MNIST's own conventions, measured)."""
 
-    size: int = 28  # side of the square thumbnail
-    fit: int = 28  # longest side of the product after resizing (Fashion-MNIST: 28; MNIST digits: 20)
+    size: int  # side of the square thumbnail
+    fit: int  # longest side of the product after resizing (Fashion-MNIST: the whole side; MNIST's digits: 20 of 28)
     border: float = 0.02  # fraction of each side read to estimate the background level
     tolerance: float = 24.0  # grey levels: a pixel this close to the background is background (JPEG noise)
+
+    @classmethod
+    def of(cls, image: ImageSpec) -> Framing:
+        """Fashion-MNIST's convention for images of ``image``: the product's longest side spans the thumbnail."""
+        return cls(size=image.height, fit=image.height)
 
 
 def open_image(source: str | Path | Image.Image, side: int = WORK_SIDE) -> Image.Image:
@@ -210,8 +221,9 @@ def frame(product: np.ndarray, framing: Framing) -> torch.Tensor:
     return x[0].clamp(0.0, 1.0)
 
 
-def to_product_image(source: str | Path | Image.Image, framing: Framing = Framing()) -> torch.Tensor:
-    """A user image (a path or a PIL image) as a product thumbnail: float tensor 1 x 28 x 28 in [0, 1].
+def to_product_image(source: str | Path | Image.Image, framing: Framing | None = None) -> torch.Tensor:
+    """A user image (a path or a PIL image) as a product thumbnail: float tensor 1 x S x S in [0, 1] (``framing``:
+    default Fashion-MNIST's, :meth:`Framing.of` its spec).
 
     Steps: read (``ImageError`` naming the file if it cannot be read or is empty), composite transparency onto
     white, convert to grey, detect a light background from the border and invert to Fashion-MNIST polarity,
@@ -220,6 +232,7 @@ def to_product_image(source: str | Path | Image.Image, framing: Framing = Framin
     unchanged; re-centring it could move it by a pixel). An image without a product (uniform) raises
     ``ImageError`` too: it cannot be searched.
     """
+    framing = framing or Framing.of(fashion_mnist.SPEC)
     img = open_image(source)
     if img.width == 0 or img.height == 0:
         raise ImageError(f"{_name(source)}: the image is empty (0 pixels)")
@@ -237,11 +250,12 @@ def shop_photo(image: torch.Tensor, width: int = 1000, height: int = 800, backgr
                jpeg_quality: int | None = 85) -> Image.Image:
     """The inverse experiment: a catalogue thumbnail as a shop would photograph it, to test the way back.
 
-    The product (uint8 28 x 28 or float (1 x) 28 x 28 in [0, 1]) is enlarged with bicubic interpolation to 3/4 of
-    the photo's height, turned dark on a light ``background``, pasted in the middle of an RGB ``width`` x
+    The product (a one-channel image, uint8 or float in [0, 1], H x W with any size-1 axes) is enlarged with
+    bicubic interpolation to 3/4 of the photo's height, turned dark on a light ``background``, pasted in the middle
+    of an RGB ``width`` x
     ``height`` photo and, unless ``jpeg_quality`` is None, JPEG-compressed with its artefacts.
     """
-    x = image.float().reshape(28, 28) / (255.0 if image.dtype == torch.uint8 else 1.0)
+    x = image.float().squeeze() / (255.0 if image.dtype == torch.uint8 else 1.0)
     grey = np.clip(background * (1.0 - x.numpy()), 0, 255).astype(np.uint8)
     side = 3 * height // 4
     product = Image.fromarray(grey).resize((side, side), Image.Resampling.BICUBIC)
@@ -253,3 +267,58 @@ def shop_photo(image: torch.Tensor, width: int = 1000, height: int = 800, backgr
     buffer = io.BytesIO()
     photo.save(buffer, format="JPEG", quality=jpeg_quality)
     return Image.open(io.BytesIO(buffer.getvalue()))
+
+
+def rgb_on_white(img: Image.Image) -> Image.Image:
+    """``img`` as 8-bit RGB: transparency composited onto white (as shops show cut-out products), 16-bit and float
+    grey rescaled to 0..255, CMYK, palette, bilevel and grey converted by Pillow."""
+    if img.mode in {"I", "I;16", "I;16B", "I;16L", "F"}:
+        return Image.fromarray(grey_on_white(img).round().astype(np.uint8)).convert("RGB")
+    if img.mode in {"RGBA", "LA", "PA", "La", "RGBa"} or "transparency" in img.info:
+        rgba = img.convert("RGBA")
+        return Image.alpha_composite(Image.new("RGBA", rgba.size, WHITE), rgba).convert("RGB")
+    try:
+        return img.convert("RGB")
+    except ValueError as err:  # a mode Pillow cannot convert to RGB (e.g. LAB)
+        raise ImageError(f"<{img.mode} image>: its colour mode cannot be converted to RGB ({err})") from err
+
+
+def border_colour(rgb: np.ndarray, fraction: float = 0.02) -> tuple[int, ...]:
+    """Per-channel median of the outer ``fraction`` of rows and columns of a H x W x C array: the background."""
+    h, w = rgb.shape[:2]
+    bh, bw = max(1, round(h * fraction)), max(1, round(w * fraction))
+    ring = np.concatenate([rgb[:bh].reshape(-1, rgb.shape[2]), rgb[-bh:].reshape(-1, rgb.shape[2]),
+                           rgb[:, :bw].reshape(-1, rgb.shape[2]), rgb[:, -bw:].reshape(-1, rgb.shape[2])])
+    return tuple(int(v) for v in np.median(ring, axis=0))
+
+
+def colour_thumbnail(img: Image.Image, height: int, width: int) -> np.ndarray:
+    """An RGB image fitted into ``height`` x ``width`` with its aspect ratio kept (antialiased), the rest padded with
+    its border colour: uint8 H x W x 3. Chapter 09's conversion of every imported photo."""
+    rgb = rgb_on_white(img)
+    scale = min(height / rgb.height, width / rgb.width)
+    size = (max(1, round(rgb.width * scale)), max(1, round(rgb.height * scale)))
+    small = rgb.resize(size, Image.Resampling.LANCZOS, reducing_gap=3.0)
+    canvas = Image.new("RGB", (width, height), border_colour(np.asarray(rgb)))
+    canvas.paste(small, ((width - size[0]) // 2, (height - size[1]) // 2))
+    return np.asarray(canvas, dtype=np.uint8).copy()
+
+
+def to_colour_image(source: str | Path | Image.Image, image: ImageSpec) -> torch.Tensor:
+    """A user photo as a colour catalogue image of spec ``image``: float 3 x H x W in [0, 1], converted exactly as
+    ``python -m prodlab data import`` converts a folder's files (bounded memory: :func:`open_image`)."""
+    img = open_image(source)
+    if img.width == 0 or img.height == 0:
+        raise ImageError(f"{_name(source)}: the image is empty (0 pixels)")
+    arr = colour_thumbnail(img, image.height, image.width)
+    return torch.from_numpy(arr).permute(2, 0, 1).float().div(255.0).clone(memory_format=torch.contiguous_format)
+
+
+def user_image(source: str | Path | Image.Image, image: ImageSpec) -> torch.Tensor:
+    """A user photo as an image of the catalogue spec ``image`` (float C x H x W in [0, 1]): Fashion-MNIST's grey
+    thumbnail for one channel (:func:`to_product_image`), the imported catalogues' colour one for three."""
+    if image.channels == 1:
+        return to_product_image(source, Framing.of(image))
+    if image.channels == 3:
+        return to_colour_image(source, image)
+    raise ImageError(f"{_name(source)}: catalogues of {image.channels} channels take no photos (1 or 3 only)")

@@ -9,8 +9,8 @@ original FID/KID papers (Inception was trained on ImageNet photos, not 28 x 28 g
 download). Values are therefore comparable only between runs that use the same classifier checkpoint: the
 cache key of the reference features is its SHA-256.
 
-Input convention everywhere: float images N x 1 x 28 x 28 (or N x 28 x 28) in [0, 1], or uint8 N x 28 x 28,
-Fashion-MNIST polarity (product bright on black). Generators that output [-1, 1] use ``data.denormalize`` first.
+Input convention everywhere: any image batch ``prodlab.data.as_batch`` accepts (float N x C x H x W in [0, 1], or
+uint8 N x H x W x C). Generators that output [-1, 1] use ``data.denormalize`` first.
 
 Summary (direction, floor, noise), details in each docstring:
 
@@ -39,30 +39,6 @@ import torch
 from torch import nn
 
 from prodlab import data
-
-N_CLASSES = len(data.CLASS_NAMES)
-
-# ---------------------------------------------------------------- input convention and the ruler
-
-
-def as_images(images: torch.Tensor | np.ndarray) -> torch.Tensor:
-    """Any accepted image batch -> float32 N x 1 x 28 x 28 in [0, 1]; ``ValueError`` for anything else.
-
-    Chapter 04 (notebooks/04_evaluation.ipynb).
-    """
-    x = torch.as_tensor(images)
-    if x.ndim == 3:
-        x = x.unsqueeze(1)
-    if x.ndim != 4 or tuple(x.shape[1:]) != (1, 28, 28):
-        raise ValueError(f"expected images N x 28 x 28 or N x 1 x 28 x 28, got shape {tuple(x.shape)}")
-    if x.dtype == torch.uint8:
-        return x.float().div(255.0)
-    x = x.float()
-    if len(x) and (x.min() < -1e-4 or x.max() > 1.0 + 1e-4):
-        raise ValueError(f"float images must lie in [0, 1] (found {x.min():.2f}..{x.max():.2f}); "
-                         "map [-1, 1] outputs with prodlab.data.denormalize first")
-    return x
-
 
 # ---------------------------------------------------------------- distribution metrics on features
 
@@ -232,7 +208,7 @@ def precision_recall(
 # ---------------------------------------------------------------- class-level metrics
 
 
-def class_fidelity(predicted: torch.Tensor, requested: torch.Tensor) -> dict[str, Any]:
+def class_fidelity(predicted: torch.Tensor, requested: torch.Tensor, class_names: Sequence[str]) -> dict[str, Any]:
     """Share of class-conditional samples that the classifier assigns to the requested class; higher is better.
 
     Samples indistinguishable from real images score about the classifier's accuracy on real test images
@@ -243,15 +219,15 @@ def class_fidelity(predicted: torch.Tensor, requested: torch.Tensor) -> dict[str
     """
     hit = (predicted == requested).double()
     per_class = {name: round(float(hit[requested == c].mean()), 4)
-                 for c, name in enumerate(data.CLASS_NAMES) if (requested == c).any()}
+                 for c, name in enumerate(class_names) if (requested == c).any()}
     return {"class_fidelity": float(hit.mean()), "class_fidelity_per_class": per_class}
 
 
-def class_coverage(predicted: torch.Tensor, min_share: float = 0.02) -> dict[str, Any]:
+def class_coverage(predicted: torch.Tensor, n_classes: int, min_share: float = 0.02) -> dict[str, Any]:
     """Histogram of predicted classes of unconditional samples compared with the uniform distribution.
 
-    Fashion-MNIST is balanced, so a generator that covers every mode should produce each class about 10 % of
-    the time. ``coverage_tv`` = total variation distance to uniform (0 = perfectly balanced, 0.9 = one class
+    Fashion-MNIST is balanced, so a generator that covers every mode should produce each of its ten classes about
+    10 % of the time. ``coverage_tv`` = total variation distance to uniform (0 = perfectly balanced, 0.9 = one class
     only; lower is better), ``coverage_kl`` = KL(p || uniform) in nats (0 .. log 10 = 2.30; lower is better),
     ``classes_covered`` = classes with at least ``min_share`` of the samples (10 is best). 10,000 real
     training images give TV 0.008 (the classifier's errors are not balanced), 2,000 give about 0.03: sampling
@@ -259,13 +235,13 @@ def class_coverage(predicted: torch.Tensor, min_share: float = 0.02) -> dict[str
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    counts = torch.bincount(predicted, minlength=N_CLASSES).double()
+    counts = torch.bincount(predicted, minlength=n_classes).double()
     p = counts / counts.sum()
     nonzero = p > 0
     return {
         "class_share": [round(float(v), 4) for v in p],
-        "coverage_tv": float(0.5 * (p - 1 / N_CLASSES).abs().sum()),
-        "coverage_kl": float((p[nonzero] * (p[nonzero] * N_CLASSES).log()).sum()),
+        "coverage_tv": float(0.5 * (p - 1 / n_classes).abs().sum()),
+        "coverage_kl": float((p[nonzero] * (p[nonzero] * n_classes).log()).sum()),
         "classes_covered": int((p >= min_share).sum()),
     }
 
@@ -274,24 +250,24 @@ def class_coverage(predicted: torch.Tensor, min_share: float = 0.02) -> dict[str
 
 
 def nearest_distances(queries: torch.Tensor, reference: torch.Tensor, chunk: int = 500) -> torch.Tensor:
-    """Euclidean distance (pixels in [0, 1], 784 dimensions) from each query image to its nearest reference image.
+    """Euclidean distance (pixels in [0, 1], C x H x W dimensions) from each query image to its nearest reference.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    q = as_images(queries).flatten(1)
-    ref = as_images(reference).flatten(1)
+    q = data.as_batch(queries).flatten(1)
+    ref = data.as_batch(reference).flatten(1)
     return _pairwise_min(q, ref, chunk=chunk)
 
 
 @lru_cache(maxsize=2)
-def _heldout_distances(n_heldout: int) -> torch.Tensor:
+def _heldout_distances(n_heldout: int, dataset: str) -> torch.Tensor:
     """Nearest-training-image distances of the first ``n_heldout`` test images (the memorisation yardstick)."""
-    return nearest_distances(data.load("test")[0][:n_heldout], data.load("train")[0])
+    return nearest_distances(data.load("test", dataset=dataset)[0][:n_heldout], data.load("train", dataset=dataset)[0])
 
 
 def memorisation(
     samples: torch.Tensor, train: torch.Tensor | None = None, heldout: torch.Tensor | None = None,
-    quantile: float = 0.05, n_heldout: int = 1000,
+    quantile: float = 0.05, n_heldout: int = 1000, dataset: str = data.DEFAULT,
 ) -> dict[str, float]:
     """Does a generator copy its training images? Compare nearest-training-image distances (pixel space).
 
@@ -305,11 +281,11 @@ def memorisation(
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
     if train is None and heldout is None:
-        d_heldout = _heldout_distances(n_heldout)
+        d_heldout = _heldout_distances(n_heldout, dataset)
     else:
-        heldout = data.load("test")[0][:n_heldout] if heldout is None else heldout
-        d_heldout = nearest_distances(heldout, data.load("train")[0] if train is None else train)
-    d_sample = nearest_distances(samples, data.load("train")[0] if train is None else train)
+        heldout = data.load("test", dataset=dataset)[0][:n_heldout] if heldout is None else heldout
+        d_heldout = nearest_distances(heldout, data.load("train", dataset=dataset)[0] if train is None else train)
+    d_sample = nearest_distances(samples, data.load("train", dataset=dataset)[0] if train is None else train)
     threshold = torch.quantile(d_heldout, quantile)
     return {
         "copy_rate": float((d_sample < threshold).double().mean()),
@@ -330,8 +306,10 @@ def laplacian_variance(images: torch.Tensor | np.ndarray) -> torch.Tensor:
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    x = as_images(images)
-    return nn.functional.conv2d(x, LAPLACIAN.view(1, 1, 3, 3)).flatten(1).var(dim=1)
+    x = data.as_batch(images)
+    channels = x.shape[1]  # each channel filtered on its own
+    kernel = LAPLACIAN.view(1, 1, 3, 3).expand(channels, 1, 3, 3)
+    return nn.functional.conv2d(x, kernel, groups=channels).flatten(1).var(dim=1)
 
 
 def high_frequency_share(images: torch.Tensor | np.ndarray, cutoff: float = 0.25) -> torch.Tensor:
@@ -339,11 +317,11 @@ def high_frequency_share(images: torch.Tensor | np.ndarray, cutoff: float = 0.25
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    x = as_images(images)[:, 0]
-    power = torch.fft.fft2(x - x.mean(dim=(1, 2), keepdim=True)).abs().pow(2)
-    f = torch.fft.fftfreq(x.shape[-1])
-    high = (f[:, None].pow(2) + f[None, :].pow(2)).sqrt() > cutoff
-    return power[:, high].sum(1) / power.sum(dim=(1, 2)).clamp_min(1e-12)
+    x = data.as_batch(images)
+    power = torch.fft.fft2(x - x.mean(dim=(2, 3), keepdim=True)).abs().pow(2)  # per channel
+    fy, fx = torch.fft.fftfreq(x.shape[-2]), torch.fft.fftfreq(x.shape[-1])
+    high = (fy[:, None].pow(2) + fx[None, :].pow(2)).sqrt() > cutoff
+    return power[:, :, high].sum(dim=(1, 2)) / power.sum(dim=(1, 2, 3)).clamp_min(1e-12)
 
 
 def sharpness(images: torch.Tensor | np.ndarray) -> dict[str, float]:

@@ -2,6 +2,8 @@
 
 Closed means pyplot no longer tracks it: a notebook shows it once as the cell's value (an open figure
 would show twice), and the figure catalogue saves it. No helper loads data or trains anything.
+Image helpers take any batch ``prodlab.data.as_batch`` accepts (uint8 N x H x W x C as stored, float N x C x H x W in
+[0, 1] as models output) and draw one-channel images grey, three-channel images in colour.
 """
 
 from __future__ import annotations
@@ -13,7 +15,9 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-CMAP = "gray"  # Fashion-MNIST polarity: product bright on black
+from prodlab import data
+
+CMAP = "gray"  # one-channel images (Fashion-MNIST polarity: product bright on black); three channels: their colours
 STYLE = {
     "figure.dpi": 100,
     "savefig.dpi": 120,
@@ -35,21 +39,36 @@ def finish(fig: Figure) -> Figure:
 
 
 def as_numpy(images: torch.Tensor | np.ndarray) -> np.ndarray:
-    """N x 28 x 28 or N x 1 x 28 x 28, uint8 or float in [0, 1] -> float N x 28 x 28."""
-    arr = images.detach().cpu().numpy() if isinstance(images, torch.Tensor) else np.asarray(images)
-    if arr.ndim == 4:
-        arr = arr[:, 0]
-    return arr.astype(np.float32) / 255.0 if arr.dtype == np.uint8 else arr.astype(np.float32)
+    """Any image batch ``data.as_batch`` accepts (uint8 N x H x W x C, uint8 N x H x W, float N x C x H x W, one
+    float image C x H x W) -> what matplotlib draws: float32 N x H x W for one channel (drawn grey), N x H x W x 3
+    for three (drawn in colour), in [0, 1]. Floats are clipped to [0, 1] first, as ``imshow`` would."""
+    x = images.detach().cpu() if isinstance(images, torch.Tensor) else torch.tensor(np.asarray(images))
+    if x.is_floating_point():
+        x = x.clamp(0.0, 1.0)
+    x = data.as_batch(x)
+    if x.shape[1] not in (1, 3):
+        raise ValueError(f"can draw one-channel (grey) or three-channel (colour) images, not {x.shape[1]} channels")
+    arr = x.permute(0, 2, 3, 1).numpy().astype(np.float32)
+    return arr[..., 0] if arr.shape[-1] == 1 else arr
 
 
 def show_image(ax, image: np.ndarray, title: str | None = None) -> None:
-    ax.imshow(image, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest")
+    """Draw one image of :func:`as_numpy` (H x W: grey, H x W x 3: colour) without ticks or frame."""
+    ax.imshow(image, cmap=CMAP if image.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest")
     ax.set_xticks([])
     ax.set_yticks([])
     for spine in ax.spines.values():
         spine.set_visible(False)
     if title:
         ax.set_title(title, fontsize=8)
+
+
+def mosaic(images: torch.Tensor | np.ndarray, nrows: int, ncols: int) -> np.ndarray:
+    """``nrows * ncols`` images (row-major) as one picture for ``imshow``: (nrows H) x (ncols W), x 3 in colour."""
+    arr = as_numpy(images)
+    h, w = arr.shape[1:3]
+    tiles = arr.reshape(nrows, ncols, h, w, *arr.shape[3:])
+    return tiles.swapaxes(1, 2).reshape(nrows * h, ncols * w, *arr.shape[3:])
 
 
 def image_grid(
@@ -121,7 +140,8 @@ def class_shares(shares: Mapping[str, Sequence[float]], class_names: Sequence[st
     width = 0.8 / len(shares)
     for i, (name, values) in enumerate(shares.items()):
         ax.bar(x + (i - (len(shares) - 1) / 2) * width, values, width, label=name)
-    ax.axhline(1.0 / len(class_names), color="black", ls="--", lw=1, label="uniform (10 %)")
+    uniform = 1.0 / len(class_names)
+    ax.axhline(uniform, color="black", ls="--", lw=1, label=f"uniform ({100 * uniform:.0f} %)")
     ax.set_xticks(x, class_names, rotation=30, ha="right")
     ax.set_ylabel("share of samples")
     ax.set_title(title)

@@ -16,7 +16,7 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-from prodlab import data
+from prodlab import files
 
 PREFIX = "checkpoints read:"
 _READ: dict[str, str] = {}  # checkpoint name -> SHA-256 of its .safetensors file, for this process (kernel)
@@ -25,7 +25,7 @@ _ENTRY = re.compile(r"([\w.-]+)=sha256:([0-9a-f]{64})")
 
 def record(name: str, path: Path, sha256: str | None = None) -> str:
     """Note that checkpoint ``name`` was read from ``path`` (its SHA-256 computed unless given); return the hash."""
-    _READ[name] = sha256 or data.sha256(path)
+    _READ[name] = sha256 or files.sha256(path)
     return _READ[name]
 
 

@@ -102,11 +102,33 @@ def recipe_from_json(obj: dict[str, Any], cls: type) -> Any:
     """The inverse of :func:`recipe_to_json` for a recipe of dataclass ``cls`` (lists become tuples again)."""
     if obj.get("type") != cls.__name__:
         raise RecipeError(f"recipe of type {obj.get('type')!r}, expected {cls.__name__}")
+    return from_json(cls, obj["fields"])
+
+
+def _tuples(value: Any) -> Any:
+    """JSON lists back to the (nested) tuples they were."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
+def from_json(cls: type, fields: dict[str, Any]) -> Any:
+    """A frozen dataclass from the JSON of ``dataclasses.asdict``: nested dataclasses (a config's image spec, a
+    latent prior's first stage) rebuilt by their field's type, lists turned back into tuples. A missing field
+    takes its default; an unknown one is a ``RecipeError``."""
+    if not isinstance(fields, dict):
+        raise RecipeError(f"{cls.__name__}: expected a JSON object, got {type(fields).__name__}")
     types_ = _field_types(cls)
-    unknown = sorted(set(obj["fields"]) - set(types_))
+    unknown = sorted(set(fields) - set(types_))
     if unknown:
-        raise RecipeError(f"recipe fields {unknown} do not belong to {cls.__name__}")
-    return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in obj["fields"].items()})
+        raise RecipeError(f"fields {unknown} do not belong to {cls.__name__}")
+    values = {}
+    for key, value in fields.items():
+        hint = types_[key]
+        nested = hint if dataclasses.is_dataclass(hint) else None
+        values[key] = from_json(nested, value) if nested is not None else _tuples(value)
+    try:
+        return cls(**values)
+    except (TypeError, ValueError) as err:
+        raise RecipeError(f"{cls.__name__}: {err}") from err
 
 
 def code_version() -> dict[str, Any]:

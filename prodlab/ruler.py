@@ -1,8 +1,9 @@
-"""The ruler of chapter 04: the shipped product classifier as a measuring instrument, and the reports built on it.
+"""The ruler of chapter 04: a product classifier as a measuring instrument, and the reports built on it.
 
-Every sample metric of ``prodlab.metrics`` is computed on the 256-dimensional penultimate-layer features of the
-shipped classifier (``data/checkpoints/classifier``), the in-domain replacement for Inception-v3 features. Values
-are comparable only between runs that use the same classifier: cached reference features are keyed by its SHA-256.
+Every sample metric of ``prodlab.metrics`` is computed on the 256-dimensional penultimate-layer features of a
+classifier trained on the same data set, the in-domain replacement for Inception-v3 features: for Fashion-MNIST the
+shipped ``data/checkpoints/classifier``; for another data set a classifier trained on it (:func:`find`). Values are
+comparable only between runs that use the same classifier: cached reference features are keyed by its SHA-256.
 ``python -m prodlab evaluate NAME`` prints :func:`evaluate`.
 """
 
@@ -17,21 +18,33 @@ import numpy as np
 import torch
 
 from prodlab import checkpoints, config, data, files, metrics
+from prodlab.datasets.spec import ImageSpec
 from prodlab.models import vae as vae_models
 from prodlab.models.classifier import ProductClassifier
 
-N_CLASSES = len(data.CLASS_NAMES)
+
+class NoRuler(checkpoints.CheckpointError):
+    """No classifier has been trained on a data set yet, so its samples cannot be measured; says how to train one.
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
 
 
 @dataclass(frozen=True)
 class Ruler:
-    """The shipped classifier used as a measuring instrument: features, predictions, reference features.
+    """A classifier used as a measuring instrument on the data set it was trained on: features, predictions,
+    reference features of that data set's splits.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
 
     model: ProductClassifier
     weights_sha256: str
+    dataset: str = data.DEFAULT
+
+    @property
+    def image(self) -> ImageSpec:
+        return self.model.cfg.image
 
     @torch.no_grad()
     def features(self, images: torch.Tensor | np.ndarray, batch_size: int = 250) -> torch.Tensor:
@@ -40,7 +53,7 @@ class Ruler:
         Batches run in channels-last memory layout, about twice as fast on a CPU; the batch size changes the
         result only at float rounding level (1e-6).
         """
-        x = metrics.as_images(images)
+        x = data.as_batch(images, self.image)
         self.model.eval()
         return torch.cat([self.model.features(x[i : i + batch_size].contiguous(memory_format=torch.channels_last))
                           for i in range(0, len(x), batch_size)])
@@ -66,7 +79,7 @@ class Ruler:
 
     def reference(self, split: str = "test") -> torch.Tensor:
         """Features of a whole data split (cached)."""
-        return self._cached(f"features-{split}", lambda: self.features(data.load(split)[0]))
+        return self._cached(f"features-{split}", lambda: self.features(data.load(split, dataset=self.dataset)[0]))
 
     def reference_radii(self, split: str = "test", k: int = 3) -> torch.Tensor:
         """k-NN radii of the reference features, for precision (cached)."""
@@ -77,16 +90,40 @@ _RULERS: dict[tuple[str, str], Ruler] = {}
 _CACHE: dict[str, torch.Tensor] = {}
 
 
-def load(directory: Path | None = None) -> Ruler:
-    """The classifier checkpoint as a :class:`Ruler` (loaded once per weights file).
+def shipped_name(dataset: str = data.DEFAULT) -> str:
+    """The name of the shipped ruler of ``dataset``: ``classifier`` for Fashion-MNIST, ``DATASET-classifier``
+    for another data set. Chapter 04 (notebooks/04_evaluation.ipynb)."""
+    return "classifier" if dataset == data.DEFAULT else f"{dataset}-classifier"
+
+
+def find(dataset: str = data.DEFAULT) -> tuple[str, Path] | None:
+    """Where the ruler of ``dataset`` is: its shipped classifier (:func:`shipped_name` in ``data/checkpoints``),
+    else the newest ``train classifier --data DATASET`` run (``runs/DATASET/``); None when there is neither.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    meta = checkpoints.read_meta("classifier", directory)
-    key = (str(directory), meta.get("weights_sha256", ""))
+    if checkpoints.exists(shipped_name(dataset)):
+        return shipped_name(dataset), config.CHECKPOINT_DIR
+    runs_of = sorted((config.RUNS_DIR / dataset).glob("classifier*/classifier.json"), key=lambda p: p.stat().st_mtime)
+    return ("classifier", runs_of[-1].parent) if runs_of else None
+
+
+def load(directory: Path | None = None, dataset: str = data.DEFAULT) -> Ruler:
+    """The ruler of ``dataset`` (:func:`find`), or the classifier checkpoint in ``directory``, as a
+    :class:`Ruler` (loaded once per weights file). ``NoRuler`` says how to train one when there is none.
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    found = ("classifier", directory) if directory is not None else find(dataset)
+    if found is None:
+        raise NoRuler(f"no classifier has been trained on data set {dataset!r}, so its samples cannot be measured: "
+                      f"python -m prodlab train classifier --data {dataset}")
+    name, folder = found
+    meta = checkpoints.read_meta(name, folder, kind="classifier")
+    key = (str(folder), meta.get("weights_sha256", ""))
     if key not in _RULERS:
-        model = checkpoints.load("classifier", directory).to(memory_format=torch.channels_last)
-        _RULERS[key] = Ruler(model, checkpoints.weights_sha256("classifier", directory))
+        model = checkpoints.load(name, folder).to(memory_format=torch.channels_last)
+        _RULERS[key] = Ruler(model, checkpoints.weights_sha256(name, folder), meta.get("dataset", dataset))
     return _RULERS[key]
 
 
@@ -95,7 +132,7 @@ def load(directory: Path | None = None) -> Ruler:
 
 @torch.no_grad()
 def classifier_report(model: ProductClassifier, split: str = "test", batch_size: int = 250,
-                      preds: torch.Tensor | None = None) -> dict[str, Any]:
+                      preds: torch.Tensor | None = None, dataset: str = data.DEFAULT) -> dict[str, Any]:
     """Deterministic accuracy of ``model`` on a split: overall, per class, and the confusion matrix.
 
     ``confusion[i][j]`` counts images of true class i predicted as class j. ``preds``: the split's predicted classes
@@ -103,14 +140,15 @@ def classifier_report(model: ProductClassifier, split: str = "test", batch_size:
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    images, labels = data.load(split)
+    images, labels = data.load(split, dataset=dataset)
     preds = model.predict(data.to_float(images), batch_size) if preds is None else preds
-    n = metrics.N_CLASSES
+    names = model.cfg.image.class_names
+    n = len(names)
     confusion = torch.bincount(labels * n + preds, minlength=n**2).reshape(n, n)
     per_class = (confusion.diag().double() / confusion.sum(1).double()).tolist()
     return {
         f"{split}_accuracy": round(float((preds == labels).double().mean()), 4),
-        f"{split}_per_class_accuracy": {n: round(a, 4) for n, a in zip(data.CLASS_NAMES, per_class, strict=True)},
+        f"{split}_per_class_accuracy": {c: round(a, 4) for c, a in zip(names, per_class, strict=True)},
         f"{split}_confusion": confusion.tolist(),
     }
 
@@ -120,7 +158,7 @@ def confident_errors(r: Ruler, k: int = 12) -> dict[str, torch.Tensor]:
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    images, labels = data.load("test")
+    images, labels = data.load("test", dataset=r.dataset)
     probs = r.probabilities(r.reference("test"))
     conf, preds = probs.max(1)
     wrong = torch.nonzero(preds != labels).flatten()
@@ -162,56 +200,47 @@ def generator_report(
         "recall": recall,
     }
     if labels is not None:
-        report.update(metrics.class_fidelity(predicted, torch.as_tensor(labels)))
-    report.update(metrics.class_coverage(predicted))
+        report.update(metrics.class_fidelity(predicted, torch.as_tensor(labels), r.image.class_names))
+    report.update(metrics.class_coverage(predicted, r.image.n_classes))
     return report
 
 
-def evaluate_generator(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None) -> dict[str, Any]:
-    """Draw ``n`` samples of generator ``name`` (seed ``seed``) and measure them against the test set.
+def evaluate_generator(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,
+                       device: torch.device | None = None) -> dict[str, Any]:
+    """Draw ``n`` samples of generator ``name`` (seed ``seed``) and measure them against the test set of the data
+    set it was trained on, with that data set's ruler.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    images, labels = checkpoints.generate(name, n, seed, directory)
-    r = load(directory)
-    return {"model": name, **generator_report(images, labels, r, seed=seed)}
+    dataset = checkpoints.read_meta(name, directory).get("dataset", data.DEFAULT)
+    r = load(dataset=dataset)  # before sampling: no ruler, no minutes spent drawing samples
+    images, labels = checkpoints.generate(name, n, seed, directory, device=device)
+    return {"model": name, "dataset": dataset, **generator_report(images, labels, r, seed=seed)}
 
 
-def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None) -> dict[str, Any]:
-    """What ``python -m prodlab evaluate NAME`` prints: accuracy for the classifier, sample metrics otherwise.
+def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,
+             device: torch.device | None = None) -> dict[str, Any]:
+    """What ``python -m prodlab evaluate NAME`` prints: accuracy for a classifier, sample metrics otherwise.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    spec = checkpoints.spec(name)
-    if spec.kind == "classifier":
+    meta = checkpoints.read_meta(name, directory)
+    if meta["kind"] == "classifier":
         model = checkpoints.load(name, directory)
-        report = classifier_report(model, "test")
+        report = classifier_report(model, "test", dataset=meta.get("dataset", data.DEFAULT))
         del report["test_confusion"]
         return {"model": name, **report}
-    if not spec.generative:
-        raise checkpoints.ModelError(f"no evaluation defined for {name!r} (kind {spec.kind})")
-    report = evaluate_generator(name, n, seed, directory)
-    if spec.kind == "vae":  # notebook 03: the likelihood of test images as well
+    report = evaluate_generator(name, n, seed, directory, device)
+    if meta["kind"] == "vae":  # notebook 03: the likelihood of test images as well
         report.update(vae_likelihoods(name, directory, seed))
     return report
 
 
-def evaluate_all(n: int = 10_000, seed: int = 0, directory: Path | None = None) -> list[dict[str, Any]]:
-    """Evaluate every registered generative model that has a checkpoint; an empty list if there is none.
-
-    Chapter 04 (notebooks/04_evaluation.ipynb).
-    """
-    return [evaluate_generator(name, n, seed, directory)
-            for name in checkpoints.generative_models() if checkpoints.exists(name, directory)]
-
-
 def vae_likelihoods(name: str, directory: Path | None = None, seed: int = 0) -> dict[str, Any]:
-    """Negative ELBO, IWAE bound, PSNR and active units of VAE checkpoint ``name`` on the test set.
+    """Negative ELBO, IWAE bound, PSNR and active units of VAE checkpoint ``name`` on its data set's test split.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    model = checkpoints.load(name, directory)
-    return vae_models.likelihood_report(model, data.to_float(data.load("test")[0]), seed=seed)
-
-
-
+    model = checkpoints.load(name, directory, kind="vae")
+    dataset = checkpoints.read_meta(name, directory).get("dataset", data.DEFAULT)
+    return vae_models.likelihood_report(model, data.to_float(data.load("test", dataset=dataset)[0]), seed=seed)

@@ -14,9 +14,6 @@ import torch
 
 from prodlab import data, degrade, metrics, ruler
 
-N_CLASSES = len(data.CLASS_NAMES)
-
-
 # ---------------------------------------------------------------- degradations: checking the ruler
 
 
@@ -25,7 +22,7 @@ def blur(images: torch.Tensor, sigma: float) -> torch.Tensor:
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    return degrade.blur(metrics.as_images(images), sigma)
+    return degrade.blur(data.as_batch(images), sigma)
 
 
 def add_noise(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor:
@@ -33,7 +30,7 @@ def add_noise(images: torch.Tensor, sigma: float, seed: int = 0) -> torch.Tensor
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
-    return degrade.gaussian_noise(metrics.as_images(images), sigma, seed)
+    return degrade.gaussian_noise(data.as_batch(images), sigma, seed)
 
 
 def drop_classes(
@@ -72,7 +69,8 @@ SANITY_LABELS = {
 
 
 def real_sample(n: int, seed: int = 0) -> torch.Tensor:
-    """``n`` training images (uint8), a seeded draw without replacement: what a perfect generator would return.
+    """``n`` training images (uint8 N x H x W x C), a seeded draw without replacement: what a perfect generator
+    would return.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
@@ -115,7 +113,7 @@ def sanity_sweep(
     reports = {} if reports is None else reports
     rows = []
     for level in SANITY_LEVELS[kind] if levels is None else levels:
-        images = metrics.as_images(degraded(kind, level, n, seed))  # what generator_report measures, as bytes
+        images = data.as_batch(degraded(kind, level, n, seed))  # what generator_report measures, as bytes
         key = hashlib.sha256(images.numpy().tobytes()).digest()
         if key not in reports:
             reports[key] = ruler.generator_report(images, r=r, kid_subsets=kid_subsets, seed=seed)

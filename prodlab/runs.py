@@ -60,9 +60,9 @@ class Run:
         epoch: int,
         step: int,
         modules: dict[str, nn.Module],
-        optimizers: dict[str, torch.optim.Optimizer],
+        optimizers: dict[str, Any],  # optimisers and learning-rate schedulers (anything with a state_dict)
         generator: torch.Generator,
-        history: list[dict[str, float]],
+        history: Any,
     ) -> Path:
         """Write the state after ``epoch`` (atomically: a crash or Ctrl-C mid-write keeps the previous state).
 
@@ -106,9 +106,9 @@ class Run:
     def restore(
         self,
         modules: dict[str, nn.Module],
-        optimizers: dict[str, torch.optim.Optimizer],
+        optimizers: dict[str, Any],  # optimisers and learning-rate schedulers (anything with a state_dict)
         generator: torch.Generator,
-    ) -> tuple[int, int, list[dict[str, float]]]:
+    ) -> tuple[int, int, Any]:
         """Load the last good state into the given objects; return ``(epoch, step, history)``.
 
         ``(0, 0, [])`` when the run has no state yet (a fresh start). Under torchrun rank 0 reads the file and
@@ -132,7 +132,7 @@ class Run:
             ) from err
         torch.set_rng_state(streams["torch_rng"])
         generator.set_state(streams["generator"])
-        return int(state["epoch"]), int(state["step"]), list(state["history"])
+        return int(state["epoch"]), int(state["step"]), state["history"]
 
 
 def _streams(state: dict[str, Any], world: distributed.World) -> dict[str, torch.Tensor]:

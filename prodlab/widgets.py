@@ -23,6 +23,8 @@ from PIL import Image
 from torch import Tensor
 
 from prodlab import cache, data, edit, search
+from prodlab.datasets import DEFAULT
+from prodlab.datasets.spec import ImageSpec
 
 MODELS = {"GAN (dcgan)": "dcgan", "conditional GAN (cdcgan)": "cdcgan", "VAE": "vae"}
 SLIDER_RANGE = 2.0  # the direction sliders span +- this many within-class standard deviations (edit.STEPS)
@@ -33,19 +35,33 @@ SCALE = 6  # screen pixels per image pixel
 
 
 def png(images: Tensor, scale: int = SCALE, gap: int = 4) -> bytes:
-    """Images (N x 1 x 28 x 28 or 1 x 28 x 28, floats in [0, 1]) side by side, enlarged ``scale`` times without
-    smoothing, separated by ``gap`` white pixels: PNG bytes for an ``ipywidgets.Image``.
+    """Images (N x C x H x W or C x H x W, floats in [0, 1]; one channel or three) side by side, enlarged
+    ``scale`` times without smoothing, separated by ``gap`` white pixels: PNG bytes (grey or RGB) for an
+    ``ipywidgets.Image``.
 
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
-    x = data.to_uint8(images).numpy()
-    tile = 28 * scale
-    strip = np.full((tile, len(x) * (tile + gap) - gap), 255, dtype=np.uint8)
+    x = data.to_uint8(data.as_batch(images)).numpy()  # N x H x W x C
+    n, height, width, channels = x.shape
+    tile_h, tile_w = height * scale, width * scale
+    strip = np.full((tile_h, n * (tile_w + gap) - gap, channels), 255, dtype=np.uint8)
     for i, img in enumerate(x):
-        strip[:, i * (tile + gap) : i * (tile + gap) + tile] = np.kron(img, np.ones((scale, scale), dtype=np.uint8))
+        strip[:, i * (tile_w + gap) : i * (tile_w + gap) + tile_w] = img.repeat(scale, 0).repeat(scale, 1)
     buffer = io.BytesIO()
-    Image.fromarray(strip).save(buffer, format="PNG", compress_level=1)
+    Image.fromarray(strip[..., 0] if channels == 1 else strip).save(buffer, format="PNG", compress_level=1)
     return buffer.getvalue()
+
+
+def image_of(model: str) -> ImageSpec:
+    """The image spec of shipped model ``model``: the size and classes of what it draws.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
+    return edit.shipped(model).cfg.image
+
+
+def _class_options(image: ImageSpec) -> list[tuple[str, int]]:
+    return [(name, i) for i, name in enumerate(image.class_names)]
 
 
 def _generator(seed: int) -> torch.Generator:
@@ -64,7 +80,7 @@ def code(model: str, seed: int) -> Tensor:
 
 @torch.no_grad()
 def decode(model: str, z: Tensor, label: int = 0) -> Tensor:
-    """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x 1 x 28 x 28 in [0, 1].
+    """Decode codes with ``model`` (the class ``label`` for the conditional GAN): N x C x H x W in [0, 1].
 
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
@@ -148,15 +164,19 @@ def render_interpolation(model: str, a: int, b: int, mix: float, spherical: bool
 INPAINT_PRESETS = {"box (sliders)": "box", "centre box": "center", "random blocks": "blocks", "missing half": "half"}
 
 
-def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], seed: int = 0) -> Tensor:
-    """The missing pixels (1 x 1 x 28 x 28 bool): the box ``rows`` x ``cols`` (``preset="box"``) or a preset mask
-    of ``edit.MASKS``.
+def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], seed: int = 0,
+                    image: ImageSpec | None = None) -> Tensor:
+    """The missing pixels (1 x 1 x H x W bool, ``image``'s size; default the catalogue's): the box ``rows`` x
+    ``cols`` (``preset="box"``) or a preset mask of ``edit.MASKS``.
 
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
-    if preset == "box":
-        return edit.box_mask(rows[0], rows[1], cols[0], cols[1])
-    return edit.missing_mask(preset, 1, seed)
+    if preset != "box":
+        return edit.missing_mask(preset, 1, seed)
+    image = image or data.spec()
+    mask = torch.zeros(1, 1, image.height, image.width, dtype=torch.bool)
+    mask[..., max(rows[0], 0) : min(rows[1], image.height), max(cols[0], 0) : min(cols[1], image.width)] = True
+    return mask
 
 
 def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor:
@@ -171,17 +191,20 @@ def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor
     return torch.cat([x, edit.shown_masked(y, mask), restored])
 
 
-def render_similar(image: Tensor, k: int = 6) -> tuple[Tensor, list[str]]:
-    """The query and its ``k`` nearest catalogue products (classifier features, cosine): images and captions.
+def render_similar(image: Tensor, k: int = 6, dataset: str = DEFAULT) -> tuple[Tensor, list[str]]:
+    """The query (float C x H x W of ``dataset``'s spec) and its ``k`` nearest catalogue products (the best
+    embedding available: the classifier's features on Fashion-MNIST; cosine): images and captions.
 
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
-    emb, index = search.catalogue_index(search.BEST)
-    scores, ids = search.query(emb, index, image.reshape(1, 1, 28, 28), k)
-    found = data.to_float(search.catalogue()[0][ids[0]])
-    captions = ["query"] + [f"#{i} {data.CLASS_NAMES[int(index.labels[i])]} ({s:.2f})"
+    spec = data.spec(dataset)
+    x = search.photo_image(image, spec)[None]
+    emb, index = search.catalogue_index(search.best_available(dataset=dataset), dataset=dataset)
+    scores, ids = search.query(emb, index, x, k)
+    found = data.to_float(search.catalogue(dataset)[0][ids[0]])
+    captions = ["query"] + [f"#{i} {spec.class_names[int(index.labels[i])]} ({s:.2f})"
                             for i, s in zip(ids[0].tolist(), scores[0].tolist(), strict=True)]
-    return torch.cat([image.reshape(1, 1, 28, 28), found]), captions
+    return torch.cat([x, found]), captions
 
 
 # ---------------------------------------------------------------- explorers
@@ -223,8 +246,7 @@ class LatentExplorer(Explorer):
 
     def __init__(self, model: str = "cdcgan", seed: int = 0, label: int = 0) -> None:
         self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
-        self.label = w.Dropdown(options=[(n, i) for i, n in enumerate(data.CLASS_NAMES)], value=label,
-                                description="class")
+        self.label = w.Dropdown(options=_class_options(image_of("cdcgan")), value=label, description="class")
         self.seed = w.IntSlider(value=seed, min=0, max=999, description="seed", continuous_update=True)
         self.sliders = {prop: self._slider(prop) for prop in edit.PROPERTIES}
         self.extra: dict[str, Mapping[str, Tensor]] = {}  # added sliders: property -> model -> direction
@@ -232,7 +254,7 @@ class LatentExplorer(Explorer):
         directions()  # read (or computed once) here, not on the first slider move
         controls = [self.model, self.label, self.seed, *self.sliders.values()]
         super().__init__("Latent sliders", [*controls[:3], w.HTML(f"<small>{hints}</small>"), *controls[3:]],
-                         width=28 * SCALE)
+                         width=image_of(model).width * SCALE)
         self._observe(controls)
         self.update()
 
@@ -272,19 +294,20 @@ class InterpolationExplorer(Explorer):
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
 
-    def __init__(self, model: str = "vae", a: int = 0, b: int = 1) -> None:
+    def __init__(self, model: str = "vae", a: int = 0, b: int = 1, label: int = 7) -> None:
+        last = len(search.catalogue()[1]) - 1
         self.model = w.Dropdown(options=list(MODELS.items()), value=model, description="model")
-        self.a = w.BoundedIntText(value=a, min=0, max=59_999, description="product A")
-        self.b = w.BoundedIntText(value=b, min=0, max=59_999, description="product B")
+        self.a = w.BoundedIntText(value=a, min=0, max=last, description="product A")
+        self.b = w.BoundedIntText(value=b, min=0, max=last, description="product B")
         self.mix = w.FloatSlider(value=0.5, min=0.0, max=1.0, step=0.05, description="mix", continuous_update=True)
         self.spherical = w.ToggleButtons(options=[("spherical", True), ("linear", False)], value=True,
                                          description="path")
-        self.label = w.Dropdown(options=[(n, i) for i, n in enumerate(data.CLASS_NAMES)], value=7,
-                                description="class")
+        classes = _class_options(image_of("cdcgan"))
+        self.label = w.Dropdown(options=classes, value=min(label, len(classes) - 1), description="class")
         controls = [self.model, self.a, self.b, self.label, self.spherical, self.mix]
         note = w.HTML("<small>VAE: A and B are catalogue ids (encoded); GANs: they are seeds. "
                       "Shown: A, the mix, B.</small>")
-        super().__init__("Interpolation", [*controls, note], width=3 * 28 * SCALE)
+        super().__init__("Interpolation", [*controls, note], width=3 * image_of(model).width * SCALE)
         self._observe(controls)
         self.update()
 
@@ -302,20 +325,24 @@ class InpaintingExplorer(Explorer):
     """
 
     def __init__(self, image_id: int = 0, model: str = "vae") -> None:
-        self.image_id = w.BoundedIntText(value=image_id, min=0, max=9_999, description="test image")
+        image = data.spec()
+        last = len(data.load("test")[1]) - 1
+        self.image_id = w.BoundedIntText(value=image_id, min=0, max=last, description="test image")
         self.preset = w.Dropdown(options=list(INPAINT_PRESETS.items()), value="box", description="mask")
-        self.rows = w.IntRangeSlider(value=(8, 20), min=0, max=28, description="rows", continuous_update=False)
-        self.cols = w.IntRangeSlider(value=(8, 20), min=0, max=28, description="columns", continuous_update=False)
+        box = (image.height * 2 // 7, image.height * 5 // 7)  # the middle three sevenths (8-20 of 28 pixels)
+        self.rows = w.IntRangeSlider(value=box, min=0, max=image.height, description="rows", continuous_update=False)
+        self.cols = w.IntRangeSlider(value=box, min=0, max=image.width, description="columns",
+                                     continuous_update=False)
         self.model = w.Dropdown(options=[("VAE", "vae"), ("GAN (dcgan)", "dcgan")], value=model, description="prior")
         controls = [self.image_id, self.preset, self.rows, self.cols, self.model]
-        super().__init__("Inpainting: original, masked (grey), restored", controls, width=3 * 28 * SCALE)
+        super().__init__("Inpainting: original, masked (grey), restored", controls, width=3 * image.width * SCALE)
         self._observe(controls)
         self.update()
 
     def render(self) -> Tensor:
         self.status.value = "<i>restoring…</i>"
         self.rows.disabled = self.cols.disabled = self.preset.value != "box"
-        mask = inpainting_mask(self.preset.value, self.rows.value, self.cols.value)
+        mask = inpainting_mask(self.preset.value, self.rows.value, self.cols.value, image=data.spec())
         out = render_inpainting(self.image_id.value, mask, self.model.value)
         self.status.value = f"missing pixels: {int(mask.sum())}"
         return out
@@ -335,13 +362,15 @@ class SimilarExplorer(Explorer):
         self.source = source
         options = ([("the latent sliders' product", "source")] if source is not None else []) + [("test image", "test")]
         self.query = w.Dropdown(options=options, value=options[0][1], description="query")
-        self.image_id = w.BoundedIntText(value=0, min=0, max=9_999, description="test image")
+        self.image_id = w.BoundedIntText(value=0, min=0, max=len(data.load("test")[1]) - 1, description="test image")
         self.k = w.IntSlider(value=k, min=1, max=10, description="results")
         self.button = w.Button(description="find similar", icon="search")
         self.caption = w.HTML()
         controls = [self.query, self.image_id, self.k]
-        super().__init__("Find similar products (classifier features, 60,000 products)",
-                         [*controls, self.button], width=(k + 1) * 28 * SCALE // 2)
+        embedding = search.EMBEDDINGS[search.best_available()].title
+        products = len(search.catalogue()[1])
+        super().__init__(f"Find similar products ({embedding}, {products:,} products)",
+                         [*controls, self.button], width=(k + 1) * data.spec().width * SCALE // 2)
         self.widget.children = (*self.widget.children, self.caption)
         self._observe(controls)
         self.button.on_click(lambda _: self.update())
@@ -350,10 +379,11 @@ class SimilarExplorer(Explorer):
     def query_image(self) -> Tensor:
         if self.query.value == "source" and self.source is not None:
             return self.source.current[0]
-        return data.to_float(data.load("test")[0][self.image_id.value])
+        i = self.image_id.value
+        return data.to_float(data.load("test")[0][i : i + 1])[0]
 
     def render(self) -> Tensor:
         images, captions = render_similar(self.query_image(), self.k.value)
         self.caption.value = "<small>" + " | ".join(captions) + "</small>"
-        self.image.width = len(images) * 28 * SCALE // 2
+        self.image.width = len(images) * images.shape[-1] * SCALE // 2
         return images

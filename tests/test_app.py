@@ -20,7 +20,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, IN_CI, MISSING, sync_playwright
+from conftest import BROWSER_MISSING, CHROMIUM, CHROMIUM_FLAGS, IN_CI, free_port, sync_playwright
 
 from prodlab import config
 
@@ -29,21 +29,15 @@ VOILA = Path(sys.executable).parent / "voila"
 APP_TIMEOUT_MS = 240_000  # the whole notebook in quick mode, on a busy 2-core machine
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture
 def app(tmp_path) -> Iterator[tuple[str, Path]]:
     """Voila serving notebook 07 as ``make app`` does, on a free port, with its settings in ``tmp_path``."""
-    if MISSING is not None or not VOILA.exists():
-        reason = MISSING or "Voila is not installed (pip install -e '.[dev]')"
+    if BROWSER_MISSING is not None or not VOILA.exists():
+        reason = BROWSER_MISSING or "Voila is not installed (pip install -e '.[dev]')"
         if IN_CI:
             pytest.fail(f"CI must run the app test: {reason}")
         pytest.skip(reason)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, config.QUICK_ENV: "1", "OMP_WAIT_POLICY": "PASSIVE",
            "JUPYTER_CONFIG_DIR": str(tmp_path / "config"), "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime")}
     log = tmp_path / "voila.log"

@@ -30,7 +30,7 @@ from urllib.parse import urljoin, urlparse
 
 import pytest
 import yaml
-from test_browser import CHROMIUM, CHROMIUM_FLAGS, IN_CI, MISSING, sync_playwright
+from conftest import BROWSER_MISSING, CHROMIUM, CHROMIUM_FLAGS, IN_CI, sync_playwright
 
 from prodlab import config
 
@@ -266,9 +266,9 @@ NAV = "nav.bd-docs-nav a.reference.internal"  # the table of contents in every p
 @contextmanager
 def offline_page() -> Iterator[tuple[object, list[str]]]:
     """A Chromium page that may ask only 127.0.0.1, and the list of the requests it made to other hosts (blocked)."""
-    assert MISSING is None or not IN_CI, f"CI must run the browser test: {MISSING}"
-    if MISSING is not None:
-        pytest.skip(MISSING)
+    assert BROWSER_MISSING is None or not IN_CI, f"CI must run the browser test: {BROWSER_MISSING}"
+    if BROWSER_MISSING is not None:
+        pytest.skip(BROWSER_MISSING)
     outside: list[str] = []
 
     def offline(route) -> None:

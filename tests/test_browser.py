@@ -11,7 +11,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -19,29 +18,13 @@ import urllib.request
 from pathlib import Path
 
 import pytest
+from conftest import BROWSER_MISSING, CHROMIUM, CHROMIUM_FLAGS, free_port, needs_browser, sync_playwright
 
 from prodlab import config
 
-CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser")) if p), None)
-try:
-    from playwright.sync_api import sync_playwright
-except ImportError:  # pragma: no cover - depends on the environment
-    sync_playwright = None
-
-MISSING = ("no Chromium installed (Debian: apt-get install chromium)" if CHROMIUM is None else
-           "Playwright is not installed (pip install playwright)" if sync_playwright is None else None)
-IN_CI = os.environ.get("CI", "").lower() in {"1", "true", "yes"}  # CI installs both: there a skip would hide a gap
-pytestmark = pytest.mark.skipif(MISSING is not None and not IN_CI, reason=str(MISSING))
+pytestmark = needs_browser
 NOTEBOOK = config.REPO_ROOT / "notebooks" / "07_explorer.ipynb"
-CHROMIUM_FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--disable-background-networking",
-                  "--disable-component-update", "--no-first-run"]
 RUN_TIMEOUT_MS = 300_000  # the whole notebook, in quick mode, on a busy 2-core machine (about 20 s when idle)
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 def _wait_for_server(url: str, process: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
@@ -79,7 +62,7 @@ def jupyterlab(tmp_path):
     root = tmp_path / "root"
     root.mkdir()
     shutil.copy(NOTEBOOK, root / NOTEBOOK.name)
-    port, token = _free_port(), secrets.token_hex(16)
+    port, token = free_port(), secrets.token_hex(16)
     env = {**os.environ, config.QUICK_ENV: "1", "JUPYTER_CONFIG_DIR": str(tmp_path / "config"),
            "JUPYTER_RUNTIME_DIR": str(tmp_path / "runtime"), "JUPYTERLAB_SETTINGS_DIR": str(tmp_path / "settings"),
            "JUPYTERLAB_WORKSPACES_DIR": str(tmp_path / "workspaces")}
@@ -102,7 +85,7 @@ def jupyterlab(tmp_path):
 
 
 def test_dragging_a_slider_in_jupyterlab_changes_the_image(jupyterlab):
-    assert MISSING is None, f"CI must run the browser test: {MISSING}"
+    assert BROWSER_MISSING is None, f"CI must run the browser test: {BROWSER_MISSING}"
     url, log = jupyterlab
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=CHROMIUM_FLAGS)

@@ -6,8 +6,9 @@ import json
 
 import pytest
 import torch
+from safetensors import safe_open
 
-from prodlab import cache, checkpoints, config
+from prodlab import cache, checkpoints, config, files
 
 
 @pytest.fixture
@@ -49,14 +50,15 @@ def test_a_result_from_other_weights_is_computed_again(counted, monkeypatch, tmp
     folder.mkdir()
     monkeypatch.setattr(config, "CHECKPOINT_DIR", folder)
 
-    def ship(name: str, sha: str) -> None:
+    def ship(name: str, kind: str, sha: str) -> None:
         (folder / f"{name}.safetensors").write_bytes(b"weights")
-        meta = {"model": name, "kind": checkpoints.spec(name).kind, "format": checkpoints.FORMAT_VERSION,
-                "weights_sha256": sha}
+        meta = {"model": name, "kind": kind, "format": checkpoints.FORMAT_VERSION, "weights_sha256": sha}
         (folder / f"{name}.json").write_text(json.dumps(meta))
 
-    ship("vae", "a" * 64)
+    ship("vae", "vae", "a" * 64)
     (folder / "bench_x.json").write_text(json.dumps({"rows": []}))
+    (folder / "broken.safetensors").write_bytes(b"weights")
+    (folder / "broken.json").write_text("{not json")
     assert cache.checkpoint_hashes() == {"vae": "a" * 64}
 
     def fresh_process_get() -> None:
@@ -66,13 +68,31 @@ def test_a_result_from_other_weights_is_computed_again(counted, monkeypatch, tmp
     fresh_process_get()
     fresh_process_get()
     assert counted["n"] == 1  # the same weights: read back
-    ship("vae", "b" * 64)  # retrained
+    ship("vae", "vae", "b" * 64)  # retrained
     fresh_process_get()
     assert counted["n"] == 2
     fresh_process_get()
-    ship("dcgan", "c" * 64)  # a new checkpoint
+    ship("my-gan", "gan", "c" * 64)  # a new checkpoint, of any name: every checkpoint in the folder counts
+    assert cache.checkpoint_hashes() == {"my-gan": "c" * 64, "vae": "b" * 64}
     fresh_process_get()
     assert counted["n"] == 3
+
+
+def test_a_result_of_another_format_is_computed_again(counted, monkeypatch):
+    """A result written in an older layout (before stored images were N x H x W x C) is never read back."""
+    cache.get("test-counted")
+    target = cache.path("test-counted")
+    with safe_open(str(target), framework="pt") as f:
+        metadata, tensors = f.metadata(), {k: f.get_tensor(k) for k in f.keys()}  # noqa: SIM118 (a method)
+    assert metadata["format"] == str(cache.FORMAT)
+    monkeypatch.setattr(cache, "_MEMORY", {})
+    cache.get("test-counted")
+    assert counted["n"] == 1  # this format: read back
+    del metadata["format"]  # as format 1 wrote it
+    files.write_tensors(target, tensors, metadata=metadata)
+    monkeypatch.setattr(cache, "_MEMORY", {})
+    cache.get("test-counted")
+    assert counted["n"] == 2
 
 
 def test_quick_mode_keeps_its_own_results(counted, monkeypatch):

@@ -17,10 +17,6 @@ from prodlab import config
 LIMIT_S = 30.0
 NOTEBOOKS = sorted((config.REPO_ROOT / "notebooks").glob("*.ipynb"))
 
-# Cells over the limit in the committed runs, by notebook and cell id (to shrink to nothing; issue 15).
-SLOW_CELLS = {
-}
-
 
 def _stamp(text: str) -> datetime:
     return datetime.fromisoformat(text.replace("Z", "+00:00"))
@@ -43,11 +39,9 @@ def test_no_stored_cell_over_30_s(path):
     times = cell_seconds(path)
     untimed = [cid for cid, s in times.items() if s != s]
     assert not untimed, f"{path.name}: cells {untimed} have no stored timing: re-run with nbconvert (make notebooks)"
-    slow = {cid for cid, s in times.items() if s > LIMIT_S}
-    allowed = SLOW_CELLS.get(path.stem, set())
-    assert slow <= allowed, f"{path.name}: cells over {LIMIT_S:.0f} s: " + ", ".join(
-        f"{cid} ({times[cid]:.0f} s)" for cid in sorted(slow - allowed))
-    assert allowed <= slow, f"{path.name}: cells {sorted(allowed - slow)} are no longer slow: remove from SLOW_CELLS"
+    slow = {cid: s for cid, s in times.items() if s > LIMIT_S}
+    assert not slow, f"{path.name}: cells over {LIMIT_S:.0f} s: " + ", ".join(
+        f"{cid} ({s:.0f} s)" for cid, s in sorted(slow.items()))
 
 
 def test_cell_seconds_reads_nbconvert_timing(tmp_path):

@@ -7,14 +7,15 @@ import json
 import pytest
 import torch
 
-from prodlab import checkpoints, data, ruler
+from prodlab import checkpoints, data, ruler, runs
+from prodlab.datasets import fashion_mnist
 from prodlab.models.classifier import ClassifierConfig, ProductClassifier
 from prodlab.training import classifier as classifier_training
 
 
 def test_shapes_and_features():
     torch.manual_seed(0)
-    model = ProductClassifier().eval()
+    model = ProductClassifier(ClassifierConfig(data.spec())).eval()
     x = torch.rand(6, 1, 28, 28)
     feats = model.features(x)
     assert feats.shape == (6, 256) and model.num_features == 256
@@ -40,13 +41,16 @@ def test_augment_batch_flips_and_shifts_each_image():
     assert match.double().mean(0).min() > 0  # every shift occurs
 
 
-def test_training_is_seeded_and_learns():
+def test_training_is_seeded_and_learns(tmp_path):
     # 32 steps: BN statistics settle
     recipe = classifier_training.ClassifierRecipe(epochs=1, batch_size=64, train_limit=2048)
-    small = ClassifierConfig(channels=(8, 16, 16), hidden=32)
-    a, history = classifier_training.train_classifier(recipe, small, seed=3, progress=False)
-    b, _ = classifier_training.train_classifier(recipe, small, seed=3, progress=False)
-    c, _ = classifier_training.train_classifier(recipe, small, seed=4, progress=False)
+    small = ClassifierConfig(data.spec(), channels=(8, 16, 16), hidden=32)
+    def train(seed: int, name: str):
+        return classifier_training.train_classifier(small, recipe, runs.Run(name, tmp_path), seed, progress=False)
+
+    a, history = train(3, "a")
+    b, _ = train(3, "b")
+    c, _ = train(4, "c")
     assert len(history) == 1 and history[0]["test_accuracy"] > 0.5  # well above chance (0.1) after 2k images
     assert all(torch.equal(a.state_dict()[k], b.state_dict()[k]) for k in a.state_dict())
     assert not torch.equal(a.head.weight, c.head.weight)
@@ -61,4 +65,4 @@ def test_shipped_classifier_reaches_93_percent():
     assert report["test_accuracy"] == pytest.approx(recorded["test_accuracy"], abs=1e-4)  # deterministic
     meta = checkpoints.read_meta("classifier")
     assert not meta["quick_mode"]
-    assert meta["training_data_sha256"]["train-images-idx3-ubyte"] == data.SHA256["train-images-idx3-ubyte"]
+    assert meta["training_data_sha256"]["train-images-idx3-ubyte"] == fashion_mnist.SHA256["train-images-idx3-ubyte"]

@@ -11,14 +11,20 @@ import pytest
 import torch
 from torch import nn
 
-from prodlab import checkpoints, data
+from prodlab import checkpoints, data, models
 from prodlab.__main__ import main
+from prodlab.datasets.spec import ImageSpec
 from prodlab.training import registry
 
 
 @dataclass(frozen=True)
 class ReplayConfig:
+    image: ImageSpec
     size: int = 300
+
+    @property
+    def n_classes(self) -> int:  # conditional: sample() takes class labels
+        return self.image.n_classes
 
 
 class Replay(nn.Module):
@@ -36,12 +42,11 @@ class Replay(nn.Module):
 @pytest.fixture
 def shipped(tmp_path, monkeypatch):
     """A checkpoint folder with the shipped classifier and a conditional toy generator 'replay'."""
-    monkeypatch.setitem(checkpoints.MODELS, "replay", checkpoints.ModelSpec(
-        "replay", "gan", Replay, ReplayConfig(), generative=True, conditional=True))
+    monkeypatch.setitem(models.FAMILIES, "replay", (Replay, ReplayConfig))
     for path in checkpoints.paths("classifier"):
         shutil.copy(path, tmp_path / path.name)
-    checkpoints.save("replay", Replay(ReplayConfig()), recipe=None, command="test", seed=0, train_seconds=0.0,
-                     metrics={}, directory=tmp_path)
+    checkpoints.save("replay", Replay(ReplayConfig(data.spec())), dataset=data.DEFAULT, recipe=None, command="test",
+                     seed=0, train_seconds=0.0, metrics={}, directory=tmp_path)
     return tmp_path
 
 
@@ -56,7 +61,7 @@ def test_train_writes_a_checkpoint_that_evaluate_reproduces(tmp_path, monkeypatc
     assert main(["evaluate", "classifier", "--json", "--checkpoint-dir", str(tmp_path)]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["test_accuracy"] == meta["metrics"]["test_accuracy"]
-    assert len(result["test_per_class_accuracy"]) == 10
+    assert list(result["test_per_class_accuracy"]) == list(data.spec().class_names)
 
 
 def test_classifier_cannot_sample(tmp_path, capsys):
@@ -67,9 +72,45 @@ def test_classifier_cannot_sample(tmp_path, capsys):
 
 def test_unknown_model_and_missing_checkpoint_are_errors(tmp_path, capsys):
     assert main(["evaluate", "nope"]) == 1
-    assert "error: unknown model 'nope'" in capsys.readouterr().err
+    assert "error: no checkpoint for 'nope'" in capsys.readouterr().err
+    assert main(["train", "nope"]) == 1
+    assert "error: unknown model 'nope'; models: classifier" in capsys.readouterr().err
     assert main(["evaluate", "classifier", "--checkpoint-dir", str(tmp_path)]) == 1
     assert "error: no checkpoint for 'classifier'" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("n", ["0", "100000000"])
+def test_oversized_or_empty_requests_are_refused_at_once(shipped, n, capsys):
+    out = shipped / "x.npz"
+    assert main(["sample", "replay", "--n", n, "--out", str(out), "--checkpoint-dir", str(shipped)]) == 1
+    assert capsys.readouterr().err.startswith("error: --n must be between 1 and 10,000,000")
+    assert not out.exists()
+
+
+def test_a_request_larger_than_memory_is_refused_before_sampling(shipped, monkeypatch, capsys):
+    from prodlab import files
+
+    monkeypatch.setattr(files, "available_memory", lambda: 1_000_000)  # 1 MB free: 2,000 images do not fit
+    out = shipped / "x.npz"
+    assert main(["sample", "replay", "--n", "2000", "--out", str(out), "--checkpoint-dir", str(shipped)]) == 1
+    err = capsys.readouterr().err
+    assert err.startswith("error: 2,000 images of replay need 1.6 MB of memory and 1.0 MB are free: refused")
+    assert not out.exists()
+
+
+def test_a_run_folder_is_a_model(shipped, tmp_path, capsys):
+    run = tmp_path / "runs" / "replay-quick"
+    run.mkdir(parents=True)
+    for path in checkpoints.paths("replay", shipped):
+        shutil.copy(path, run / path.name)
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "y.npz")]) == 0
+    assert main(["sample", str(run / "replay.json"), "--n", "3", "--out", str(tmp_path / "z.npz")]) == 0
+    with np.load(tmp_path / "y.npz") as y, np.load(tmp_path / "z.npz") as z:
+        assert np.array_equal(y["images"], z["images"])
+    (run / "extra.json").write_text("{}")
+    shutil.copy(run / "replay.safetensors", run / "extra.safetensors")
+    assert main(["sample", str(run), "--n", "3", "--out", str(tmp_path / "w.npz")]) == 1
+    assert "expected one checkpoint (NAME.json + NAME.safetensors), found 2: extra, replay" in capsys.readouterr().err
 
 
 def test_corrupt_checkpoint_is_an_error_message(shipped, capsys):
@@ -86,10 +127,12 @@ def test_sample_writes_uint8_images_and_balanced_labels(shipped):
     assert main(args) == 0
     with np.load(out) as f:
         images, labels = f["images"], f["labels"]
-    assert images.dtype == np.uint8 and images.shape == (25, 28, 28)
+        names = f["class_names"].tolist()
+    assert images.dtype == np.uint8 and images.shape == (25, *data.spec().shape[1:], data.spec().channels)  # NHWC
     assert labels.dtype == np.int64 and np.bincount(labels).tolist() == [3] * 5 + [2] * 5
+    assert names == list(data.spec().class_names)
     bank = data.load("test")[0][:300].numpy()
-    assert all((bank == image).all((1, 2)).any() for image in images)  # bright-on-black test images, unchanged
+    assert all((bank == image).all((1, 2, 3)).any() for image in images)  # bright-on-black test images, unchanged
     first = images.copy()
     assert main(args) == 0
     with np.load(out) as f:
@@ -126,6 +169,6 @@ def test_every_recipe_trains_end_to_end_in_quick_mode(name, tmp_path, monkeypatc
     assert registry.recipe_of(name, meta) == registry.resolve(name, SHRINK[name])
     assert meta["quick_mode"] and meta["metrics"]
     model = checkpoints.load(name, tmp_path)
-    if checkpoints.spec(name).generative:
+    if registry.entry(name).generative:
         images, _ = checkpoints.generate(name, 4, model=model)
-        assert images.shape == (4, 28, 28)
+        assert images.shape == (4, data.spec().height, data.spec().width, data.spec().channels)

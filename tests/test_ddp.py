@@ -10,26 +10,27 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import socket
 import time
 from pathlib import Path
 
 import pytest
 import torch
 import torch.multiprocessing as mp
+from conftest import free_port
 from safetensors.torch import load_file
 
-from prodlab import checkpoints, config, files, runs
-from prodlab.__main__ import main
+from prodlab import config, data, files, runs
+from prodlab.cli import main
 from prodlab.models import gan as gan_models
 from prodlab.models import vae as vae_models
 from prodlab.training import gan as gan_training
 from prodlab.training import registry
 from prodlab.training import vae as vae_training
+from prodlab.training.base import Trained
 
-TINY_VAE = vae_models.VAEConfig(latent_dim=4, channels=(4, 8), hidden=16)
+TINY_VAE = vae_models.VAEConfig(data.spec(), latent_dim=4, channels=(4, 8), hidden=16)
 TINY_RECIPE = vae_training.VAERecipe(epochs=2, batch_size=32, train_limit=256, eval_images=64)  # 8 steps an epoch
-SMALL_GAN = gan_models.GANConfig(latent_dim=8, width=4)
+SMALL_GAN = gan_models.GANConfig(data.spec(), latent_dim=8, width=4)
 GAN_RECIPE = gan_training.GANRecipe(epochs=2, batch_size=16, train_limit=96, ema_decay=0.5, bn_batches=2,
                                     n_snapshot=4)
 STOP_AT = 11  # Ctrl-C in the second epoch
@@ -45,18 +46,17 @@ def _params_hash(model: torch.nn.Module) -> str:
     return h.hexdigest()
 
 
-def _train_tiny(name, recipe, _baseline, ctx):
-    model, history = vae_training.train_vae(TINY_VAE, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume)
+def _train_tiny(recipe, _baseline, ctx):
+    model, history = vae_training.train_vae(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume)
     PARAMS_SEEN[ctx.run.name] = _params_hash(model)
-    return registry.Trained(model, {"loss": history[-1]["loss"]}, {"history": history})
+    return Trained(model, {"loss": history[-1]["loss"]}, {"history": history})
 
 
 def _register(runs_dir: Path) -> None:
     """The tiny VAE as model ``tinyvae`` with a recipe (in this process), and the runs folder."""
     config.RUNS_DIR = runs_dir
-    checkpoints.MODELS["tinyvae"] = checkpoints.ModelSpec("tinyvae", "vae", vae_models.ConvVAE, TINY_VAE,
-                                                          generative=True)
-    registry.ENTRIES["tinyvae"] = registry.Entry("tinyvae", TINY_RECIPE, TINY_RECIPE, _train_tiny)
+    registry.ENTRIES["tinyvae"] = registry.Entry("tinyvae", "vae", lambda image: TINY_VAE, TINY_RECIPE,
+                                                 TINY_RECIPE, _train_tiny)
 
 
 def _train(out: Path, *extra: str) -> int:
@@ -89,17 +89,11 @@ def _rank(rank: int, port: int, tmp: Path) -> None:
         "gan_params": _params_hash(gan.gan), "gan_loss_d": [h["loss_d"] for h in gan.history]})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def two_ranks(tmp_path_factory) -> tuple[Path, list[dict]]:
     """Run :func:`_rank` in two spawned processes; return their folder and each rank's report."""
     tmp = tmp_path_factory.mktemp("ddp")
-    context = mp.start_processes(_rank, args=(_free_port(), tmp), nprocs=2, join=False, start_method="spawn")
+    context = mp.start_processes(_rank, args=(free_port(), tmp), nprocs=2, join=False, start_method="spawn")
     deadline = time.monotonic() + LIMIT_S
     while not context.join(timeout=1):
         if time.monotonic() > deadline:
@@ -143,7 +137,6 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, tmp_p
     eps, so the runs are equal in distribution, not bit for bit. Tolerance: the final loss within 2 %, which is
     about the difference between two seeds of the one-process run (measured: README, "More than one machine")."""
     tmp, _ = two_ranks
-    monkeypatch.setitem(checkpoints.MODELS, "tinyvae", None)
     monkeypatch.setitem(registry.ENTRIES, "tinyvae", None)
     monkeypatch.setattr(config, "RUNS_DIR", config.RUNS_DIR)
     _register(tmp_path / "runs")
@@ -153,3 +146,24 @@ def test_two_ranks_match_one_process_with_the_same_global_batch(two_ranks, tmp_p
     assert len(one) == len(two) == 2
     assert two[-1]["loss"] == pytest.approx(one[-1]["loss"], rel=0.02)
     assert two[-1]["loss"] < two[0]["loss"]  # and it learned
+
+
+def test_torchrun_trains_the_diffusion_model_on_two_processes_and_writes_one_checkpoint(tmp_path):
+    """The README's command, as a user types it: rank 0 alone measures and writes; the U-Net trained in DDP."""
+    import shutil
+    import subprocess
+    import sys
+
+    torchrun = shutil.which("torchrun", path=str(Path(sys.executable).parent))
+    env = {**os.environ, "PRODLAB_QUICK": "1", config.RUNS_ENV: str(tmp_path / "runs"), "OMP_NUM_THREADS": "1"}
+    done = subprocess.run([torchrun, "--standalone", "--nproc-per-node", "2", "-m", "prodlab", "train", "diffusion",
+                           "--set", "epochs=1", "--out", str(tmp_path / "out")], env=env, capture_output=True,
+                          text=True, timeout=LIMIT_S)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["diffusion.json", "diffusion.safetensors"]
+    meta = json.loads((tmp_path / "out" / "diffusion.json").read_text())
+    assert meta["command"].startswith("torchrun --standalone --nproc-per-node 2 -m prodlab train diffusion")
+    assert meta["metrics"]["fid"] > 0 and len(meta["history"]) >= 1
+    state = torch.load(tmp_path / "runs" / "diffusion-quick" / "state.pt", weights_only=True)
+    assert len(state["ranks"]) == 2  # two processes trained it
+    assert done.stdout.count("Wrote ") == 1  # rank 0 alone wrote and printed

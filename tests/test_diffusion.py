@@ -7,16 +7,19 @@ import dataclasses
 import pytest
 import torch
 
-from prodlab import checkpoints, diffusion, exercises, runs
+from prodlab import checkpoints, data, diffusion, exercises, runs
 from prodlab.exercises import ExerciseFailed
 from prodlab.models import unet
+from prodlab.models.vae import VAEConfig
 from prodlab.training import diffusion as training
 from prodlab.training import diffusion_measure, registry
+
+SPEC = data.spec()
 
 
 def _batch(seed: int = 0, n: int = 6) -> tuple[torch.Tensor, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    return torch.rand(n, 1, 28, 28, generator=g) * 2 - 1, torch.randn(n, 1, 28, 28, generator=g)
+    return torch.rand(n, *SPEC.shape, generator=g) * 2 - 1, torch.randn(n, *SPEC.shape, generator=g)
 
 
 @pytest.mark.parametrize("objective", diffusion.OBJECTIVES)
@@ -87,8 +90,8 @@ def test_guidance_mixes_conditional_and_unconditional_predictions():
 
     x, _ = _batch(3, 4)
     labels = torch.tensor([1, 2, 3, 4])
-    assert torch.equal(diffusion.predict(net, x, 0.5, labels, 1.0, null_label=10), net(x, None, labels))
-    guided = diffusion.predict(net, x, 0.5, labels, 3.0, null_label=10)
+    assert torch.equal(diffusion.predict(net, x, 0.5, labels, 1.0, null_label=SPEC.n_classes), net(x, None, labels))
+    guided = diffusion.predict(net, x, 0.5, labels, 3.0, null_label=SPEC.n_classes)
     cond, uncond = net(x, None, labels), net(x, None, torch.full_like(labels, 10))
     assert torch.allclose(guided, uncond + 3.0 * (cond - uncond))
 
@@ -100,12 +103,12 @@ def test_heun_is_exact_on_straight_paths_and_counts_its_calls():
         calls.append(len(x))
         return torch.ones_like(x)
 
-    states = diffusion.sample_trajectory(constant, (3, 1, 28, 28), "flow", "heun", 4,
-                                         noise=torch.zeros(3, 1, 28, 28))
-    assert len(states) == 5 and torch.allclose(states[-1], torch.full((3, 1, 28, 28), -1.0))
+    states = diffusion.sample_trajectory(constant, (3, *SPEC.shape), "flow", "heun", 4,
+                                         noise=torch.zeros(3, *SPEC.shape))
+    assert len(states) == 5 and torch.allclose(states[-1], torch.full((3, *SPEC.shape), -1.0))
     assert len(calls) == diffusion.network_calls("heun", 4, guided=False) == 7
     with pytest.raises(ValueError, match="does not fit"):
-        diffusion.sample_trajectory(constant, (1, 1, 28, 28), "eps", "heun", 2)
+        diffusion.sample_trajectory(constant, (1, *SPEC.shape), "eps", "heun", 2)
 
 
 def test_recipe_and_config_refuse_bad_values():
@@ -114,33 +117,31 @@ def test_recipe_and_config_refuse_bad_values():
     with pytest.raises(ValueError, match="width"):
         training.DiffusionRecipe(width=12)
     with pytest.raises(ValueError, match="sampler for 'eps'"):
-        unet.DiffusionConfig(objective="eps", sampler="heun")
-    assert training.image_config(training.DiffusionRecipe(objective="eps")).sampler == "ddim"
-    with pytest.raises(ValueError, match="first_stage must be one of vae"):
-        training.DiffusionRecipe(first_stage="dcgan")  # the latent prior needs a VAE's encoder and decoder
+        unet.DiffusionConfig(SPEC, objective="eps", sampler="heun")
+    assert training.image_config(training.DiffusionRecipe(objective="eps"), SPEC).sampler == "ddim"
 
 
 def test_the_unet_keeps_the_shape_and_uses_the_label():
-    model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
+    model = unet.DiffusionModel(unet.DiffusionConfig(SPEC, width=8))
     for p in model.parameters():  # blocks and head start at zero (the identity): make the output depend on things
         torch.nn.init.normal_(p, std=0.1)
     x, _ = _batch(4, 2)
     t = torch.tensor([0.3, 0.3])
     out = model(x, t, torch.tensor([0, 0]))
     assert out.shape == x.shape
-    assert not torch.allclose(out, model(x, t, torch.tensor([0, 10])))  # class 0 vs "no label"
+    assert not torch.allclose(out, model(x, t, torch.tensor([0, SPEC.n_classes])))  # class 0 vs "no label"
 
 
 def test_diffusion_step_is_deterministic_given_the_generator():
     recipe = training.DiffusionRecipe(width=8)
     x, _ = _batch(5, 8)
-    y = torch.arange(8) % 10
+    y = torch.arange(8) % SPEC.n_classes
     results = []
     for _ in range(2):
         torch.manual_seed(0)
-        model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
+        model = unet.DiffusionModel(unet.DiffusionConfig(SPEC, width=8))
         opt = torch.optim.AdamW(model.parameters(), lr=1e-3)
-        row = training.diffusion_step(model, opt, x, y, recipe, torch.Generator().manual_seed(7))
+        row = training.diffusion_step(model, opt, x, y, recipe, torch.Generator().manual_seed(7), SPEC.n_classes)
         results.append((row["loss"], [p.detach().clone() for p in model.parameters()]))
     assert results[0][0] == results[1][0]
     assert all(torch.equal(a, b) for a, b in zip(results[0][1], results[1][1], strict=True))
@@ -149,35 +150,35 @@ def test_diffusion_step_is_deterministic_given_the_generator():
 def test_resume_reproduces_the_uninterrupted_run(tmp_path):
     recipe = training.DiffusionRecipe(epochs=2, batch_size=8, width=8, warmup_steps=2)
     x, _ = _batch(6, 16)
-    y = torch.arange(16) % 10
+    y = torch.arange(16) % SPEC.n_classes
 
     def train(epochs: int, name: str, resume: bool = False) -> torch.nn.Module:
-        torch.manual_seed(0)
-        model = unet.DiffusionModel(unet.DiffusionConfig(width=8))
         r = dataclasses.replace(recipe, epochs=epochs)
-        return training.train_diffusion(model, x, y, r, runs.Run(name, tmp_path), progress=False, resume=resume)[0]
+        return training.train_diffusion(lambda: unet.DiffusionModel(unet.DiffusionConfig(SPEC, width=8)), x, y, r,
+                                        runs.Run(name, tmp_path), progress=False, resume=resume,
+                                        null_label=SPEC.n_classes)[0]
 
     whole = train(2, "whole")
     train(1, "parts")
-    resumed = train(2, "parts", resume=True)
+    resumed = train(2, "parts", resume=True)  # epoch 1 is all warm-up: the same learning rates as the whole run
     for a, b in zip(whole.state_dict().values(), resumed.state_dict().values(), strict=True):
         assert torch.equal(a, b)
 
 
 def test_a_diffusion_checkpoint_round_trips_and_samples(tmp_path):
-    model = unet.DiffusionModel(unet.DiffusionConfig(width=8, steps=2))
-    checkpoints.save("diffusion", model, recipe=None, command="test", seed=0, train_seconds=0.0, metrics={},
-                     directory=tmp_path)
+    model = unet.DiffusionModel(unet.DiffusionConfig(SPEC, width=8, steps=2))
+    checkpoints.save("diffusion", model, dataset=data.DEFAULT, recipe=None, command="test", seed=0,
+                     train_seconds=0.0, metrics={}, directory=tmp_path)
     images, labels = checkpoints.generate("diffusion", 12, seed=3, directory=tmp_path)
-    assert images.shape == (12, 28, 28) and images.dtype == torch.uint8
-    assert labels.tolist() == [i % 10 for i in range(12)]
+    assert images.shape == (12, 28, 28, 1) and images.dtype == torch.uint8
+    assert labels.tolist() == [i % SPEC.n_classes for i in range(12)]
     assert torch.equal(images, checkpoints.generate("diffusion", 12, seed=3, directory=tmp_path)[0])
 
 
 def test_the_latent_prior_decodes_through_the_vae():
-    model = unet.LatentDiffusion(unet.LatentDiffusionConfig(hidden=16, depth=1, steps=2))
+    model = unet.LatentDiffusion(unet.LatentDiffusionConfig(VAEConfig(SPEC), hidden=16, depth=1, steps=2))
     out = model.sample(5, torch.Generator().manual_seed(0))
-    assert out.shape == (5, 1, 28, 28) and out.min() >= 0 and out.max() <= 1
+    assert out.shape == (5, *SPEC.shape) and out.min() >= 0 and out.max() <= 1
     with pytest.raises(ValueError, match="unconditional"):
         model.sample(2, labels=torch.zeros(2, dtype=torch.long))
 
@@ -193,7 +194,7 @@ def test_guidance_is_chosen_by_fid_among_faithful_scales():
 def test_both_models_are_in_the_registry():
     for name in ("diffusion", "latent-diffusion"):
         assert registry.entry(name).recipe != registry.entry(name).quick
-        assert checkpoints.spec(name).generative
+        assert registry.entry(name).generative
 
 
 def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
@@ -223,7 +224,7 @@ def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
 def test_both_train_end_to_end_in_quick_mode_and_sample(name, overrides, tmp_path, monkeypatch):
     """The code that makes the shipped checkpoints runs through the CLI (quick recipe, smaller still)."""
     from prodlab import config
-    from prodlab.__main__ import main
+    from prodlab.cli import main
 
     monkeypatch.setenv("PRODLAB_QUICK", "1")
     monkeypatch.setattr(config, "RUNS_DIR", tmp_path / "runs")
@@ -232,7 +233,7 @@ def test_both_train_end_to_end_in_quick_mode_and_sample(name, overrides, tmp_pat
     assert registry.recipe_of(name, meta) == registry.resolve(name, overrides)
     assert meta["quick_mode"] and meta["metrics"]["fid"] > 0 and meta["train_cpu_seconds_steps"] > 0
     images, labels = checkpoints.generate(name, 4, directory=tmp_path)
-    assert images.shape == (4, 28, 28) and (labels is not None) == (name == "diffusion")
+    assert images.shape == (4, 28, 28, 1) and (labels is not None) == (name == "diffusion")
     if name == "latent-diffusion":  # the prior decodes with a frozen copy of its recipe's first stage
         stage = registry.resolve(name, overrides).first_stage
         decoder, trained = checkpoints.load(stage).state_dict(), checkpoints.load(name, tmp_path).vae.state_dict()

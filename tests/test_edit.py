@@ -12,8 +12,8 @@ from PIL import Image
 from scipy import ndimage
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from prodlab import __main__ as cli
-from prodlab import edit, imageio, ruler
+from prodlab import cli, edit, imageio, ruler
+from prodlab.datasets.spec import ImageSpec
 
 
 @pytest.fixture(scope="module")
@@ -55,6 +55,18 @@ def test_masks_have_the_documented_shapes():
     assert int(edit.box_mask(2, 6, 20, 40).sum()) == 4 * 8  # clipped at the image border
     with pytest.raises(ValueError, match="unknown mask"):
         edit.missing_mask("circle", 1)
+
+
+def test_masks_and_filters_follow_the_image_spec():
+    spec = ImageSpec(3, 64, 64, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
+    centre = edit.missing_mask("center", 2, image=spec)
+    assert centre.shape == (2, 1, 64, 64) and int(centre[0].sum()) == (round(5 * 64 / 7) - round(2 * 64 / 7)) ** 2
+    assert all(int(b.sum()) >= 16 * 16 for b in edit.missing_mask("blocks", 3, seed=1, image=spec))
+    assert int(edit.box_mask(60, 70, 0, 2, image=spec).sum()) == 4 * 2
+    colour = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
+    ref = torch.from_numpy(ndimage.median_filter(colour.numpy(), size=(1, 1, 3, 3), mode="mirror"))
+    assert torch.allclose(edit.median_filter(colour), ref)  # each channel on its own
+    assert edit.bicubic(torch.rand(1, 3, 16, 16)).shape == (1, 3, 32, 32)
 
 
 # ---------------------------------------------------------------- classical baselines
@@ -128,8 +140,8 @@ def test_evaluate_editing_reports_every_task_and_method():
     assert all(t.replace("_", " ") in table for t in edit.TASKS) and "**" in table
 
 
-def test_cli_evaluate_edit_prints_json(capsys):
-    assert cli.main(["evaluate", "edit", "--n", "4", "--json"]) == 0
+def test_cli_bench_editing_prints_json(capsys):
+    assert cli.main(["bench", "editing", "--images", "4", "--json"]) == 0
     result = json.loads(capsys.readouterr().out)
     assert result["n"] == 4 and set(edit.TASKS) <= set(result)
 

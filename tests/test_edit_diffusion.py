@@ -43,8 +43,8 @@ def test_sdedit_is_deterministic_in_range_and_beats_the_noisy_input(x):
 
 
 def test_sdedit_reads_uint8_like_floats(x):
-    y8 = (edit.gaussian_noise(x[:4], 0.1, seed=0) * 255).round().to(torch.uint8)
-    assert torch.equal(edit.sdedit(y8, 0.1), edit.sdedit(y8.float() / 255, 0.1))
+    y8 = (edit.gaussian_noise(x[:4], 0.1, seed=0) * 255).round().to(torch.uint8).permute(0, 2, 3, 1)  # N x H x W x C
+    assert torch.equal(edit.sdedit(y8, 0.1), edit.sdedit(y8.permute(0, 3, 1, 2).float() / 255, 0.1))
 
 
 def test_repaint_keeps_the_visible_pixels_is_seeded_and_beats_mean_fill(x):

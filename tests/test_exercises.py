@@ -9,7 +9,7 @@ import pytest
 import torch
 from exercise_cases import CHAPTERS
 
-from prodlab import edit, exercises, search
+from prodlab import data, edit, exercises, search
 from prodlab.exercises.ch07 import shoes
 
 CHECKERS = [(chapter, checker, cases) for chapter, by_checker in CHAPTERS.items()
@@ -60,7 +60,7 @@ def test_a_crashing_answer_gets_one_line():
 def test_crossover_and_height_on_known_answers():
     assert edit.crossover([0.1, 0.2, 0.3], [3.0, 1.0, -1.0], [0.0, 0.0, 0.0]) == pytest.approx(0.25)
     assert edit.crossover([0.1, 0.2], [1.0, 1.0], [0.0, 0.0]) is None
-    box = torch.zeros(1, 1, 28, 28)
+    box = torch.zeros(1, *data.spec().shape)
     box[..., 4:14, 10:12] = 1.0  # 10 rows tall, 2 columns wide
     assert float(edit.height(box)[0]) == pytest.approx(math.sqrt(10**2 - 1), rel=1e-5)
     assert float(edit.width(box)[0]) == pytest.approx(math.sqrt(2**2 - 1), rel=1e-5)
@@ -74,5 +74,6 @@ def test_ap_on_a_list_worked_out_on_paper():
 
 def test_synthetic_shoes_raise_their_heel():
     x = shoes([0, 4])
-    assert x.shape == (2, 1, 28, 28) and x.amax() == 1.0
-    assert x[0, 0, 20:24, 16:26].all() and not x[1, 0, 20:22, 16:23].any()  # the back left the ground
+    assert x.shape == (2, *data.spec().shape) and x.amax() == 1.0
+    assert x[0, :, 20:24, 16:26].all() and not x[1, :, 20:22, 16:23].any()  # the back left the ground
+    assert x[1, :, 16:20, 16:26].all() and x[1, :, 20:24, 23:26].all()  # lifted 4 rows, on its heel

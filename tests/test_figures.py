@@ -1,12 +1,14 @@
 """The figure catalogue: registration, rendering, the index page and the CLI (issue: foundation)."""
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
+import torch
 from matplotlib.figure import Figure
 from PIL import Image
 
 from prodlab import __main__ as cli
-from prodlab import chapters, figures  # noqa: F401  (importing the chapters registers their figures)
+from prodlab import chapters, data, figures, plotting  # noqa: F401  (importing the chapters registers their figures)
 
 DATA_FIGURES = [fid for fid in figures.REGISTRY if fid.startswith("data-")]
 
@@ -25,6 +27,35 @@ def test_data_figures_render_closed(fid):
     assert isinstance(fig, Figure)
     assert fig.number not in plt.get_fignums()  # closed: a notebook shows it once
     assert fig.axes, "an empty figure"
+
+
+def test_plot_helpers_draw_grey_and_colour_images_in_either_layout():
+    """uint8 N x H x W x C (stored) and float N x C x H x W (model output) draw the same; one channel is drawn grey
+    with the grey colour map, three channels in their own colours."""
+    grey = data.load("test")[0][:4]  # uint8 N x H x W x C, one channel
+    assert np.array_equal(plotting.as_numpy(grey), plotting.as_numpy(data.to_float(grey)))
+    assert plotting.as_numpy(grey).shape == (4, *grey.shape[1:3])  # H x W per image: drawn with a colour map
+    colour = torch.zeros(3, 3, 12, 20)  # float N x C x H x W: red, green, blue products, wider than high
+    for i in range(3):
+        colour[i, i, 3:9, 5:15] = 1.0
+    stored = data.to_uint8(colour)  # uint8 N x H x W x C
+    assert np.array_equal(plotting.as_numpy(stored), plotting.as_numpy(colour))
+    assert plotting.as_numpy(colour).shape == (3, 12, 20, 3)
+    for images, cmap in ((grey, "gray"), (colour, None), (stored, None)):
+        fig = plotting.image_grid(images, ncols=4)
+        drawn = [ax.images[0] for ax in fig.axes if ax.images]
+        assert len(drawn) == len(images)
+        if cmap:
+            assert drawn[0].get_array().ndim == 2 and drawn[0].get_cmap().name == cmap
+        else:
+            rgb = np.asarray(drawn[1].get_array())
+            assert rgb.shape == (12, 20, 3) and rgb[6, 10].tolist() == [0.0, 1.0, 0.0]  # the green one is green
+    fig = plotting.labelled_rows([colour, grey[:2]], ["colour", "grey"])
+    assert sum(len(ax.images) for ax in fig.axes) == 5
+    assert plotting.mosaic(colour[:2], 1, 2).shape == (12, 40, 3)
+    assert plotting.mosaic(grey, 2, 2).shape == (2 * grey.shape[1], 2 * grey.shape[2])
+    with pytest.raises(ValueError, match="2 channels"):
+        plotting.image_grid(torch.zeros(2, 2, 8, 8))
 
 
 def test_catalogue_writes_png_and_index(tmp_path):

@@ -12,13 +12,9 @@ import json
 
 import pytest
 
-from prodlab import config, data, provenance
+from prodlab import config, files, provenance
 
 NOTEBOOKS = sorted((config.REPO_ROOT / "notebooks").glob("*.ipynb"))
-
-# Notebooks not yet re-run with the provenance cell (to shrink to nothing; issue "Open the box, chapters 04-07").
-# Append to each as its last code cell:  from prodlab import provenance; provenance.report()
-NOT_YET_RECORDED: set[str] = set()
 
 
 def stored_report(path) -> dict[str, str] | None:
@@ -36,9 +32,6 @@ def stored_report(path) -> dict[str, str] | None:
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_notebook_read_the_checkpoints_that_are_shipped_now(path):
     read = stored_report(path)
-    if path.stem in NOT_YET_RECORDED:
-        assert read is None, f"{path.name} reports its checkpoints now: remove it from NOT_YET_RECORDED"
-        pytest.skip(f"{path.name}: not yet re-run with provenance.report() (listed exception)")
     assert read is not None, f"{path.name}: its last code cell must call provenance.report(); re-run it"
     assert not stale(read), f"{path.name}: " + "; ".join(stale(read)) + ". Re-run it (make notebooks)"
 
@@ -50,14 +43,14 @@ def stale(read: dict[str, str], directory=config.CHECKPOINT_DIR) -> list[str]:
         weights = directory / f"{name}.safetensors"
         if not weights.is_file():
             problems.append(f"it read checkpoint {name!r}, which is no longer shipped")
-        elif (now := data.sha256(weights)) != sha:
+        elif (now := files.sha256(weights)) != sha:
             problems.append(f"it ran with {name} sha256:{sha[:12]}..., the shipped one is now sha256:{now[:12]}...")
     return problems
 
 
 def test_a_retrained_or_removed_checkpoint_is_stale(tmp_path):
     (tmp_path / "vae.safetensors").write_bytes(b"old weights")
-    read = {"vae": data.sha256(tmp_path / "vae.safetensors"), "dcgan": "0" * 64}
+    read = {"vae": files.sha256(tmp_path / "vae.safetensors"), "dcgan": "0" * 64}
     assert stale(read, tmp_path) == ["it read checkpoint 'dcgan', which is no longer shipped"]
     (tmp_path / "vae.safetensors").write_bytes(b"retrained")
     assert "it ran with vae sha256:" in stale(read, tmp_path)[1]

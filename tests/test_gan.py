@@ -7,12 +7,13 @@ import math
 import pytest
 import torch
 
-from prodlab import checkpoints, ruler, runs
+from prodlab import checkpoints, data, ruler, runs
 from prodlab.models import gan as gan_models
 from prodlab.training import gan as gan_training
 from prodlab.training import gan_measure, registry
 
-SMALL = gan_models.GANConfig(latent_dim=8, width=4)
+SPEC = data.spec()
+SMALL = gan_models.GANConfig(SPEC, latent_dim=8, width=4)
 TINY_RECIPE = gan_training.GANRecipe(epochs=2, batch_size=16, train_limit=96, ema_decay=0.5, bn_batches=2, n_snapshot=4)
 
 
@@ -20,16 +21,16 @@ def test_shapes_and_ranges():
     gan = gan_models.GAN(SMALL)
     z = gan.noise(5, torch.Generator().manual_seed(0))
     fake = gan.generator(z)
-    assert z.shape == (5, 8) and fake.shape == (5, 1, 28, 28)
+    assert z.shape == (5, 8) and fake.shape == (5, *SPEC.shape)
     assert fake.min() >= -1 and fake.max() <= 1 and fake.min() < 0 < fake.max()  # tanh: [-1, 1]
     assert gan.discriminator(fake).shape == (5,)
     assert gan.discriminator.features(fake).shape == (5, 4 * 4 * 7 * 7)
     images = gan.sample(5, torch.Generator().manual_seed(0))
-    assert images.shape == (5, 1, 28, 28) and images.min() >= 0 and images.max() <= 1
+    assert images.shape == (5, *SPEC.shape) and images.min() >= 0 and images.max() <= 1
 
 
 def test_dcgan_initialisation():
-    gan = gan_models.GAN(gan_models.GANConfig())
+    gan = gan_models.GAN(gan_models.GANConfig(SPEC))
     conv = gan.discriminator.body[2].weight
     assert abs(float(conv.detach().mean())) < 0.002 and float(conv.detach().std()) == pytest.approx(0.02, rel=0.05)
     bn = gan.generator.upsample[1]
@@ -38,7 +39,7 @@ def test_dcgan_initialisation():
 
 
 def test_conditional_sampling_follows_the_labels():
-    gan = gan_models.GAN(gan_models.GANConfig(latent_dim=8, width=4, n_classes=10))
+    gan = gan_models.GAN(gan_models.GANConfig(SPEC, latent_dim=8, width=4, conditional=True))
     z = gan.noise(3, torch.Generator().manual_seed(0))
     a = gan.render(z, torch.tensor([7, 7, 7]))
     b = gan.render(z, torch.tensor([0, 7, 1]))
@@ -54,9 +55,9 @@ def test_conditional_sampling_follows_the_labels():
 
 
 def test_spectral_norm_discriminator_has_unit_spectral_norm():
-    d = gan_models.Discriminator(gan_models.GANConfig(latent_dim=8, width=4, spectral_norm=True)).train()
+    d = gan_models.Discriminator(gan_models.GANConfig(SPEC, latent_dim=8, width=4, spectral_norm=True)).train()
     for _ in range(30):  # power iterations run in training-mode forward passes
-        d(torch.randn(8, 1, 28, 28))
+        d(torch.randn(8, *SPEC.shape))
     d.eval()
     weight = d.head.weight  # the normalised weight
     assert float(torch.linalg.matrix_norm(weight.detach(), ord=2)) == pytest.approx(1.0, abs=0.02)
@@ -91,12 +92,12 @@ def test_truncated_noise_stays_inside_and_the_plain_noise_is_unchanged():
     z = gan_models.truncated_noise(2000, 8, 1.0, torch.Generator().manual_seed(0))
     assert z.abs().max() <= 1.0 and 0.5 < z.std() < 0.58  # N(0, 1) truncated to [-1, 1] has std 0.54
     assert (z.abs() > 0.99).float().mean() < 0.01  # redrawn inside, not piled up at the edges as clipping would
-    gan = gan_models.GAN(gan_models.GANConfig(latent_dim=8, width=4))
+    gan = gan_models.GAN(SMALL)
     plain = gan.noise(5, torch.Generator().manual_seed(0))
     assert torch.equal(plain, torch.randn(5, 8, generator=torch.Generator().manual_seed(0)))  # gan_step's noise
     a = gan.sample(4, torch.Generator().manual_seed(1), truncation=0.5)
     b = gan.sample(4, torch.Generator().manual_seed(1), truncation=0.5)
-    assert torch.equal(a, b) and a.shape == (4, 1, 28, 28) and not torch.equal(a, gan.sample(4, torch.Generator()
+    assert torch.equal(a, b) and a.shape == (4, *SPEC.shape) and not torch.equal(a, gan.sample(4, torch.Generator()
                                                                                               .manual_seed(1)))
     with pytest.raises(ValueError, match="threshold"):
         gan_models.truncated_normal(torch.rand(3), 0.0)
@@ -149,7 +150,7 @@ def test_divergence_stops_cleanly_and_keeps_the_last_good_state(tmp_path, monkey
         gan_training.train_gan(SMALL, TINY_RECIPE, run, seed=0, progress=False)
     gan = gan_models.GAN(SMALL)
     epoch, step, history = run.restore({"g": gan.generator, "d": gan.discriminator}, {}, torch.Generator())
-    assert (epoch, step, len(history)) == (1, 6, 6)
+    assert (epoch, step, len(history["steps"]), len(history["epochs"])) == (1, 6, 6, 1)
     assert torch.isfinite(gan.sample(2, torch.Generator().manual_seed(0))).all()
 
 
@@ -160,35 +161,31 @@ def test_saturating_and_hinge_losses_are_switches():
 
 
 def test_snapshots_survive_json():
-    snaps = {0: torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8), 10: torch.zeros(3, 28, 28, dtype=torch.uint8)}
+    snaps = {0: torch.randint(0, 256, (3, 28, 28, 1), dtype=torch.uint8),
+             10: torch.zeros(3, 28, 28, 1, dtype=torch.uint8)}
     back = gan_measure.decode_snapshots(gan_measure.encode_snapshots(snaps))
     assert list(back) == [0, 10] and all(torch.equal(back[k], snaps[k]) for k in snaps)
 
 
-shipped = pytest.mark.skipif(not (checkpoints.exists("dcgan") and checkpoints.exists("cdcgan")),
-                             reason="shipped GANs not trained yet: python -m prodlab train dcgan|cdcgan")
-
-
-@shipped
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan"])
 def test_shipped_gans_load_and_sample_deterministically(name):
     a, labels = checkpoints.generate(name, 20, seed=5)
     b, _ = checkpoints.generate(name, 20, seed=5)
     c, _ = checkpoints.generate(name, 20, seed=6)
-    assert a.shape == (20, 28, 28) and a.dtype == torch.uint8
+    assert a.shape == (20, 28, 28, 1) and a.dtype == torch.uint8
     assert torch.equal(a, b) and not torch.equal(a, c)
     assert (labels is not None) == (name == "cdcgan")
     meta = checkpoints.read_meta(name)
     assert meta["train_cpu_seconds_steps"] < 40 * 60 and meta["metrics"]["n"] == 10_000
 
 
-@shipped
 def test_shipped_cdcgan_makes_the_requested_classes():
     from prodlab import metrics
 
     images, labels = checkpoints.generate("cdcgan", 1000, seed=1)
     r = ruler.load()
-    assert metrics.class_fidelity(r.predict(r.features(images)), labels)["class_fidelity"] > 0.85
+    fidelity = metrics.class_fidelity(r.predict(r.features(images)), labels, SPEC.class_names)
+    assert fidelity["class_fidelity"] > 0.85
 
 
 def _is_article_recipe(fields: dict) -> bool:
@@ -204,7 +201,6 @@ def test_the_shipped_variant_is_the_lower_fid_of_raw_and_ema():
     assert gan_measure.choose_shipped({"raw": {"fid": 8.0}}) == "raw"  # a run without EMA
 
 
-@shipped
 @pytest.mark.parametrize("name", ["dcgan", "cdcgan"])
 def test_shipped_generator_is_the_best_measured_variant_of_its_run(name):
     meta = checkpoints.read_meta(name)
@@ -220,7 +216,6 @@ def test_shipped_generator_is_the_best_measured_variant_of_its_run(name):
     assert acceptance["fid_ratio_at_most_0.75"] == (acceptance["fid"] <= 0.75 * acceptance["baseline_fid"])
 
 
-@shipped
 @pytest.mark.parametrize("fid", ["gan-training-curves", "gan-progress", "gan-ablation"])
 def test_gan_figures_render_from_the_stored_numbers(fid):
     import matplotlib.pyplot as plt

@@ -87,7 +87,7 @@ def test_fashion_mnist_products_survive_a_shop_photo_round_trip(tmp_path):
 
 
 def test_framing_can_mimic_mnist(tmp_path):
-    x = to_product_image(_shop_photo(), Framing(fit=20))
+    x = to_product_image(_shop_photo(), Framing(size=28, fit=20))
     assert _extent(x) == (10, 20) and float(x[0, :, :4].max()) == 0.0  # a 20-pixel box, 4 black columns left
 
 
@@ -118,7 +118,7 @@ def test_a_catalogue_thumbnail_comes_back_unchanged(tmp_path):
     images = data.load("train")[0][:50]
     for i, image in enumerate(images):
         path = tmp_path / f"{i}.png"
-        Image.fromarray(image.numpy()).save(path)
+        Image.fromarray(image[..., 0].numpy()).save(path)
         x = to_product_image(path)
         original = data.to_float(image[None])[0]
         assert torch.allclose(x * original.max(), original, atol=1e-6)  # the same, up to a contrast stretch
@@ -209,3 +209,19 @@ def test_a_large_image_is_shrunk_in_its_own_mode_before_any_conversion(mode):
     small = open_image(big)
     assert small.mode == big.mode and small.size == (1024, 768)
     assert _extent(to_product_image(big)) == (14, 28)
+
+
+def test_a_colour_photo_becomes_a_catalogue_image_of_the_spec():
+    from prodlab.datasets.spec import ImageSpec
+    from prodlab.imageio import to_colour_image, user_image
+
+    spec = ImageSpec(3, 32, 32, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
+    arr = np.full((300, 600, 3), (250, 250, 250), dtype=np.uint8)
+    arr[100:200, 100:500] = (200, 20, 20)  # a red bar, twice as wide as the photo is high... on light grey
+    x = to_colour_image(Image.fromarray(arr), spec)
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32
+    assert torch.allclose(x[:, 0, 0], torch.tensor([250 / 255] * 3), atol=0.01)  # padded with the border colour
+    centre = x[:, 16, 16]
+    assert centre[0] > 0.7 and centre[1] < 0.2 and centre[2] < 0.2  # red stays red
+    assert torch.equal(user_image(Image.fromarray(arr), spec), x)
+    assert user_image(_shop_photo(), data.spec()).shape == (1, 28, 28)  # a grey catalogue: Fashion-MNIST's way

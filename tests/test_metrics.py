@@ -107,19 +107,34 @@ def test_knn_radii_excludes_the_point_itself():
 
 
 def test_class_fidelity_and_coverage():
-    requested = torch.arange(100) % 10
+    names = data.spec().class_names
+    n = len(names)
+    requested = torch.arange(10 * n) % n
     predicted = requested.clone()
-    predicted[:20] = 0  # the first twenty: 0..9, 0..9 -> two hits (the zeros), 18 misses
-    result = metrics.class_fidelity(predicted, requested)
-    assert result["class_fidelity"] == pytest.approx(0.82)
+    predicted[: 2 * n] = 0  # the first two rounds 0..n-1: two hits (the zeros), 2n - 2 misses
+    result = metrics.class_fidelity(predicted, requested, names)
+    assert result["class_fidelity"] == pytest.approx(1 - (2 * n - 2) / (10 * n))
     assert result["class_fidelity_per_class"]["T-shirt/top"] == 1.0
     assert result["class_fidelity_per_class"]["Trouser"] == pytest.approx(8 / 10)
+    assert list(result["class_fidelity_per_class"]) == list(names)
 
-    uniform = metrics.class_coverage(torch.arange(1000) % 10)
-    assert uniform["coverage_tv"] == pytest.approx(0.0) and uniform["classes_covered"] == 10
-    single = metrics.class_coverage(torch.full((1000,), 3))
-    assert single["coverage_tv"] == pytest.approx(0.9) and single["classes_covered"] == 1
-    assert single["coverage_kl"] == pytest.approx(math.log(10))
+    uniform = metrics.class_coverage(torch.arange(100 * n) % n, n)
+    assert uniform["coverage_tv"] == pytest.approx(0.0) and uniform["classes_covered"] == n
+    assert uniform["class_share"] == [round(1 / n, 4)] * n
+    single = metrics.class_coverage(torch.full((1000,), 3), n)
+    assert single["coverage_tv"] == pytest.approx(1 - 1 / n) and single["classes_covered"] == 1
+    assert single["coverage_kl"] == pytest.approx(math.log(n))
+
+
+def test_class_metrics_take_the_classes_they_are_given():
+    three = ("red", "green", "blue")  # another data set's classes
+    result = metrics.class_fidelity(torch.tensor([0, 1, 1, 2]), torch.tensor([0, 1, 2, 2]), three)
+    assert result["class_fidelity"] == 0.75 and result["class_fidelity_per_class"] == {"red": 1.0, "green": 1.0,
+                                                                                       "blue": 0.5}
+    coverage = metrics.class_coverage(torch.tensor([0, 0, 1, 2]), 3)
+    assert coverage["class_share"] == [0.5, 0.25, 0.25] and coverage["classes_covered"] == 3
+    assert coverage["coverage_tv"] == pytest.approx(0.5 - 1 / 3)
+    assert len(metrics.class_coverage(torch.tensor([0]), 5)["class_share"]) == 5  # classes never predicted count
 
 
 def test_memorisation_detects_copied_training_images():
@@ -132,13 +147,29 @@ def test_memorisation_detects_copied_training_images():
 
 
 def test_input_convention():
-    u8 = torch.randint(0, 256, (3, 28, 28), dtype=torch.uint8)
-    assert torch.equal(metrics.as_images(u8), data.to_float(u8))
-    assert metrics.as_images(np.zeros((2, 1, 28, 28), np.float32)).shape == (2, 1, 28, 28)
+    """Every image metric reads its input through data.as_batch: stored uint8 N x H x W x C and float N x C x H x W
+    give the same numbers; [-1, 1] images and batches of no image shape are refused."""
+    images = data.load("test")[0][:20]
+    x = data.to_float(images)
+    assert torch.equal(metrics.laplacian_variance(images), metrics.laplacian_variance(x))
+    assert torch.equal(metrics.high_frequency_share(images), metrics.high_frequency_share(x.numpy()))
+    assert torch.equal(metrics.nearest_distances(images[:5], images), metrics.nearest_distances(x[:5], x))
+    assert metrics.nearest_distances(images[:5], images).max() == 0.0  # each finds itself
     with pytest.raises(ValueError, match="denormalize"):
-        metrics.as_images(torch.full((2, 1, 28, 28), -1.0))
-    with pytest.raises(ValueError, match="shape"):
-        metrics.as_images(torch.zeros(2, 3, 28, 28))
+        metrics.laplacian_variance(data.normalize(x))
+    with pytest.raises(ValueError, match="N x C x H x W"):
+        metrics.sharpness(torch.zeros(5))
+
+
+def test_image_metrics_work_per_channel_on_colour_images():
+    grey = data.to_float(data.load("test")[0][:8])
+    colour = grey.repeat(1, 3, 1, 1)  # three equal channels: each channel's share and variance are the grey ones
+    # (the variance over 3 x 676 filtered values instead of 676: an unbiased estimate, 0.1 % apart)
+    assert torch.allclose(metrics.laplacian_variance(colour), metrics.laplacian_variance(grey), rtol=2e-3)
+    assert torch.allclose(metrics.high_frequency_share(colour), metrics.high_frequency_share(grey), rtol=1e-5)
+    wide = torch.rand(4, 3, 16, 24, generator=torch.Generator().manual_seed(0))  # not square, not Fashion-MNIST
+    assert metrics.laplacian_variance(wide).shape == (4,) and metrics.high_frequency_share(wide).shape == (4,)
+    assert metrics.high_frequency_share(wide).min() > metrics.high_frequency_share(colour).max()  # noise is sharp
 
 
 def test_degradations():

@@ -10,8 +10,8 @@ import sys
 
 import pytest
 
-from prodlab import checkpoints, config, recipes
-from prodlab.__main__ import EXAMPLES, build_parser, main
+from prodlab import checkpoints, config, models, recipes
+from prodlab.cli import build_parser, main
 from prodlab.training import gan as gan_training
 from prodlab.training import registry
 from prodlab.training.gan import GANRecipe
@@ -55,7 +55,13 @@ def test_recipe_of_another_type_is_refused():
         recipes.recipe_from_json(stored, GANRecipe)
 
 
-@pytest.mark.parametrize("name", ["classifier", "vae", "vae-sharp", "vae2d", "dcgan", "cdcgan", "latent-diffusion"])
+def test_every_registered_model_is_shipped_and_of_its_family():
+    assert checkpoints.names() == sorted(registry.ENTRIES)
+    for name, entry in registry.ENTRIES.items():
+        assert checkpoints.read_meta(name)["kind"] == entry.kind in models.FAMILIES, name
+
+
+@pytest.mark.parametrize("name", list(registry.ENTRIES))
 def test_shipped_checkpoints_record_the_shipped_recipe_and_the_command(name):
     meta = checkpoints.read_meta(name)
     assert registry.recipe_of(name, meta) == registry.entry(name).recipe
@@ -73,6 +79,8 @@ def test_only_the_shipped_recipe_writes_to_data_checkpoints(monkeypatch):
     assert registry.output_dir("dcgan", other, config.CHECKPOINT_DIR) == config.CHECKPOINT_DIR  # said explicitly
     monkeypatch.setenv(config.QUICK_ENV, "1")
     assert registry.output_dir("dcgan", registry.entry("dcgan").quick, None) == config.RUNS_DIR / "dcgan-quick"
+    monkeypatch.delenv(config.QUICK_ENV)
+    assert registry.output_dir("dcgan", shipped, None, "shop") == config.RUNS_DIR / "shop" / "dcgan"  # other data
 
 
 def test_cli_overrides_are_one_line_and_status_1(capsys):
@@ -97,9 +105,10 @@ def test_recipes_command_prints_the_registry(capsys):
 def test_every_command_has_an_example_and_the_version_flag(capsys):
     parser = build_parser()
     commands = parser._subparsers._group_actions[0].choices  # argparse keeps the sub-parsers here
-    assert set(commands) == set(EXAMPLES)
+    assert {"data", "train", "recipes", "sample", "evaluate", "search", "bench", "figures", "compute"} <= set(commands)
     for name, sub in commands.items():
-        assert f"example: {EXAMPLES[name]}" in sub.format_help(), name
+        assert f"example: python -m prodlab {name}" in sub.format_help() or "example: PRODLAB_QUICK=1 python -m " \
+            f"prodlab {name}" in sub.format_help(), name
     with pytest.raises(SystemExit) as exit_:
         main(["--version"])
     assert exit_.value.code == 0 and "prodlab 0.1.0" in capsys.readouterr().out

@@ -8,9 +8,13 @@ import time
 import numpy as np
 import pytest
 import torch
+from PIL import Image
 from sklearn.neighbors import NearestNeighbors
 
-from prodlab import config, search
+from prodlab import checkpoints, config, data, search
+from prodlab.datasets import store
+from prodlab.datasets.spec import ImageSpec
+from prodlab.models.classifier import ClassifierConfig, ProductClassifier
 from prodlab.search import Index
 
 
@@ -110,7 +114,7 @@ def test_unknown_and_untrained_embeddings_say_what_to_do(tmp_path):
 
 
 def test_edits_shift_and_brighten():
-    x = torch.zeros(1, 1, 28, 28)
+    x = torch.zeros(1, *data.spec().shape)
     x[..., 10, 5] = 0.6
     moved = search.shift(x, 3)
     assert moved[0, 0, 10, 8] == 0.6 and moved.sum() == pytest.approx(0.6)
@@ -121,25 +125,26 @@ def test_edits_shift_and_brighten():
 def test_cli_search_prints_json_hits_and_a_grid(tmp_path, capsys):
     from PIL import Image
 
-    from prodlab.__main__ import main
+    from prodlab.cli import main
 
     images, labels = search.catalogue()
     path = tmp_path / "item.png"
-    Image.fromarray(images[4321].numpy()).save(path)  # a catalogue thumbnail comes back as itself
+    Image.fromarray(images[4321, :, :, 0].numpy()).save(path)  # a catalogue thumbnail comes back as itself
     grid = tmp_path / "grid.png"
     assert main(["search", str(path), "--k", "3", "--json", "--embedding", "pixels", "--grid", str(grid)]) == 0
     hits = json.loads(capsys.readouterr().out)
-    assert [set(h) for h in hits] == [{"id", "label", "class", "score"}] * 3
+    assert [set(h) for h in hits] == [{"id", "label", "class", "score", "embedding"}] * 3
     assert hits[0]["id"] == 4321 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
-    assert hits[0]["label"] == int(labels[4321]) and hits[0]["class"] == search.data.CLASS_NAMES[hits[0]["label"]]
+    names = search.data.spec().class_names
+    assert hits[0]["label"] == int(labels[4321]) and hits[0]["class"] == names[hits[0]["label"]]
     assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"]
     assert Image.open(grid).size[0] > 300
     assert main(["search", str(path), "--k", "2", "--embedding", "pixels"]) == 0
-    assert "id  4321" in capsys.readouterr().out
+    assert "1. id   4321 " in capsys.readouterr().out
 
 
 def test_cli_search_bad_file_is_an_error_message(tmp_path, capsys):
-    from prodlab.__main__ import main
+    from prodlab.cli import main
 
     path = tmp_path / "photo.png"
     path.write_text("not an image")
@@ -150,11 +155,127 @@ def test_cli_search_bad_file_is_an_error_message(tmp_path, capsys):
     assert "missing.jpg: no such file" in capsys.readouterr().err
 
 
-def test_cli_evaluate_search_json(monkeypatch, capsys):
-    from prodlab.__main__ import main
+def test_cli_bench_retrieval_json(monkeypatch, capsys):
+    from prodlab.cli import main
 
     monkeypatch.setattr(search, "EMBEDDINGS", {"pixels": search.EMBEDDINGS["pixels"]})  # the fast one only
-    assert main(["evaluate", "search", "--json", "--n", "60"]) == 0
+    assert main(["bench", "retrieval", "--json", "--queries", "60"]) == 0
     result = json.loads(capsys.readouterr().out)["pixels"]
     keys = {"precision_at_1", "precision_at_10", "map_at_100", "query_ms_single", "query_ms_batch", "build_s"}
     assert keys <= set(result) and result["n_queries"] == 60 and 0.5 < result["precision_at_10"] <= 1.0
+
+
+# ---------------------------------------------------------------- catalogues other than Fashion-MNIST
+
+TINY_CLASSES = ("red", "green", "blue")
+
+
+def _tiny_tensors(channels: int, side: int, n: int, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """``n`` products of class 0-2: a square of the class's colour (grey level for one channel) at a random place
+    on black, with some noise, uint8 N x H x W x C, and their labels."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % len(TINY_CLASSES)
+    images = torch.zeros(n, side, side, channels, dtype=torch.uint8)
+    for i, label in enumerate(labels.tolist()):
+        top, left = torch.randint(0, side // 2, (2,), generator=g).tolist()
+        colour = torch.full((channels,), 80 + 80 * label) if channels == 1 else torch.eye(3)[label] * 200 + 40
+        images[i, top : top + side // 2, left : left + side // 2] = colour.to(torch.uint8)
+    noise = torch.randint(0, 16, images.shape, generator=g, dtype=torch.uint8)  # no two products alike
+    return torch.where(images > 0, images + noise, images), labels
+
+
+@pytest.fixture
+def tiny(tmp_path, monkeypatch, request) -> tuple[str, ImageSpec]:
+    """A stored catalogue ``tiny`` (3 x 8 x 8 colour, or 1 x 12 x 12 grey with ``indirect`` 1) in a temporary
+    data home, with no classifier trained on it (runs in a temporary folder too)."""
+    channels = getattr(request, "param", 3)
+    side = 8 if channels == 3 else 12
+    monkeypatch.setenv(config.DATA_ENV, str(tmp_path / "data"))
+    monkeypatch.setattr(config, "RUNS_DIR", tmp_path / "runs")
+    train, train_labels = _tiny_tensors(channels, side, 60, seed=0)
+    test, test_labels = _tiny_tensors(channels, side, 30, seed=1)
+    spec = ImageSpec.measure(train, TINY_CLASSES)
+    store.write_catalogue("tiny", spec, {"train_images": train, "train_labels": train_labels,
+                                         "test_images": test, "test_labels": test_labels}, {"source": "test"})
+    return "tiny", spec
+
+
+def _save_classifier(dataset: str, spec: ImageSpec) -> None:
+    """An untrained classifier of ``dataset``, where ``train classifier --data DATASET`` leaves one."""
+    torch.manual_seed(0)
+    model = ProductClassifier(ClassifierConfig(spec, channels=(4, 4, 4), hidden=8)).eval()
+    checkpoints.save("classifier", model, dataset=dataset, recipe=None, command="test", seed=0, train_seconds=0.0,
+                     metrics={}, directory=config.RUNS_DIR / dataset / "classifier-test")
+
+
+def test_another_data_set_offers_pixels_and_pca_and_says_why_not_the_others(tiny):
+    name, spec = tiny
+    images, labels = search.catalogue(name)
+    assert images.shape == (60, spec.height, spec.width, spec.channels) and len(labels) == 60
+    assert search.available(dataset=name) == ["pixels", "pca"] and search.best_available(dataset=name) == "pca"
+    assert search.unavailable("classifier", dataset=name) == (
+        "classifier: not available yet (train it with python -m prodlab train classifier --data tiny)")
+    for model in ("vae", "dcgan"):
+        reason = search.unavailable(model, dataset=name)
+        assert reason.startswith(f"{model}: not available for tiny") and "fashion-mnist" in reason
+        assert "\n" not in reason
+        with pytest.raises(search.SearchError, match=f"{model}: not available for tiny"):
+            search.catalogue_index(model, dataset=name)
+    result = search.benchmark(20, dataset=name)
+    assert [r["available"] for r in result.values()] == [True, True, False, False, False]
+    assert result["pixels"]["n_catalogue"] == 60 and result["pca"]["dim"] == min(search.PCA_DIM, 60)
+
+
+def test_catalogue_indexes_are_cached_per_data_set(tiny):
+    name, spec = tiny
+    stale = search.cache_path("pixels", "0" * 64, dataset=name)  # tiny's pixels index of older data
+    neighbour = search.cache_path("pca", "0" * 64, dataset=f"{name}-pixels")  # another data set's, a similar name
+    legacy = neighbour.with_name(f"search-pixels-{'0' * 16}-v3.safetensors")  # Fashion-MNIST's, before data sets
+    for path in (stale, neighbour, legacy):
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_bytes(b"old")
+    emb, index = search.catalogue_index("pixels", dataset=name)
+    assert emb.dataset == name and emb.image == spec and index.dim == spec.num_pixels and len(index) == 60
+    assert emb.key == search.data_key(name) != search.data_key()
+    assert search.cache_path("pixels", emb.key, dataset=name).is_file() and not stale.exists()
+    assert neighbour.exists() and legacy.exists()
+    images = search.catalogue(name)[0]
+    assert search.query(emb, index, images[[3, 41]], k=2)[1][:, 0].tolist() == [3, 41]
+    _, fast = search.catalogue_index("pixels", kind="approx", dataset=name)
+    assert len(fast) == 60 and search.query(emb, fast, images[[3, 41]], k=2)[1][:, 0].tolist() == [3, 41]
+
+
+@pytest.mark.parametrize("tiny", [3, 1], indirect=True, ids=["colour", "grey"])
+def test_search_photo_finds_the_catalogue_item_of_its_own_thumbnail(tiny, tmp_path):
+    name, spec = tiny
+    images, labels = search.catalogue(name)
+    pixels = images[7].numpy()
+    path = tmp_path / "item.png"
+    Image.fromarray(pixels[..., 0] if spec.channels == 1 else pixels).save(path)
+    hits = search.search_photo(path, dataset=name, k=3, embedding="pixels")
+    assert [set(h) for h in hits] == [{"id", "label", "class", "score", "embedding"}] * 3
+    assert hits[0]["id"] == 7 and hits[0]["score"] == pytest.approx(1.0, abs=1e-4)
+    assert hits[0]["label"] == int(labels[7]) and hits[0]["class"] == TINY_CLASSES[hits[0]["label"]]
+    assert hits[0]["score"] >= hits[1]["score"] >= hits[2]["score"] and hits[0]["embedding"] == "pixels"
+    assert search.search_photo(path, dataset=name, k=2)[0]["embedding"] == "pca"  # the best there is here
+    assert torch.equal(search.found_images(hits[:1], name), data.to_float(images[7:8]))
+
+
+def test_a_classifier_trained_on_the_data_set_is_its_best_embedding(tiny):
+    name, spec = tiny
+    _save_classifier(name, spec)
+    assert search.unavailable("classifier", dataset=name) is None
+    assert search.best_available(dataset=name) == "classifier"
+    run = config.RUNS_DIR / name / "classifier-test"
+    assert search.embedding_key("classifier", dataset=name) == checkpoints.weights_sha256("classifier", run)
+    emb, index = search.catalogue_index("classifier", dataset=name)
+    assert index.dim == 8 and len(index) == 60 and emb.image == spec
+    hits = search.search_photo(search.catalogue(name)[0][5], dataset=name, k=4)  # a tensor is taken as an image
+    assert len(hits) == 4 and {h["embedding"] for h in hits} == {"classifier"}
+
+
+def test_a_photo_of_another_shape_is_refused_and_fashion_mnist_keeps_its_thumbnail():
+    spec = data.spec()
+    assert search.photo_image(torch.zeros(spec.shape), spec).shape == spec.shape
+    with pytest.raises(ValueError, match="expected images of shape"):
+        search.photo_image(torch.zeros(3, spec.height, spec.width), spec)

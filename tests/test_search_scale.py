@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
 import json
 import struct
 
@@ -12,7 +11,9 @@ from safetensors import safe_open
 from safetensors.torch import save_file
 
 from prodlab import search
-from prodlab.search import approx, bench, cli, sizing
+from prodlab.cli import build_parser, main
+from prodlab.cli.bench import format_bench
+from prodlab.search import approx, bench, sizing
 from prodlab.search.approx import ApproxIndex
 
 
@@ -102,24 +103,21 @@ def test_bad_index_files_are_one_clear_search_error(tuned, tmp_path):
 
 
 def test_index_argument_parses_exact_and_approx_only(capsys):
-    parser = argparse.ArgumentParser()
-    cli.add_search_index_argument(parser)
-    assert parser.parse_args([]).index == "exact"
-    assert parser.parse_args(["--index", "approx"]).index == "approx"
+    parser = build_parser()
+    assert parser.parse_args(["search", "x.png"]).index == "exact"
+    assert parser.parse_args(["search", "x.png", "--index", "approx"]).index == "approx"
     with pytest.raises(SystemExit) as exit_info:
-        parser.parse_args(["--index", "fast"])
+        parser.parse_args(["search", "x.png", "--index", "fast"])
     assert exit_info.value.code == 2 and "invalid choice: 'fast'" in capsys.readouterr().err
     with pytest.raises(search.SearchError, match="unknown index kind 'fast'"):
         search.catalogue_index("pixels", kind="fast")
 
 
-def test_bench_arguments_refuse_a_bad_size():
-    parser = argparse.ArgumentParser()
-    cli.add_bench_arguments(parser)
-    args = parser.parse_args(["--n", "60000", "--n", "12", "--json"])
-    assert args.n == [60000, 12] and args.json and args.threads == 1
-    with pytest.raises(search.SearchError, match="--n must be between 1,000 and"):
-        cli.run_bench(args)
+def test_bench_search_refuses_a_bad_size(capsys):
+    args = build_parser().parse_args(["bench", "search", "--sizes", "60000", "--sizes", "12", "--json"])
+    assert args.sizes == [60000, 12] and args.json and args.threads == 1
+    assert main(["bench", "search", "--sizes", "60000", "--sizes", "12"]) == 1
+    assert capsys.readouterr().err.startswith("error: --sizes must be between 1,000 and 100,000,000, not 12")
 
 
 def test_approx_catalogue_index_is_cached_and_finds_the_item_itself():
@@ -136,7 +134,7 @@ def test_stand_in_growth_is_deterministic_and_keeps_the_real_items_first():
     images = search.catalogue()[0][:70]
     a = bench.augmented(images, torch.Generator().manual_seed(1))
     b = bench.augmented(images, torch.Generator().manual_seed(1))
-    assert torch.equal(a, b) and a.shape == (70, 1, 28, 28) and a.min() >= 0 and a.max() <= 1
+    assert torch.equal(a, b) and a.shape == (70, *search.data.spec().shape) and a.min() >= 0 and a.max() <= 1
     assert not torch.equal(a, search.as_batch(images))
     base, labels = torch.nn.functional.normalize(torch.randn(10, 8), dim=1), torch.arange(10)
     vectors, grown_labels = bench.grown(base, labels, 25)
@@ -154,7 +152,8 @@ def test_bench_in_a_tiny_mode_returns_every_figure_and_the_note(tmp_path):
         assert {"single_ms", "batched_ms_per_query", "build_s", "bytes_per_item"} <= set(m)
         assert 0 < m["single_ms"]["p50"] <= m["single_ms"]["p99"]
     assert r["approx"]["recall_at_10"] >= approx.TARGET_RECALL and r["approx"]["factory"] == "IVF32,Flat"
-    assert r["exact"]["bytes_per_item"] == 784 * 4 + 8
+    assert r["exact"]["bytes_per_item"] == search.data.spec().num_pixels * 4 + 8  # float32 pixels, an int64 label
+    assert result["dataset"] == search.data.DEFAULT
     note = sizing.write_note(result, tmp_path / "note.md").read_text()
     assert "100 million" in note and "IVF32,Flat" in note and result["stand_in"] in note
 
@@ -167,13 +166,9 @@ def test_sizing_of_100_million_from_measured_costs():
     assert p["memory_gib"] == round(1e11 / 2**30, 1) and p["machines_of_64_gib"] == 2 and p["cores_for_100_qps"] == 20
 
 
-def test_run_bench_writes_the_json_it_prints(tmp_path, capsys):
-    parser = argparse.ArgumentParser()
-    parser.add_argument("--out")
-    cli.add_bench_arguments(parser)
+def test_bench_search_writes_the_json_it_prints(tmp_path, capsys):
     out = tmp_path / "bench.json"
-    args = parser.parse_args(["--n", "2000", "--no-compare", "--json", "--out", str(out)])
-    assert cli.run_bench(args) == 0
+    assert main(["bench", "search", "--sizes", "2000", "--no-compare", "--json", "--out", str(out)]) == 0
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(out.read_text()) == printed and printed["embedding"] == search.BEST
-    assert [r["n"] for r in printed["results"]] == [2000] and "IVF" in cli.format_bench(printed)
+    assert [r["n"] for r in printed["results"]] == [2000] and "IVF" in format_bench(printed)

@@ -7,7 +7,7 @@ import inspect
 import torch
 from torch import nn
 
-from prodlab import losses, show
+from prodlab import data, losses, show
 
 
 def test_show_is_the_installed_source():
@@ -43,12 +43,13 @@ def test_shape_walk_reports_tuple_outputs():
 
 
 def test_shape_walk_on_the_workbook_models():
-    from prodlab.models.gan import GAN
+    from prodlab.models.gan import GAN, GANConfig
     from prodlab.models.vae import ConvVAE, VAEConfig
 
-    gan = GAN()
+    spec = data.spec()
+    gan = GAN(GANConfig(spec))
     rows = show.layer_shapes(gan.generator, torch.zeros(4, gan.cfg.latent_dim), None)
-    assert rows[-1].shape == ((4, 1, 28, 28),)  # noise in, a batch of images out
-    vae = ConvVAE(VAEConfig(latent_dim=2))
-    rows = show.layer_shapes(vae, torch.zeros(4, 1, 28, 28))
-    assert ((4, 2),) in [r.shape for r in rows] and rows[-1].shape[0][-2:] == (28, 28)
+    assert rows[-1].shape == ((4, *spec.shape),)  # noise in, a batch of images out (4 x 1 x 28 x 28)
+    vae = ConvVAE(VAEConfig(spec, latent_dim=2))
+    rows = show.layer_shapes(vae, torch.zeros(4, *spec.shape))
+    assert ((4, 2),) in [r.shape for r in rows] and rows[-1].shape[0][-2:] == (spec.height, spec.width)

@@ -18,20 +18,24 @@ from prodlab.training import vae_measure
 TINY = vae_training.VAERecipe(epochs=2, batch_size=64, train_limit=192, eval_images=64)
 
 
+SPEC = data.spec()
+
+
 def _x(n: int = 8) -> torch.Tensor:
     return data.to_float(data.load("test")[0][:n])
 
 
-@pytest.mark.parametrize("model", [vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=5)),
-                                   vae_models.ReferenceMLPVAE()], ids=["conv", "reference"])
+@pytest.mark.parametrize("model", [vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=5)),
+                                   vae_models.ReferenceMLPVAE(vae_models.ReferenceVAEConfig(SPEC))],
+                         ids=["conv", "reference"])
 def test_shapes_and_sample_range(model):
     x = _x(4)
     mu, logvar = model.encode(x)
     assert mu.shape == logvar.shape == (4, model.latent_dim)
     logits, _, _ = model(x, torch.Generator().manual_seed(0))
-    assert logits.shape == (4, 1, 28, 28)
+    assert logits.shape == (4, *SPEC.shape)
     samples = model.sample(6, torch.Generator().manual_seed(0))
-    assert samples.shape == (6, 1, 28, 28) and samples.min() >= 0.0 and samples.max() <= 1.0
+    assert samples.shape == (6, *SPEC.shape) and samples.min() >= 0.0 and samples.max() <= 1.0
     assert model.reconstruct(x).shape == x.shape
     with pytest.raises(ValueError, match="unconditional"):
         model.sample(2, labels=torch.zeros(2, dtype=torch.long))
@@ -49,7 +53,7 @@ def test_reparameterisation_lets_gradients_reach_mu_and_sigma():
 
 def test_neg_elbo_matches_torch_distributions():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=3)).eval()
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=3)).eval()
     x = _x(5)
     ours = vae_models.neg_elbo_bernoulli(model, x, seed=7)
     with torch.no_grad():
@@ -63,7 +67,7 @@ def test_neg_elbo_matches_torch_distributions():
 
 def test_iwae_is_below_the_elbo_and_tightens_with_k():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=4)).eval()
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=4)).eval()
     x = _x(64)
     elbo = vae_models.neg_elbo_bernoulli(model, x).mean()
     iwae = {k: vae_models.iwae_nll(model, x, k=k).mean() for k in (1, 10, 100)}
@@ -73,7 +77,7 @@ def test_iwae_is_below_the_elbo_and_tightens_with_k():
 
 def test_iwae_with_one_sample_is_an_elbo_sample_in_expectation():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=4, channels=(8, 16), hidden=32)).eval()
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=4, channels=(8, 16), hidden=32)).eval()
     x = _x(1).repeat(3000, 1, 1, 1)
     elbo = vae_models.neg_elbo_bernoulli(model, x, seed=1)
     iwae1 = vae_models.iwae_nll(model, x, k=1, seed=2)
@@ -83,16 +87,16 @@ def test_iwae_with_one_sample_is_an_elbo_sample_in_expectation():
 
 def test_mean_reduction_multiplies_beta_by_the_number_of_pixels():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=3))
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=3))
     x = _x(4)
     logits, mu, logvar = model(x, torch.Generator().manual_seed(0))
     trap = vae_training.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, reduction="mean"))
-    scaled = vae_training.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, beta=784.0))
-    assert torch.allclose(trap.total * 784, scaled.total)
+    scaled = vae_training.vae_objective(logits, x, mu, logvar, dataclasses.replace(TINY, beta=float(SPEC.num_pixels)))
+    assert torch.allclose(trap.total * SPEC.num_pixels, scaled.total)
 
 
 def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
-    cfg = vae_models.VAEConfig(latent_dim=2, hidden=16)
+    cfg = vae_models.VAEConfig(SPEC, latent_dim=2, hidden=16)
     straight, _ = vae_training.train_vae(cfg, TINY, runs.Run("straight", tmp_path), progress=False)
     vae_training.train_vae(cfg, dataclasses.replace(TINY, epochs=1), runs.Run("resumed", tmp_path), progress=False)
     resumed, history = vae_training.train_vae(cfg, TINY, runs.Run("resumed", tmp_path), progress=False, resume=True)
@@ -102,7 +106,7 @@ def test_interrupted_run_resumes_to_the_same_weights(tmp_path):
 
 
 def test_nan_loss_stops_cleanly_and_the_last_state_loads(tmp_path, monkeypatch):
-    cfg = vae_models.VAEConfig(latent_dim=2, hidden=16)
+    cfg = vae_models.VAEConfig(SPEC, latent_dim=2, hidden=16)
     real = vae_training.vae_objective
     calls = {"n": 0}
 
@@ -113,7 +117,7 @@ def test_nan_loss_stops_cleanly_and_the_last_state_loads(tmp_path, monkeypatch):
 
     monkeypatch.setattr(vae_training, "vae_objective", poisoned)
     run = runs.Run("nan", tmp_path)
-    with pytest.raises(runs.DivergenceError, match=r"step 4: total = nan.*state\.pt"):
+    with pytest.raises(runs.DivergenceError, match=r"step 4: loss = nan.*state\.pt"):
         vae_training.train_vae(cfg, TINY, run, progress=False)
     model = vae_models.ConvVAE(cfg)
     epoch, step, _ = run.restore({"model": model}, {}, torch.Generator())
@@ -123,7 +127,7 @@ def test_nan_loss_stops_cleanly_and_the_last_state_loads(tmp_path, monkeypatch):
 
 def test_collapse_warning_fires_only_for_dead_dimensions():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=6)).eval()
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=6)).eval()
     x = _x(32)
     with torch.no_grad():
         model.to_mu.bias.fill_(1.0)  # every dimension away from the prior: all active
@@ -144,7 +148,7 @@ def test_shipped_checkpoints_load_and_sample_deterministically(name):
     a, _ = checkpoints.generate(name, 16, seed=3)
     b, _ = checkpoints.generate(name, 16, seed=3)
     c, _ = checkpoints.generate(name, 16, seed=4)
-    assert a.dtype == torch.uint8 and a.shape == (16, 28, 28)
+    assert a.dtype == torch.uint8 and a.shape == (16, 28, 28, 1)
     assert torch.equal(a, b) and not torch.equal(a, c)
     meta = checkpoints.read_meta(name)
     assert meta["quick_mode"] is False
@@ -171,9 +175,9 @@ def test_vae_figures_from_the_shipped_checkpoints_render(fid):
 
 def test_autoencoder_has_the_vae_layers_and_a_deterministic_code():
     torch.manual_seed(0)
-    vae = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=3))
+    vae = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=3))
     torch.manual_seed(0)
-    ae = vae_models.build_vae(vae_models.AutoencoderConfig(latent_dim=3))
+    ae = vae_models.build_vae(vae_models.AutoencoderConfig(SPEC, latent_dim=3))
     assert isinstance(ae, vae_models.ConvAutoencoder) and ae.to_logvar is None
     vae_weights = vae.state_dict()
     for name, tensor in ae.state_dict().items():  # the same seed gives the same weights, minus the log-variance head
@@ -188,7 +192,7 @@ def test_autoencoder_has_the_vae_layers_and_a_deterministic_code():
 
 def test_autoencoder_step_with_beta_zero_is_the_reconstruction_alone():
     torch.manual_seed(0)
-    ae = vae_models.ConvAutoencoder(vae_models.VAEConfig(latent_dim=3))
+    ae = vae_models.ConvAutoencoder(vae_models.VAEConfig(SPEC, latent_dim=3))
     x = _x(4)
     recipe = dataclasses.replace(TINY, beta=0.0)
     values = vae_training.vae_step(ae, torch.optim.SGD(ae.parameters(), lr=0.0), x, recipe, torch.Generator())
@@ -209,10 +213,10 @@ def test_fitted_gaussian_codes_have_the_codes_mean_and_covariance():
 
 def test_latent_traversal_changes_one_dimension_per_row():
     torch.manual_seed(0)
-    model = vae_models.ConvVAE(vae_models.VAEConfig(latent_dim=4)).eval()
+    model = vae_models.ConvVAE(vae_models.VAEConfig(SPEC, latent_dim=4)).eval()
     z0, values = torch.zeros(4), torch.tensor([-1.0, 0.0, 1.0])
     tiles = ch03_vae.latent_traversal(model, z0, [2, 0], values)
-    assert tiles.shape == (2, 3, 1, 28, 28)
+    assert tiles.shape == (2, 3, *SPEC.shape)
     assert torch.allclose(tiles[1, 1], model.decode(z0[None])[0], atol=1e-6)  # dimension 0 set to 0: z0 itself
     assert torch.allclose(tiles[0, 2], model.decode(torch.tensor([[0.0, 0.0, 1.0, 0.0]]))[0], atol=1e-6)
 

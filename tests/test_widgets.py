@@ -11,6 +11,7 @@ import torch
 from PIL import Image
 
 from prodlab import data, edit, ruler, widgets
+from prodlab.datasets.spec import ImageSpec
 
 
 def _shown(explorer: widgets.Explorer) -> np.ndarray:
@@ -19,12 +20,23 @@ def _shown(explorer: widgets.Explorer) -> np.ndarray:
 
 
 def test_png_lays_images_side_by_side_enlarged():
-    images = torch.zeros(3, 1, 28, 28)
+    side = data.spec().height
+    images = torch.zeros(3, *data.spec().shape)
     images[1, 0, 0, 0] = 1.0
     arr = np.asarray(Image.open(io.BytesIO(widgets.png(images, scale=2, gap=4))))
-    assert arr.shape == (56, 3 * 56 + 2 * 4)
-    assert arr[0, 60] == 255 and arr[1, 61] == 255 and arr[2, 62] == 0  # image 1's top-left pixel, 2 x 2 screen pixels
-    assert arr[10, 57] == 255  # the white gap
+    assert arr.shape == (2 * side, 3 * 2 * side + 2 * 4)  # one channel: a grey PNG
+    tile = 2 * side + 4  # image 1 starts here
+    assert arr[0, tile] == 255 and arr[1, tile + 1] == 255 and arr[2, tile + 2] == 0  # its top-left pixel, 2 x 2
+    assert arr[10, 2 * side + 1] == 255  # the white gap
+
+
+def test_png_of_colour_images_is_rgb():
+    images = torch.zeros(2, 3, 5, 4)  # two colour images 5 high, 4 wide
+    images[1, 2, 4, 3] = 1.0  # image 1's bottom-right pixel pure blue
+    arr = np.asarray(Image.open(io.BytesIO(widgets.png(images, scale=3, gap=2))))
+    assert arr.shape == (15, 2 * 12 + 2, 3)
+    assert arr[14, 25].tolist() == [0, 0, 255] and arr[11, 23].tolist() == [0, 0, 0]
+    assert arr[0, 12].tolist() == [255, 255, 255]  # the white gap
 
 
 @pytest.fixture(scope="module")
@@ -56,12 +68,13 @@ def test_latent_width_slider_and_seed(latent):
 def test_latent_class_and_model_pickers(latent):
 
     r = ruler.load()
+    assert [name for name, _ in latent.label.options] == list(widgets.image_of("cdcgan").class_names)
     latent.seed.value = 3
     for label in (1, 7, 8):  # trouser, sneaker, bag
         latent.label.value = label
         assert int(r.predict(r.features(latent.current))) == label
     latent.model.value = "vae"
-    assert latent.label.disabled and latent.current.shape == (1, 1, 28, 28)
+    assert latent.label.disabled and latent.current.shape == (1, *data.spec().shape)
     latent.model.value = "cdcgan"
     assert not latent.label.disabled
 
@@ -109,12 +122,18 @@ def test_inpainting_explorer_box_and_presets():
 
 def test_find_similar_uses_the_other_explorers_image_or_a_test_image(latent):
     ex = widgets.SimilarExplorer(source=latent, k=4)
-    assert ex.current.shape == (5, 1, 28, 28)
+    assert ex.current.shape == (5, *data.spec().shape)
     assert torch.equal(ex.current[0], latent.current[0])
     ex.query.value = "test"
     ex.image_id.value = 0  # an ankle boot
     ex.button.click()
     assert ex.caption.value.count("Ankle boot") >= 3
+
+
+def test_box_mask_takes_the_image_size():
+    image = ImageSpec(3, 6, 5, ("a", "b"), (0.5,) * 3, (0.2,) * 3)
+    mask = widgets.inpainting_mask("box", (1, 3), (3, 9), image=image)
+    assert mask.shape == (1, 1, 6, 5) and int(mask.sum()) == 4 and bool(mask[0, 0, 2, 4])
 
 
 def test_cached_slider_directions_are_notebook_05s():

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import config, data, plotting
+from prodlab import config, data, datasets, plotting
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
 
@@ -64,34 +64,39 @@ SHOWCASE_SEED = 0  # which products the data figures show
           "Eight training images of each class, drawn with a fixed seed.")
 def data_samples() -> Figure:
     images, labels = data.load("train")
+    names = data.spec().class_names
     gen = torch.Generator().manual_seed(SHOWCASE_SEED)
     rows = []
-    for c in range(len(data.CLASS_NAMES)):
+    for c in range(len(names)):
         idx = torch.nonzero(labels == c).flatten()
         rows.append(images[idx[torch.randperm(len(idx), generator=gen)[:8]]])
-    return plotting.labelled_rows(rows, data.CLASS_NAMES, suptitle="Fashion-MNIST: 8 products per class")
+    return plotting.labelled_rows(rows, names, suptitle="Fashion-MNIST: 8 products per class")
 
 
 @register("data-class-means", "Per-class mean images", "§3.3 step 1", "00_products",
           "Pixel-wise mean of all 6,000 training images of each class.")
 def data_class_means() -> Figure:
-    means = data.class_means(*data.load("train"))
-    return plotting.image_grid(means, ncols=5, titles=list(data.CLASS_NAMES),
+    spec = data.spec()
+    means = data.class_means(*data.load("train"), spec.n_classes)
+    return plotting.image_grid(means, ncols=5, titles=list(spec.class_names),
                                suptitle="The average product of each class", cell=1.5)
 
 
 @register("data-class-balance", "Images per class", "§3.3 step 1", "00_products",
           "Label counts of the training and test splits.")
 def data_class_balance() -> Figure:
-    counts = {split: torch.bincount(data.load(split)[1], minlength=10).tolist() for split in data.SPLITS}
-    return class_balance(counts, data.CLASS_NAMES)
+    spec = data.spec()
+    counts = {split: torch.bincount(data.load(split)[1], minlength=spec.n_classes).tolist()
+              for split in datasets.SPLITS}
+    return class_balance(counts, spec.class_names)
 
 
 @register("data-mirror-asymmetry", "Which classes survive a horizontal flip", "§3.3 step 2", "00_products",
           "Relative L2 distance between each class-mean training image and its mirror image.")
 def data_mirror_asymmetry() -> Figure:
-    asym = data.mirror_asymmetry(data.class_means(*data.load("train")))
-    return plotting.bar_chart(asym.tolist(), data.CLASS_NAMES, "||mean - mirror(mean)|| / ||mean||",
+    spec = data.spec()
+    asym = data.mirror_asymmetry(data.class_means(*data.load("train"), spec.n_classes))
+    return plotting.bar_chart(asym.tolist(), spec.class_names, "||mean - mirror(mean)|| / ||mean||",
                            "Mirror asymmetry of the average product (higher: a flip changes the product)")
 
 
@@ -109,7 +114,7 @@ def data_augmentation() -> Figure:
     images, _ = data.showcase()
     x = data.to_float(images)
     steps = {}
-    for name, transform in data.augmentations().items():
+    for name, transform in data.augmentations(data.spec()).items():
         config.seed_everything(SHOWCASE_SEED)
         steps[name] = torch.stack([transform(img) for img in x])
     return augmentation_table(x, steps, suptitle="§3.3 step 2: each augmentation on the same ten products")

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, files, metrics, plotting, ruler, runs
+from prodlab import cache, checkpoints, config, files, metrics, plotting, ruler, runs
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
 from prodlab.training import gan_measure
@@ -113,8 +113,9 @@ def gan_samples_per_class() -> Figure:
 
     model = checkpoints.load("cdcgan")
     z = model.noise(10, torch.Generator().manual_seed(0))
-    rows = [model.render(z, torch.full((10,), c)) for c in range(len(data.CLASS_NAMES))]
-    return plotting.labelled_rows(rows, data.CLASS_NAMES,
+    names = model.cfg.image.class_names
+    rows = [model.render(z, torch.full((len(z),), c)) for c in range(len(names))]
+    return plotting.labelled_rows(rows, names,
                                suptitle="cdcgan: one row per requested class, one column per noise vector z")
 
 
@@ -132,11 +133,11 @@ def gan_progress() -> Figure:
 def gan_class_coverage() -> Figure:
     meta = checkpoints.read_meta("dcgan")["metrics"]
     r = ruler.load()
-    test = metrics.class_coverage(r.predict(r.reference("test")))
+    test = metrics.class_coverage(r.predict(r.reference("test")), r.image.n_classes)
     return plotting.class_shares(
         {f"dcgan samples (TV to uniform {meta['coverage_tv']:.3f})": meta["class_share"],
          f"test images (TV {test['coverage_tv']:.3f})": test["class_share"]},
-        data.CLASS_NAMES, f"Predicted class of {meta['n']:,} unconditional samples: no class is missing")
+        r.image.class_names, f"Predicted class of {meta['n']:,} unconditional samples: no class is missing")
 
 
 @register("gan-ablation", "Ablation: the article's losses, then the improvements", "§3.1.2, §4", "02_gan",

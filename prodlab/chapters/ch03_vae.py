@@ -40,12 +40,11 @@ def vae_history(history: Sequence[Mapping[str, float]], title: str = "VAE traini
 
 def latent_manifold(tiles: torch.Tensor | np.ndarray, coords: np.ndarray, title: str) -> Figure:
     """Images decoded on a square grid of 2-D latent points (row-major, top row = largest z2) as one mosaic."""
-    arr = as_numpy(tiles)
     n = len(coords)
-    mosaic = arr.reshape(n, n, 28, 28).transpose(0, 2, 1, 3).reshape(n * 28, n * 28)
+    picture = plotting.mosaic(tiles, n, n)
     fig = new_figure(7.2, 7.4)
     ax = fig.subplots()
-    ax.imshow(mosaic, cmap=CMAP, vmin=0.0, vmax=1.0, interpolation="nearest",
+    ax.imshow(picture, cmap=CMAP if picture.ndim == 2 else None, vmin=0.0, vmax=1.0, interpolation="nearest",
               extent=(-0.5, n - 0.5, -0.5, n - 0.5))
     ticks = np.arange(0, n, max(1, n // 5))
     ax.set_xticks(ticks, [f"{coords[i]:.1f}" for i in ticks])
@@ -142,7 +141,7 @@ def vae_latent() -> Figure:
 
     images, labels = data.load("test")
     z = checkpoints.load("vae2d").embed(data.to_float(images))
-    return plotting.latent_scatter(z.numpy(), labels.numpy(), data.CLASS_NAMES,
+    return plotting.latent_scatter(z.numpy(), labels.numpy(), data.spec().class_names,
                                 "vae2d: test products embedded by the encoder (mean of q(z|x))")
 
 
@@ -273,17 +272,18 @@ TRAVERSAL_VALUES = 9  # codes per traversal row, at the prior's quantiles 3 % ..
 def latent_traversal(model: vae_models.VAE, z0: torch.Tensor, dims: Sequence[int],
                      values: torch.Tensor) -> torch.Tensor:
     """Decode ``z0`` with one latent dimension at a time set to each of ``values``: len(dims) x len(values) images
-    (1 x 28 x 28 each). What one coordinate of the code controls, all others held fixed (chapter 03, §2.3)."""
+    (C x H x W each, the model's image spec). What one coordinate of the code controls, all others held fixed
+    (chapter 03, §2.3)."""
     z = z0.reshape(1, 1, -1).repeat(len(dims), len(values), 1)
     for row, dim in enumerate(dims):
         z[row, :, dim] = values
     with torch.no_grad():
-        return model.decode(z.reshape(-1, z.shape[-1])).reshape(len(dims), len(values), *vae_models.IMAGE_SHAPE)
+        return model.decode(z.reshape(-1, z.shape[-1])).reshape(len(dims), len(values), *model.cfg.image.shape)
 
 
 def traversal_figure(model: vae_models.VAE, x0: torch.Tensor, kl: torch.Tensor, rows: int = 6) -> Figure:
     """Traversals of the ``rows`` latent dimensions with the largest KL (``kl``, per dimension), starting from
-    the posterior mean of the product ``x0`` (1 x 1 x 28 x 28)."""
+    the posterior mean of the product ``x0`` (1 x C x H x W)."""
     dims = kl.argsort(descending=True)[:rows].tolist()
     values = vae_models.latent_grid(TRAVERSAL_VALUES)[0]
     tiles = latent_traversal(model, model.embed(x0)[0], dims, values)
@@ -301,6 +301,6 @@ def vae_traversals() -> Figure:
 
 
 def traversal_product() -> torch.Tensor:
-    """The product the traversals start from: the first sneaker of the test set (class 7), 1 x 1 x 28 x 28."""
+    """The product the traversals start from: the first sneaker of the test set, 1 x 1 x 28 x 28."""
     images, labels = data.showcase()
-    return data.to_float(images[labels == 7])
+    return data.to_float(images[labels == data.spec().class_names.index("Sneaker")])

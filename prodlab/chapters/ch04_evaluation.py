@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from prodlab import cache, checkpoints, config, data, metrics, plotting, ruler, ruler_checks
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
+from prodlab.training import registry
 
 
 def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
@@ -122,23 +123,26 @@ def copy_screen_result() -> cache.Result:
     """``metrics.memorisation`` of 500 samples (seed 0; quick mode 100) of every generative model with a checkpoint:
     section 7's copy-rate column. Cached, because the diffusion models need tens of seconds for 500 samples."""
     n = config.budget(500, 100)
-    names = [name for name in checkpoints.generative_models() if checkpoints.exists(name)]
+    names = [name for name in registry.generative_models() if checkpoints.exists(name)]
     return {"n": n, **{name: metrics.memorisation(checkpoints.generate(name, n)[0]) for name in names}}
 
 
 @register("eval-confusion", "Confusion matrix of the product classifier", "§2.4, §4", "04_evaluation",
           "Shipped classifier on the 10,000 test images; rows are true classes, cells the % of that class.")
 def eval_confusion() -> Figure:
-    report = ruler.classifier_report(ruler.load().model, "test")
-    return confusion_matrix(report["test_confusion"], data.CLASS_NAMES,
+    model = ruler.load().model
+    report = ruler.classifier_report(model, "test")
+    return confusion_matrix(report["test_confusion"], model.cfg.image.class_names,
                                   f"Product classifier on the test set: {100 * report['test_accuracy']:.1f} % correct")
 
 
 @register("eval-errors", "The classifier's most confident errors", "§2.4", "04_evaluation",
           "The 12 misclassified test images with the highest softmax probability of the wrong class.")
 def eval_errors() -> Figure:
-    errors = ruler.confident_errors(ruler.load(), k=12)
-    titles = [f"{data.CLASS_NAMES[t]}\n→ {data.CLASS_NAMES[p]} {100 * c:.0f}%"
+    r = ruler.load()
+    errors = ruler.confident_errors(r, k=12)
+    names = r.image.class_names
+    titles = [f"{names[t]}\n→ {names[p]} {100 * c:.0f}%"
               for t, p, c in zip(errors["labels"], errors["preds"], errors["confidence"], strict=True)]
     return plotting.image_grid(errors["images"], ncols=6, titles=titles, cell=1.45,
                             suptitle="Most confident errors (true class → predicted class, confidence)")
@@ -205,4 +209,5 @@ def eval_coverage(sweeps: dict | None = None) -> Figure:
     shares = {"real images": sweeps["blur"][0]["class_share"],
               "4 classes removed": next(r for r in sweeps["drop"] if r["level"] == 4)["class_share"],
               f"{distinct} distinct images": collapsed["class_share"]}
-    return plotting.class_shares(shares, data.CLASS_NAMES, "Which classes does the classifier see in each sample set?")
+    return plotting.class_shares(shares, data.spec().class_names,
+                                 "Which classes does the classifier see in each sample set?")

@@ -88,7 +88,8 @@ DENOISE_SHOWN = {"gaussian": 0.3, "saltpepper": 0.1}  # the strengths shown in t
 
 
 def _class_titles(labels: torch.Tensor) -> list[str]:
-    return [data.CLASS_NAMES[int(c)] for c in labels]
+    names = data.spec().class_names
+    return [names[int(c)] for c in labels]
 
 
 def enhancement_grid(task: str) -> Figure:
@@ -222,7 +223,7 @@ def edit_class_transfer() -> Figure:
     images = edit.class_transfer(gan, gan.noise(5, torch.Generator().manual_seed(5)))
     return plotting.labelled_rows(list(images), [f"code {i + 1}" for i in range(len(images))],
                                "Same z, other class: the code keeps pose, size and brightness, the label changes",
-                               col_titles=list(data.CLASS_NAMES))
+                               col_titles=list(gan.cfg.image.class_names))
 
 
 DIRECTION_SHOWN = {"brightness": (4, 2), "width": (3, 6), "pattern": (0, 8)}  # two classes shown per property
@@ -240,7 +241,7 @@ def direction_strips(name: str) -> Figure:
                 z = gan.noise(1, torch.Generator().manual_seed(c))
                 rows.append(edit.walk("cdcgan", z, edit.direction("cdcgan", prop), edit.STEPS,
                                       torch.tensor([c]))[0])
-            labels.append(f"{prop}, {data.CLASS_NAMES[c]}")
+            labels.append(f"{prop}, {data.spec().class_names[c]}")
     what = "real test products, encoded" if name == "vae" else "generated products"
     return plotting.labelled_rows(rows, labels, f"Latent directions of the {name.upper()} ({what})\nleft to right: "
                                + ", ".join(v[1] for v in edit.PROPERTIES.values()),
@@ -295,11 +296,12 @@ def invented_result() -> cache.Result:
           "than the original: the first eight.")
 def edit_inpaint_invented(result: dict | None = None) -> Figure:
     result = result or invented_result()
+    names = data.spec().class_names
     return plotting.labelled_rows(
         [result["original"], result["masked"], result["restored"]], ["original", "masked (grey)", "VAE inpainting"],
         f"The prior fills the hole with a plausible product, not always this one: {len(result['original'])} of "
         f"{result['changed_vae']} changed products\n(of {result['n']}); titles: the classifier's class before → after",
-        col_titles=[f"{data.CLASS_NAMES[int(a)]}\n→ {data.CLASS_NAMES[int(b)]}"
+        col_titles=[f"{names[int(a)]}\n→ {names[int(b)]}"
                     for a, b in zip(result["before"], result["after"], strict=True)], label_width=1.6)
 
 

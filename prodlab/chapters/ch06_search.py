@@ -88,6 +88,7 @@ def tsne_map(points: np.ndarray, labels: np.ndarray, class_names: Sequence[str],
 
 SEARCH_QUERIES = 10_000  # test images used as queries (quick mode: 1,000)
 SEARCH_K = 8  # results shown per query
+MNIST_FIT = 20  # MNIST's framing: the digit's longest side spans 20 pixels of the thumbnail's 28
 VARIANT_ITEM, PHOTO_OF = 0, 0  # the catalogue item that is edited, the test product that is photographed
 
 
@@ -101,11 +102,12 @@ def retrieval_figure(emb, index, queries: torch.Tensor, reference: torch.Tensor 
     query, red where not (no frames when ``reference`` is None: a user's image has no known class)."""
     scores, ids = search.query(emb, index, queries, k)
     catalogue = search.catalogue()[0]
-    titles = [[f"{data.CLASS_NAMES[index.labels[i]]}\n{s:.2f}" for i, s in zip(row.tolist(), sc.tolist(), strict=True)]
+    names = data.spec().class_names
+    titles = [[f"{names[index.labels[i]]}\n{s:.2f}" for i, s in zip(row.tolist(), sc.tolist(), strict=True)]
               for row, sc in zip(ids, scores, strict=True)]
     hits = None if reference is None else (index.labels[ids] == reference[:, None]).tolist()
-    return retrieval_rows(search.as_batch(queries), query_titles, [catalogue[row] for row in ids], titles,
-                                hits, suptitle)
+    return retrieval_rows(data.as_batch(queries), query_titles, [catalogue[row] for row in ids], titles,
+                          hits, suptitle)
 
 
 @cache.computation("search-topk", "the top 100 catalogue ids of the first 10,000 test queries, best embedding")
@@ -120,13 +122,14 @@ def topk_result() -> cache.Result:
 @cache.computation("search-photos", "P@10 of 1,000 test products turned into shop photos and back, two framings")
 def photo_result() -> cache.Result:
     """Mean precision@10 of the first 1,000 test images (quick: 200) as stored, and as JPEG shop photos turned back
-    into thumbnails with Zalando's framing (longest side 28 px) and MNIST's (20 px); cached."""
+    into thumbnails with Zalando's framing (longest side 28 px, the whole side) and MNIST's (20 px); cached."""
     emb, index = search.catalogue_index(search.BEST)
     images, labels = search.query_set(config.budget(1_000, 200))
     photos = [imageio.shop_photo(image) for image in images]
     p10 = {"thumbnails as stored": search.mean_precision(emb, index, images, labels)}
-    for fit in (28, 20):
-        x = torch.stack([imageio.to_product_image(p, imageio.Framing(fit=fit)) for p in photos])
+    side = data.spec().height
+    for fit in (side, MNIST_FIT):
+        x = torch.stack([imageio.to_product_image(p, imageio.Framing(size=side, fit=fit)) for p in photos])
         p10[f"photos, product {fit} px long"] = search.mean_precision(emb, index, x, labels)
     return p10
 
@@ -136,7 +139,7 @@ def recovery_result() -> cache.Result:
     """For every available embedding and edit of ``search.EDITS``: the share of 1,000 catalogue items (quick: 300),
     spread over the catalogue, whose edited image finds the original in its top 10; cached."""
     n = config.budget(1_000, 300)
-    items = torch.arange(n) * (60_000 // n)
+    items = torch.arange(n) * (len(search.catalogue()[1]) // n)
     return {name: {edit: search.recovery(*search.catalogue_index(name), items, fn) for edit, fn in search.EDITS.items()}
             for name in search.available()}
 
@@ -147,7 +150,7 @@ def search_examples(kind: str) -> Figure:
     images, labels = search.query_set(search_queries())
     ids = topk_result()["ids"][:, :SEARCH_K]
     picks = search.good_and_failed(index, ids, labels, 5, SEARCH_K)[0 if kind == "good" else 1]
-    titles = [f"query #{int(i)}\n{data.CLASS_NAMES[labels[i]]}" for i in picks]
+    titles = [f"query #{int(i)}\n{data.spec().class_names[labels[i]]}" for i in picks]
     what = "all 8 results of the query's class" if kind == "good" else "the lowest precision@8"
     return retrieval_figure(emb, index, images[picks], labels[picks], titles,
                             f"{kind.capitalize()} queries ({what}): top 8 of 60,000, "
@@ -193,7 +196,7 @@ def search_precision(results: dict | None = None) -> Figure:
 def search_map() -> Figure:
     n = config.budget(3_000, 1_000)
     found = map_result()
-    return tsne_map(found["points"].numpy(), found["labels"].numpy(), data.CLASS_NAMES,
+    return tsne_map(found["points"].numpy(), found["labels"].numpy(), data.spec().class_names,
                           f"t-SNE map of {n:,} catalogue products ({search.EMBEDDINGS[search.BEST].title})")
 
 
@@ -204,8 +207,10 @@ def search_variants() -> Figure:
     emb, index = search.catalogue_index(search.BEST)
     variants = search.variant_queries(VARIANT_ITEM, PHOTO_OF)
     x = torch.stack(list(variants.values()))
-    predicted = checkpoints.load("classifier").predict(x)
-    titles = [f"{name}\n→ {data.CLASS_NAMES[p]}" for name, p in zip(variants, predicted.tolist(), strict=True)]
+    classifier = checkpoints.load("classifier")
+    predicted = classifier.predict(x)
+    names = classifier.cfg.image.class_names
+    titles = [f"{name}\n→ {names[p]}" for name, p in zip(variants, predicted.tolist(), strict=True)]
     return retrieval_figure(emb, index, x, predicted, titles,
                             "Queries that are not catalogue thumbnails: a shop photo, edits of catalogue item "
                             f"{VARIANT_ITEM}, generated products\n→ the class the classifier sees in the query; "

@@ -133,26 +133,28 @@ def diffusion_guidance() -> Figure:
 
 
 def samples_per_class(name: str = "diffusion", per_class: int = 8, seed: int = 0) -> torch.Tensor:
-    """``per_class`` samples of each class from a conditional model: uint8 10 x per_class x 28 x 28."""
+    """``per_class`` samples of each class from a conditional model: uint8 n_classes x per_class x H x W x C."""
     model = checkpoints.load(name)
-    labels = torch.arange(10).repeat_interleave(per_class)
+    n_classes = model.cfg.image.n_classes
+    labels = torch.arange(n_classes).repeat_interleave(per_class)
     with config.one_thread():
         x = model.sample(len(labels), torch.Generator().manual_seed(seed), labels=labels)
-    return data.to_uint8(x).reshape(10, per_class, 28, 28)
+    images = data.to_uint8(x)
+    return images.reshape(n_classes, per_class, *images.shape[1:])
 
 
 @register("diffusion-samples", "The shipped diffusion model, one row per class", "§3.3 step 4, beyond the article",
           "08_diffusion", "8 samples per class of the shipped diffusion model (seed 0, its shipped sampler).")
 def diffusion_samples() -> Figure:
     rows = samples_per_class()
-    return plotting.labelled_rows(list(rows), data.CLASS_NAMES, "diffusion: samples per requested class")
+    return plotting.labelled_rows(list(rows), data.spec().class_names, "diffusion: samples per requested class")
 
 
 def trajectory(label: int = 7, n: int = 4, steps: int = 10, seed: int = 0) -> list[torch.Tensor]:
     """The states ``x_1 -> x_0`` of ``n`` samples of class ``label`` (Euler, ``steps`` steps), in [0, 1]."""
     model = checkpoints.load("diffusion")
     with config.one_thread(), torch.no_grad():
-        states = diffusion.sample_trajectory(model, (n, 1, 28, 28), model.cfg.objective, "euler", steps,
+        states = diffusion.sample_trajectory(model, (n, *model.cfg.image.shape), model.cfg.objective, "euler", steps,
                                              torch.full((n,), label), model.cfg.guidance,
                                              torch.Generator().manual_seed(seed), model.cfg.n_classes)
     return [((s.clamp(-1, 1) + 1) / 2) for s in states]
@@ -163,7 +165,7 @@ def trajectory(label: int = 7, n: int = 4, steps: int = 10, seed: int = 0) -> li
 def diffusion_trajectory() -> Figure:
     states = trajectory()
     times = diffusion.time_grid(len(states) - 1)
-    rows = [torch.stack([s[i, 0] for s in states]) for i in range(len(states[0]))]
+    rows = [torch.stack([s[i] for s in states]) for i in range(len(states[0]))]
     return plotting.labelled_rows(rows, [f"sample {i + 1}" for i in range(len(rows))],
                                   "x_t from t = 1 (noise) to t = 0", col_titles=[f"t={t:.1f}" for t in times])
 

@@ -4,7 +4,7 @@ The article promises three edits; each is an *inverse problem*: we observe ``y =
 product ``x`` and a known degradation ``A``, and want ``x`` back.
 
 * Enhancement (增强): denoising (``A`` = identity, Gaussian or salt-and-pepper noise) and super-resolution
-  (``A`` = 2 x 2 average pooling, 28 -> 14 pixels).
+  (``A`` = 2 x 2 average pooling, 28 -> 14 pixels for Fashion-MNIST).
 * Restoration (修复): inpainting (``A`` = keep the visible pixels, a mask hides the rest).
 * Personalised edits (个性化编辑): move a product's latent code (interpolation, class transfer, property
   directions) and decode it.

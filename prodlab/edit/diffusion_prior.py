@@ -19,7 +19,7 @@ No code is optimised, as in latent optimisation: the prior acts through the samp
 Both use the **unconditional** prediction (the null label, guidance 1): the VAE and the unconditional DCGAN that
 the other editing rows invert are not told the product's class either. Both are deterministic given a seed (their
 own ``torch.Generator``; the global random state is untouched), batched, and run on one CPU thread
-(``config.one_thread``). Inputs and outputs follow ``prodlab.edit.restore``: float N x 1 x 28 x 28 in [0, 1] (a
+(``config.one_thread``). Inputs and outputs follow ``prodlab.edit.restore``: float N x C x H x W in [0, 1] (a
 uint8 tensor is scaled by 1/255), bool masks True where a pixel is missing.
 """
 
@@ -33,6 +33,7 @@ import torch
 from torch import Tensor
 
 from prodlab import checkpoints, config, data, diffusion
+from prodlab.datasets.spec import ImageSpec
 from prodlab.models.unet import DiffusionModel
 
 # Step counts. The flow's rows of the edit-scores table cost images x network calls per image (`settings`; 3 noise
@@ -75,11 +76,17 @@ def repaint_calls(steps: int, resample: int) -> int:
     return 1 + (steps - 1) * resample
 
 
-def _as_float(y: Tensor) -> Tensor:
-    """Images as float N x 1 x 28 x 28 (uint8 scaled by 1/255 to [0, 1]), like ``restore.product_image``; floats
-    are not clamped, so an unclamped noisy image keeps its exact noise."""
-    y = y.reshape(-1, 1, 28, 28)
-    return y.float() / 255.0 if y.dtype == torch.uint8 else y.float()
+def _as_float(y: Tensor, image: ImageSpec | None = None) -> Tensor:
+    """Images as float N x C x H x W (uint8 N x H x W x C through ``data.as_batch``; one float image C x H x W gets
+    a batch axis); floats are not clamped, so an unclamped noisy image keeps its exact noise. With ``image`` (the
+    model's spec) another shape raises ``ValueError`` naming it."""
+    if y.dtype == torch.uint8:
+        return data.as_batch(y, image)
+    x = y.float()[None] if y.ndim == 3 else y.float()
+    if image is not None and (x.ndim != 4 or tuple(x.shape[1:]) != image.shape):
+        raise ValueError(f"expected images N x {' x '.join(map(str, image.shape))} (the model's spec), "
+                         f"got {tuple(y.shape)}")
+    return x
 
 
 def _null_labels(model: DiffusionModel, n: int) -> Tensor | None:
@@ -142,12 +149,12 @@ def sdedit(y: Tensor, sigma: float, steps: int = SDEDIT_STEPS, sampler: str = SD
     the flow's path at ``t*`` (:func:`sdedit_start`) and integrate the ODE to ``t = 0`` in ``steps`` steps.
 
     ``clamped``: ``y`` was clamped to [0, 1] after the noise (as in the tables); :func:`unclamp` first, the only
-    random part (seeded by ``seed``). Told ``sigma``, as the tuned filters are. ``y``: N x 1 x 28 x 28, float in
+    random part (seeded by ``seed``). Told ``sigma``, as the tuned filters are. ``y``: N x C x H x W, float in
     [0, 1] or uint8; returns float in [0, 1]. Meng et al. 2022; article §2.4 item 2, §3.3 step 4; chapter 05
     (notebooks/05_editing.ipynb).
     """
     model = model or flow_model()
-    y = _as_float(y)
+    y = _as_float(y, model.cfg.image)
     if clamped:
         y = unclamp(y, sigma, torch.Generator().manual_seed(seed))
     x, t_star = sdedit_start(y, sigma)
@@ -188,12 +195,12 @@ def repaint(y: Tensor, missing: Tensor, steps: int = REPAINT_STEPS, resample: in
     From pure noise at ``t = 1``, each Euler step to ``t'`` is followed by pasting the visible pixels of the
     original at ``t'`` (:func:`known_at`). Each step is done ``resample`` times, its result re-noised back to ``t``
     in between (:func:`renoise`), except the first: re-noised to ``t = 1``, nothing of it would be left. The
-    visible pixels of the result are those of ``y``, exactly. Deterministic given ``seed``. ``y``: N x 1 x 28 x 28
+    visible pixels of the result are those of ``y``, exactly. Deterministic given ``seed``. ``y``: N x C x H x W
     float in [0, 1] or uint8; returns float in [0, 1]. Lugmayr et al. 2022; article §2.4 item 2, §3.3 step 4;
     chapter 05 (notebooks/05_editing.ipynb).
     """
     model = model or flow_model()
-    y = _as_float(y)
+    y = _as_float(y, model.cfg.image)
     x0, gen = data.normalize(y), torch.Generator().manual_seed(seed)
     x = torch.randn(x0.shape, generator=gen)
     times = diffusion.time_grid(steps)
@@ -213,7 +220,7 @@ def cpu_ms_per_call(n: int = 200, model: DiffusionModel | None = None) -> float:
     cost of both methods). Chapter 05 (notebooks/05_editing.ipynb).
     """
     model = model or flow_model()
-    x = torch.zeros(n, 1, 28, 28)
+    x = torch.zeros(n, *model.cfg.image.shape)
     with config.one_thread(), torch.no_grad():
         step(model, x, 0.5, 0.4)  # warm-up
         start = time.process_time()

@@ -34,11 +34,12 @@ from prodlab.edit.restore import (
 
 def psnr(x: Tensor, target: Tensor, region: Tensor | None = None) -> Tensor:
     """Peak signal-to-noise ratio per image in dB (peak 1): ``10 log10(1 / MSE)``, the MSE over ``region`` (a
-    bool mask, e.g. the missing pixels) or the whole image. Per image, then averaged by the caller.
+    bool mask, e.g. the missing pixels: N x C x H x W, or N x 1 x H x W for all channels) or the whole image. Per
+    image, then averaged by the caller.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    w = torch.ones_like(target) if region is None else region.to(target.dtype)
+    w = torch.ones_like(target) if region is None else region.to(target.dtype).expand_as(target)
     mse = ((x - target).pow(2) * w).flatten(1).sum(1) / w.flatten(1).sum(1).clamp_min(1.0)
     return 10.0 * torch.log10(1.0 / mse.clamp_min(1e-10))
 
@@ -52,7 +53,7 @@ def ssim(x: Tensor, target: Tensor) -> Tensor:
 
 
 def test_images(n: int) -> Tensor:
-    """The first ``n`` test images as floats N x 1 x 28 x 28 (the evaluation set of the tables).
+    """The first ``n`` test images as floats N x C x H x W (the evaluation set of the tables).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -144,7 +145,7 @@ def inpainting_outputs(x: Tensor, kind: str, seed: int = 0) -> tuple[Tensor, Ten
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    m = missing_mask(kind, len(x), seed)
+    m = missing_mask(kind, len(x), seed, image=shipped("vae").cfg.image)  # the images the priors restore
     y = x.masked_fill(m, 0.0)
     return y, m, {"mean_fill": mean_fill(y, m), "diffusion_fill": diffusion_fill(y, m),
                   "vae_inversion": inpaint(prior("vae"), y, m), "gan_inversion": inpaint(prior("dcgan"), y, m),

@@ -53,7 +53,7 @@ def interpolate(z0: Tensor, z1: Tensor, steps: int = 9, spherical: bool = True) 
 
 @torch.no_grad()
 def class_transfer(model: gan_models.GAN, z: Tensor, classes: Tensor | None = None) -> Tensor:
-    """The same code ``z`` (N x d) drawn as every class of the conditional GAN: N x C x 1 x 28 x 28.
+    """The same code ``z`` (N x d) drawn as every class of the conditional GAN: N x K x C x H x W (K classes).
 
     ``z`` carries what the classes share (pose, size, brightness), the label carries the category: "this product,
     but as a sneaker". ``classes``: the labels to draw (default all).
@@ -78,14 +78,14 @@ def brightness(x: Tensor) -> Tensor:
 
 
 def width(x: Tensor) -> Tensor:
-    """Horizontal extent in pixels: ``sqrt(12)`` x the standard deviation of the column mass (exactly the width of a
-    uniform box). Per image.
+    """Horizontal extent in pixels: ``sqrt(12)`` x the standard deviation of the column mass (the width of a
+    uniform box: exactly for a continuous one, approximately for a few discrete columns). Per image.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    mass = x.sum(dim=(1, 2)).clamp_min(0)  # N x 28 (columns)
+    mass = x.sum(dim=(1, 2)).clamp_min(0)  # N x W: the mass of each column (channels and rows summed)
     p = mass / mass.sum(1, keepdim=True).clamp_min(1e-6)
-    cols = torch.arange(28, dtype=x.dtype)
+    cols = torch.arange(x.shape[-1], dtype=x.dtype)
     mean = (p * cols).sum(1)
     return math.sqrt(12.0) * ((p * (cols - mean[:, None]).pow(2)).sum(1)).sqrt()
 
@@ -136,7 +136,7 @@ def _codes_and_images(name: str, n: int, seed: int) -> tuple[Tensor, Tensor, Ten
         model = shipped(name)
         z = model.noise(n, rng(seed))
         if model.conditional:
-            labels = checkpoints.balanced_labels(n)
+            labels = checkpoints.balanced_labels(n, model.cfg.n_classes)
             return z, model.render(z, labels), labels
         images = model.render(z)
         r = ruler.load()
@@ -189,7 +189,7 @@ SMALL_STEP = 0.5  # "small": within this many standard deviations the edit must 
 
 @torch.no_grad()
 def render(name: str, z: Tensor, labels: Tensor | None = None) -> Tensor:
-    """Codes decoded by shipped model ``name``: N x 1 x 28 x 28 in [0, 1] (``labels``: the cdcgan's classes; the
+    """Codes decoded by shipped model ``name``: N x C x H x W in [0, 1] (``labels``: the cdcgan's classes; the
     unconditional models ignore them).
 
     Chapter 05 (notebooks/05_editing.ipynb).
@@ -202,7 +202,7 @@ def render(name: str, z: Tensor, labels: Tensor | None = None) -> Tensor:
 
 @torch.no_grad()
 def walk(name: str, z: Tensor, d: Tensor, steps: Tensor = STEPS, labels: Tensor | None = None) -> Tensor:
-    """Decode ``z + t d`` for every ``t`` in ``steps``: N x T x 1 x 28 x 28 (``labels``: the cdcgan's classes).
+    """Decode ``z + t d`` for every ``t`` in ``steps``: N x T x C x H x W (``labels``: the cdcgan's classes).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -242,9 +242,11 @@ def direction_report(name: str, prop: str, n: int = 200, seed: int = 1,
 
 @torch.no_grad()
 def edit_real(image: Tensor, prop: str, steps: Tensor = STEPS) -> Tensor:
-    """Edit a real product: encode it with the VAE, move along ``prop``'s direction, decode. T x 1 x 28 x 28.
+    """Edit a real product: encode it with the VAE, move along ``prop``'s direction, decode. T x C x H x W.
 
+    ``image``: one image of the VAE's spec (``model.cfg.image``), in any form :func:`product_image` takes.
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    x = product_image(image)[None]
-    return walk("vae", shipped("vae").embed(x), direction("vae", prop), steps)[0]
+    vae = shipped("vae")
+    x = product_image(image, vae.cfg.image)[None]
+    return walk("vae", vae.embed(x), direction("vae", prop), steps)[0]

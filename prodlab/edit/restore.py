@@ -14,7 +14,8 @@ import torch.nn.functional as F
 from PIL import Image
 from torch import Tensor
 
-from prodlab import checkpoints, config, data, imageio, metrics
+from prodlab import checkpoints, config, data, imageio
+from prodlab.datasets.spec import ImageSpec
 from prodlab.degrade import blur, downsample, rng
 from prodlab.models import gan as gan_models
 from prodlab.models import vae as vae_models
@@ -22,19 +23,26 @@ from prodlab.models import vae as vae_models
 # ---------------------------------------------------------------- user images
 
 
-def product_image(source: str | Path | Image.Image | Tensor) -> Tensor:
-    """Any image as a product the models can edit: float 1 x 28 x 28 in [0, 1], product bright on black.
+def product_image(source: str | Path | Image.Image | Tensor, image: ImageSpec | None = None) -> Tensor:
+    """Any image as a product the models of ``image`` (default: the default data set's, ``data.spec()``) can edit:
+    float C x H x W in [0, 1].
 
-    A tensor (28 x 28, 1 x 28 x 28; uint8 or float in [0, 1]) is taken as a catalogue image. A path or PIL image
-    of any size and mode (RGB, RGBA, L, P; light or dark background) goes through ``imageio.to_product_image``:
-    grey, Fashion-MNIST polarity, product cropped and centred. A file that is not an image raises
-    ``imageio.ImageError`` naming it.
+    A tensor is taken as a catalogue image of that spec: one image (uint8 H x W x C as stored, uint8 or float
+    C x H x W, H x W for one channel) or a batch of one; another shape raises ``ValueError`` naming it. A path or
+    PIL image of any size and mode (RGB, RGBA, L, P; light or dark background) goes through ``imageio.user_image``:
+    for one channel Fashion-MNIST's conversion (``imageio.to_product_image`` framed to the spec's side: grey, its
+    polarity, product cropped and centred), for three the colour conversion of ``data import``. A file that is not
+    an image raises ``imageio.ImageError`` naming it.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    if isinstance(source, Tensor):
-        return metrics.as_images(source.reshape(-1, 28, 28))[0]
-    return imageio.to_product_image(source)
+    image = image or data.spec()
+    if not isinstance(source, Tensor):
+        return imageio.user_image(source, image)
+    x = source[None] if source.ndim == 2 or (source.dtype == torch.uint8 and source.ndim == 3) else source
+    if x.dtype == torch.uint8 and tuple(x.shape[1:]) == image.shape:  # uint8 channels first, not as stored
+        x = x.float() / 255.0
+    return data.as_batch(x, image)[0]
 
 
 # ---------------------------------------------------------------- classical baselines
@@ -54,45 +62,47 @@ def median_filter(y: Tensor, size: int = 3) -> Tensor:
     Chapter 05 (notebooks/05_editing.ipynb).
     """
     pad = size // 2
-    patches = F.unfold(F.pad(y, (pad, pad, pad, pad), mode="reflect"), size)  # N x size^2 x 784
-    return patches.median(dim=1).values.reshape(y.shape)
+    n, c = y.shape[:2]
+    patches = F.unfold(F.pad(y, (pad, pad, pad, pad), mode="reflect"), size)  # N x C size^2 x H W
+    return patches.reshape(n, c, size * size, -1).median(dim=2).values.reshape(y.shape)  # each channel on its own
 
 
-def bicubic(y: Tensor, size: int = 28) -> Tensor:
-    """Bicubic upsampling to ``size`` x ``size``, clamped to [0, 1].
+def bicubic(y: Tensor, factor: int = 2) -> Tensor:
+    """Bicubic upsampling by ``factor`` (the inverse of ``degrade.downsample``'s size), clamped to [0, 1].
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    return F.interpolate(y, size=(size, size), mode="bicubic", align_corners=False).clamp(0.0, 1.0)
+    return F.interpolate(y, scale_factor=factor, mode="bicubic", align_corners=False).clamp(0.0, 1.0)
 
 
 @functools.cache
-def mean_image() -> Tensor:
-    """The average training product, 1 x 1 x 28 x 28: the best fill that ignores the visible pixels.
+def mean_image(dataset: str = data.DEFAULT) -> Tensor:
+    """The average training product, 1 x C x H x W: the best fill that ignores the visible pixels.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    return data.to_float(data.load("train")[0]).mean(0, keepdim=True)
+    return data.to_float(data.load("train", dataset=dataset)[0]).mean(0, keepdim=True)
 
 
-def mean_fill(y: Tensor, missing: Tensor) -> Tensor:
-    """Fill missing pixels with the average training product at those pixels.
+def mean_fill(y: Tensor, missing: Tensor, dataset: str = data.DEFAULT) -> Tensor:
+    """Fill missing pixels with the average training product of ``dataset`` at those pixels.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    return torch.where(missing, mean_image().expand_as(y), y)
+    return torch.where(missing, mean_image(dataset).expand_as(y), y)
 
 
-def diffusion_fill(y: Tensor, missing: Tensor, iterations: int = 400) -> Tensor:
+def diffusion_fill(y: Tensor, missing: Tensor, iterations: int = 400, dataset: str = data.DEFAULT) -> Tensor:
     """Harmonic inpainting: missing pixels relax to the average of their four neighbours (Laplace's equation with
     the visible pixels as boundary values) by Jacobi iteration; the classical "diffuse the border inwards" fill.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    kernel = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).reshape(1, 1, 3, 3)
-    x = mean_fill(y, missing)
+    channels = y.shape[1]
+    kernel = torch.tensor([[0.0, 0.25, 0.0], [0.25, 0.0, 0.25], [0.0, 0.25, 0.0]]).expand(channels, 1, 3, 3)
+    x = mean_fill(y, missing, dataset)
     for _ in range(iterations):
-        x = torch.where(missing, F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel), y)
+        x = torch.where(missing, F.conv2d(F.pad(x, (1, 1, 1, 1), mode="replicate"), kernel, groups=channels), y)
     return x
 
 
@@ -195,12 +205,13 @@ def invert(p: Prior, y: Tensor, forward: Callable[[Tensor], Tensor], guess: Tens
            observed: Tensor | None = None) -> Tensor:
     """The code ``z*`` whose decoding explains ``y = forward(x)`` (the objective in the module docstring).
 
-    ``guess``: a classical estimate of ``x`` (N x 1 x 28 x 28) the VAE encodes to start from; ``observed``: a
-    mask of the pixels of ``y`` that count (None: all). Deterministic for a given prior and input.
+    ``guess``: a classical estimate of ``x`` (N x C x H x W) the VAE encodes to start from; ``observed``: a
+    bool mask of the pixels of ``y`` that count (N x C x H x W, or N x 1 x H x W for all channels; None: all).
+    Deterministic for a given prior and input.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    weight = torch.ones_like(y) if observed is None else observed.to(y.dtype)
+    weight = torch.ones_like(y) if observed is None else observed.to(y.dtype).expand_as(y)
     count = weight.flatten(1).sum(1).clamp_min(1.0)
     with torch.no_grad():
         z = p.start(guess, forward, y).clone()
@@ -217,7 +228,7 @@ def invert(p: Prior, y: Tensor, forward: Callable[[Tensor], Tensor], guess: Tens
 
 @torch.no_grad()
 def decode(p: Prior, z: Tensor) -> Tensor:
-    """Decoded images in [0, 1], N x 1 x 28 x 28.
+    """Decoded images in [0, 1], N x C x H x W.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -246,7 +257,8 @@ def _identity(x: Tensor) -> Tensor:
 
 
 def superresolve(p: Prior, y_small: Tensor) -> Tensor:
-    """28 x 28 from 14 x 14: the product whose 2 x 2 averages match ``y_small`` (start: bicubic upsampling).
+    """Twice the side (28 x 28 from 14 x 14): the product whose 2 x 2 averages match ``y_small`` (start: bicubic
+    upsampling).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """

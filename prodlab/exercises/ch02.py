@@ -7,19 +7,20 @@ from collections.abc import Callable
 import torch
 from torch import Tensor, nn
 
-from prodlab import losses
+from prodlab import data, losses
 from prodlab.exercises.core import ExerciseFailed, call, close, verdict
 from prodlab.models import gan as gan_models
 from prodlab.training.gan import GAN_LOSSES, gan_step
 
-SMALL = gan_models.GANConfig(latent_dim=8, width=4)  # a GAN small enough to check in milliseconds
+SMALL = gan_models.GANConfig(data.spec(), latent_dim=8, width=4)  # a GAN small enough to check in milliseconds
+LOGITS = 32  # per batch in the loss checks: four confident cases, the rest random
 
 
 def _logit_pair() -> tuple[Tensor, Tensor]:
     """Real and fake logits from confident mistakes (+-200) to confident hits, float32 as a network gives them."""
     gen = torch.Generator().manual_seed(7)
-    real = torch.cat([torch.tensor([-200.0, -5.0, 0.0, 40.0]), 2 + 2 * torch.randn(28, generator=gen)])
-    fake = torch.cat([torch.tensor([200.0, 5.0, 0.0, -40.0]), -1 + 2 * torch.randn(28, generator=gen)])
+    real = torch.cat([torch.tensor([-200.0, -5.0, 0.0, 40.0]), 2 + 2 * torch.randn(LOGITS - 4, generator=gen)])
+    fake = torch.cat([torch.tensor([200.0, 5.0, 0.0, -40.0]), -1 + 2 * torch.randn(LOGITS - 4, generator=gen)])
     return real, fake
 
 
@@ -83,7 +84,7 @@ def check_discriminator_step(fn: Callable[[nn.Module, torch.optim.Optimizer, Ten
     (D's parameters only: step 6 moves D's BN running statistics but never its weights); G must get no gradient.
     """
     title = "discriminator step"
-    real = torch.rand(16, 1, 28, 28, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    real = torch.rand(16, *SMALL.image.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
     ref, opt_g, opt_d = _small_gan(0)
     row = gan_step(ref, opt_g, opt_d, GAN_LOSSES["bce"], real, None, torch.Generator().manual_seed(1))
     want = _flat(ref.discriminator.parameters())

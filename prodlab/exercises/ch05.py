@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import Tensor
 
-from prodlab import edit
+from prodlab import data, edit
 from prodlab.exercises.core import ExerciseFailed, call, verdict
 
 
@@ -67,13 +67,14 @@ def check_crossover(fn: Callable[[Sequence[float], Sequence[float], Sequence[flo
 
 
 def check_height(fn: Callable[[Tensor], Tensor]) -> None:
-    """Exercise 05.3: ``fn(images N x 1 x 28 x 28)`` -> the vertical extent of each product, ``sqrt(12)`` x the
-    standard deviation of its row mass, as :func:`prodlab.edit.height`."""
+    """Exercise 05.3: ``fn(images N x C x H x W)`` -> the vertical extent of each product, ``sqrt(12)`` x the
+    standard deviation of its row mass, as :func:`prodlab.edit.height`; on random images of Fashion-MNIST's spec."""
     title = "height"
+    spec = data.spec()
     gen = torch.Generator().manual_seed(4)
-    x = torch.rand(6, 1, 28, 28, generator=gen, dtype=torch.float64)
-    x[:, :, :5] = 0  # products with a black margin, as in the catalogue
-    x[:3, :, :, 20:] = 0
+    x = torch.rand(6, *spec.shape, generator=gen, dtype=torch.float64)
+    x[:, :, : spec.height // 5] = 0  # products with a black margin, as in the catalogue
+    x[:3, :, :, spec.width * 5 // 7 :] = 0
     want = edit.height(x)
     mistakes = {
         "that is the width: sum over the rows to get the mass of each *row* (dimension -1), not each column.":

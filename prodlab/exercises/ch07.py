@@ -8,7 +8,7 @@ from collections.abc import Callable, Mapping
 import torch
 from torch import Tensor
 
-from prodlab import edit
+from prodlab import data, edit
 from prodlab.exercises.core import ExerciseFailed, call, verdict
 
 
@@ -55,18 +55,23 @@ def check_mix_code(fn: Callable[[Tensor, Tensor, float, bool], Tensor]) -> None:
 
 
 def shoes(heights: list[int], level: float = 1.0) -> Tensor:
-    """Synthetic side views of a shoe, toe on the left as in Fashion-MNIST, whose back (heel end, columns 16-25) is
-    raised ``h`` pixels above the ground on a heel block: N x 1 x 28 x 28 in [0, ``level``]."""
-    x = torch.zeros(len(heights), 1, 28, 28)
+    """Synthetic side views of a shoe, toe on the left as in Fashion-MNIST, whose back (heel end) is raised ``h``
+    pixels above the ground on a heel block: N x C x H x W in [0, ``level``] of Fashion-MNIST's spec
+    (``data.spec()``; on 28 x 28: the sole on rows 20-23, the front on columns 2-15, the back on 16-25)."""
+    spec = data.spec()
+    sole = spec.height // 7  # the sole's thickness (4 rows on 28 x 28)
+    ground = spec.height - sole  # the row below the sole
+    toe, middle, back = spec.width // 14, spec.width * 4 // 7, spec.width - spec.width // 14
+    x = torch.zeros(len(heights), *spec.shape)
     for i, h in enumerate(heights):
-        x[i, 0, 20:24, 2:16] = level  # the front: flat on the ground (rows 20-23)
-        x[i, 0, 20 - h : 24 - h, 16:26] = level  # the back, lifted h rows
-        x[i, 0, 24 - h : 24, 23:26] = level  # the heel under it
+        x[i, :, ground - sole : ground, toe:middle] = level  # the front: flat on the ground
+        x[i, :, ground - sole - h : ground - h, middle:back] = level  # the back, lifted h rows
+        x[i, :, ground - h : ground, back - (sole - 1) : back] = level  # the heel under it
     return x
 
 
 def check_heel_height(fn: Callable[[Tensor], Tensor]) -> None:
-    """Exercise 07.3: a property function ``heel_height(x)`` (images N x 1 x 28 x 28 -> N values) that grows with
+    """Exercise 07.3: a property function ``heel_height(x)`` (images N x C x H x W -> N values) that grows with
     how high a shoe's heel end stands, does not change when the product is darker, and returns one value per image,
     so that ``edit.property_direction`` can turn it into a slider."""
     title = "heel height"

@@ -7,14 +7,19 @@ from collections.abc import Callable
 
 import torch
 
-from prodlab import diffusion
+from prodlab import data, diffusion
 from prodlab.exercises.core import call, verdict
+
+
+def _batch(g: torch.Generator, n: int = 4) -> torch.Tensor:
+    """``n`` standard normal images N x C x H x W of Fashion-MNIST's spec (``data.spec()``)."""
+    return torch.randn(n, *data.spec().shape, generator=g)
 
 
 def check_flow_noising(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], torch.Tensor]) -> None:
     """Exercise 1: ``fn(x0, noise, t)`` must return the flow's ``x_t = (1 - t) x0 + t eps`` (t one per image)."""
     g = torch.Generator().manual_seed(1)
-    x0, noise, t = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g), torch.rand(4)
+    x0, noise, t = _batch(g), _batch(g), torch.rand(4)
     got = call("flow noising", fn, x0.clone(), noise.clone(), t.clone())
     verdict("flow noising", got, diffusion.add_noise(x0, noise, t, "flow"), {},
             "x_t blends the image and the noise; t must broadcast as t[:, None, None, None].", atol=1e-5)
@@ -23,7 +28,7 @@ def check_flow_noising(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], 
 def check_euler_step(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> None:
     """Exercise 2: ``fn(x, v, t, t_next)`` must return the Euler step ``x + (t_next - t) v`` (t_next < t)."""
     g = torch.Generator().manual_seed(2)
-    x, v = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
+    x, v = _batch(g), _batch(g)
     got = call("Euler step", fn, x.clone(), v.clone(), 0.6, 0.4)
     verdict("Euler step", got, diffusion.ddim_step(x, v, 0.6, 0.4, "flow"),
             {"time runs backwards: your step went forwards; it is (t_next - t) times v, with t_next < t.": x + 0.2 * v},
@@ -34,11 +39,13 @@ def check_guidance(fn: Callable[[torch.Tensor, torch.Tensor, float], torch.Tenso
     """Exercise 3: ``fn(cond, uncond, w)`` must mix two predictions as classifier-free guidance does,
     ``uncond + w (cond - uncond)`` (Ho & Salimans 2022), so that ``w = 1`` gives ``cond`` and ``w = 0`` ``uncond``."""
     g = torch.Generator().manual_seed(3)
-    cond, uncond = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g)
-    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # a fake network: cond or uncond
-        return torch.where((y == 10)[:, None, None, None], uncond.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
+    cond, uncond = _batch(g), _batch(g)
+    null = data.spec().n_classes  # the label of "no class": one past the last class
 
-    want = diffusion.predict(net, torch.zeros_like(cond), 0.5, torch.zeros(4, dtype=torch.long), 2.5, null_label=10)
+    def net(x: torch.Tensor, t: torch.Tensor, y: torch.Tensor) -> torch.Tensor:  # a fake network: cond or uncond
+        return torch.where((y == null)[:, None, None, None], uncond.repeat(2, 1, 1, 1), cond.repeat(2, 1, 1, 1))
+
+    want = diffusion.predict(net, torch.zeros_like(cond), 0.5, torch.zeros(4, dtype=torch.long), 2.5, null_label=null)
     got = call("guidance", fn, cond.clone(), uncond.clone(), 2.5)
     verdict("guidance", got, want,
             {"the difference points the wrong way: guidance moves away from the unconditional prediction, "
@@ -51,7 +58,7 @@ def check_x0_from_eps(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
     """Exercise 4: ``fn(x_t, eps_hat, t)`` must return DDPM's image estimate ``(x_t - s(t) eps_hat) / a(t)`` with the
     cosine schedule's ``a = sqrt(abar(t))``, ``s = sqrt(1 - abar(t))`` (without the package's clamp to [-1, 1])."""
     g = torch.Generator().manual_seed(4)
-    x_t, eps, t = torch.randn(4, 1, 28, 28, generator=g), torch.randn(4, 1, 28, 28, generator=g), torch.rand(4) * 0.9
+    x_t, eps, t = _batch(g), _batch(g), torch.rand(4) * 0.9
     a, s = (c[:, None, None, None] for c in diffusion.coefficients(t, "eps"))
     got = call("x0 from eps", fn, x_t.clone(), eps.clone(), t.clone())
     verdict("x0 from eps", got, (x_t - s * eps) / a,

@@ -8,9 +8,10 @@ trained on Fashion-MNIST itself, the in-domain stand-in for the Inception networ
 Architecture (Zalando's benchmark: a small CNN with batch norm and augmentation reaches 0.934-0.939):
 three stages of 3x3 convolutions (conv, BatchNorm, ReLU; one, one and two of them) with 32, 64 and 128
 channels, each stage with a 2x2 max-pool (28 -> 14 -> 7 -> 3 pixels), then a 256-unit hidden layer
-(BatchNorm, ReLU) whose output is the feature vector, dropout, and a linear head over the ten classes.
-About 0.54 M parameters. The second convolution sits in the cheapest place, at 7 x 7 pixels, so that
-training stays within 10 minutes on 2 CPU cores.
+(BatchNorm, ReLU) whose output is the feature vector, dropout, and a linear head over the spec's classes (ten for
+Fashion-MNIST: about 0.54 M parameters). The input is standardised per channel with the spec's pixel statistics.
+The second convolution sits in the cheapest place, at 7 x 7 pixels, so that training stays within 10 minutes on
+2 CPU cores.
 """
 
 from __future__ import annotations
@@ -20,23 +21,21 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-# Pixel statistics of the Fashion-MNIST training split in [0, 1]; the input is standardised with them.
-PIXEL_MEAN = 0.2860
-PIXEL_STD = 0.3530
+from prodlab.datasets.spec import ImageSpec
 
 
 @dataclass(frozen=True)
 class ClassifierConfig:
-    """Shape of the classifier (what a checkpoint's JSON records as ``config``).
+    """Shape of the classifier (what a checkpoint's JSON records as ``config``), for images of the spec ``image``.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
 
+    image: ImageSpec
     channels: tuple[int, ...] = (32, 64, 128)
     convs: tuple[int, ...] = (1, 1, 2)  # convolutions per stage
     hidden: int = 256  # size of the penultimate layer = dimension of the metric feature space
     dropout: float = 0.3
-    n_classes: int = 10
 
 
 def _stage(c_in: int, c_out: int, convs: int) -> list[nn.Module]:
@@ -55,28 +54,31 @@ def _stage(c_in: int, c_out: int, convs: int) -> list[nn.Module]:
 
 
 class ProductClassifier(nn.Module):
-    """CNN over float images N x 1 x 28 x 28 in [0, 1] (Fashion-MNIST polarity: product bright on black).
+    """CNN over float images N x C x H x W in [0, 1] of the config's image spec.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
 
-    def __init__(self, cfg: ClassifierConfig | None = None) -> None:
+    def __init__(self, cfg: ClassifierConfig) -> None:
         super().__init__()
-        self.cfg = cfg or ClassifierConfig()
+        self.cfg = cfg
         layers: list[nn.Module] = []
-        c_in, size = 1, 28
-        for c_out, convs in zip(self.cfg.channels, self.cfg.convs, strict=True):
+        c_in, height, width = cfg.image.shape
+        for c_out, convs in zip(cfg.channels, cfg.convs, strict=True):
             layers += _stage(c_in, c_out, convs)
-            c_in, size = c_out, size // 2
+            c_in, height, width = c_out, height // 2, width // 2
         self.body = nn.Sequential(
             *layers,
             nn.Flatten(),
-            nn.Linear(c_in * size * size, self.cfg.hidden, bias=False),
-            nn.BatchNorm1d(self.cfg.hidden),
+            nn.Linear(c_in * height * width, cfg.hidden, bias=False),
+            nn.BatchNorm1d(cfg.hidden),
             nn.ReLU(inplace=True),
         )
-        self.dropout = nn.Dropout(self.cfg.dropout)
-        self.head = nn.Linear(self.cfg.hidden, self.cfg.n_classes)
+        self.dropout = nn.Dropout(cfg.dropout)
+        self.head = nn.Linear(cfg.hidden, cfg.image.n_classes)
+        shape = (1, cfg.image.channels, 1, 1)
+        self.register_buffer("pixel_mean", torch.tensor(cfg.image.mean).reshape(shape), persistent=False)
+        self.register_buffer("pixel_std", torch.tensor(cfg.image.std).reshape(shape), persistent=False)
 
     @property
     def num_features(self) -> int:
@@ -84,10 +86,10 @@ class ProductClassifier(nn.Module):
 
     def features(self, x: torch.Tensor) -> torch.Tensor:
         """Penultimate-layer activations (N x ``hidden``, non-negative): the feature space of the metrics."""
-        return self.body((x - PIXEL_MEAN) / PIXEL_STD)
+        return self.body((x - self.pixel_mean) / self.pixel_std)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (N x 10)."""
+        """Class logits (N x number of classes)."""
         return self.head(self.dropout(self.features(x)))
 
     @torch.no_grad()

@@ -1,20 +1,21 @@
-"""DCGAN generator and discriminator for 28 x 28 product images (article §2.2, §3.1), plain and class-conditional.
+"""DCGAN generator and discriminator for product images (article §2.2, §3.1), plain and class-conditional.
 
 The article's GAN (§2.2) is a generator ``G`` that maps noise ``z`` to a product image and a discriminator ``D``
 that tells real from generated images; it names no architecture. This is the DCGAN of Radford et al. (2016)
-shrunk to 28 x 28 and to two CPU cores (``w = cfg.width``, default 32):
+shrunk to small images and to two CPU cores (``w = cfg.width``, default 32; ``k`` stride-2 stages, two for 28 x 28
+and 32 x 32 images, three for 64 x 64: ``prodlab.models.shapes``). For Fashion-MNIST's 28 x 28 grey products:
 
 * Generator: ``z`` (N x latent_dim) [+ one-hot class] -> Linear -> 4w x 7 x 7 -> BN, ReLU -> 4x4 transposed
-  convolution, stride 2 -> 2w x 14 x 14 -> BN, ReLU -> 4x4 transposed convolution, stride 2 -> 1 x 28 x 28 ->
+  convolution, stride 2 -> 2w x 14 x 14 -> BN, ReLU -> 4x4 transposed convolution, stride 2 -> C x 28 x 28 ->
   ``tanh``: an image in [-1, 1] (the range of ``data.normalize``); :meth:`GAN.sample` maps it to [0, 1].
-* Discriminator: 1 x 28 x 28 in [-1, 1] -> 4x4 convolution, stride 2 -> 2w x 14 x 14 -> LeakyReLU(0.2) -> 4x4
+* Discriminator: C x 28 x 28 in [-1, 1] -> 4x4 convolution, stride 2 -> 2w x 14 x 14 -> LeakyReLU(0.2) -> 4x4
   convolution, stride 2 -> 4w x 7 x 7 -> BN (or spectral normalisation, Miyato et al. 2018) -> LeakyReLU ->
   flatten (the 4w*49 "features") -> one **logit** ``l`` with ``D(x) = sigmoid(l)`` (``prodlab.losses`` takes logits).
 
-The class-conditional variant (``n_classes > 0``, shipped as ``cdcgan``) is how one asks for "a sneaker": the
-generator reads the one-hot class next to ``z`` (Mirza & Osindero 2014) and the discriminator adds the projection
-term ``<embed(y), features(x)>`` to its logit (Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just
-"a real product?".
+A third stage doubles the channels once more (8w at the bottom). The class-conditional variant (``conditional``,
+shipped as ``cdcgan``) is how one asks for "a sneaker": the generator reads the one-hot class next to ``z``
+(Mirza & Osindero 2014) and the discriminator adds the projection term ``<embed(y), features(x)>`` to its logit
+(Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just "a real product?".
 
 Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02²) (standard
 deviation 0.02), batch norm scales ~ N(1, 0.02²), biases 0.
@@ -33,19 +34,38 @@ from torch import Tensor, nn
 from torch.nn.utils.parametrizations import spectral_norm
 
 from prodlab import data
+from prodlab.datasets.spec import ImageSpec
+from prodlab.models import shapes
 
 
 @dataclass(frozen=True)
 class GANConfig:
-    """Shape of a GAN (what a checkpoint's JSON records as ``config``).
+    """Shape of a GAN (what a checkpoint's JSON records as ``config``), for images of the spec ``image``.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
 
+    image: ImageSpec
     latent_dim: int = 64
-    width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14, the discriminator's mirror them
-    n_classes: int = 0  # 0: unconditional (dcgan); 10: one generator for every product class (cdcgan)
+    width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14 (28 px), D's mirror them
+    conditional: bool = False  # one generator for every product class of the spec (cdcgan), or none (dcgan)
     spectral_norm: bool = False  # discriminator: spectral normalisation of every layer instead of batch norm
+
+    @property
+    def n_classes(self) -> int:
+        """The number of classes G and D read (0 when unconditional)."""
+        return self.image.n_classes if self.conditional else 0
+
+    @property
+    def stages(self) -> int:
+        """Stride-2 stages between the image and the coarsest feature map (``prodlab.models.shapes``)."""
+        return shapes.halvings(self.image)
+
+    @property
+    def features(self) -> int:
+        """Length of D's flattened last feature map: ``w * 2**stages`` channels times its pixels."""
+        h, w = shapes.bottom(self.image, self.stages)
+        return self.width * 2**self.stages * h * w
 
 
 def init_dcgan(module: nn.Module) -> None:
@@ -63,7 +83,7 @@ def init_dcgan(module: nn.Module) -> None:
 
 
 class Generator(nn.Module):
-    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x 1 x 28 x 28 in [-1, 1].
+    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x C x H x W in [-1, 1].
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -71,15 +91,16 @@ class Generator(nn.Module):
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        w = cfg.width
-        self.project = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, 4 * w * 7 * 7, bias=False),
-                                     nn.Unflatten(1, (4 * w, 7, 7)), nn.BatchNorm2d(4 * w), nn.ReLU())
-        self.upsample = nn.Sequential(
-            nn.ConvTranspose2d(4 * w, 2 * w, 4, stride=2, padding=1, bias=False),  # 7 -> 14
-            nn.BatchNorm2d(2 * w), nn.ReLU(),
-            nn.ConvTranspose2d(2 * w, 1, 4, stride=2, padding=1),  # 14 -> 28
-            nn.Tanh(),
-        )
+        channels = [cfg.width * 2**i for i in range(cfg.stages, 0, -1)]  # 4w, 2w for two stages
+        h, w = shapes.bottom(cfg.image, cfg.stages)
+        self.project = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, channels[0] * h * w, bias=False),
+                                     nn.Unflatten(1, (channels[0], h, w)), nn.BatchNorm2d(channels[0]), nn.ReLU())
+        layers: list[nn.Module] = []
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):  # each doubles the size: 7 -> 14
+            layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
+                       nn.BatchNorm2d(c_out), nn.ReLU()]
+        layers += [nn.ConvTranspose2d(channels[-1], cfg.image.channels, 4, stride=2, padding=1), nn.Tanh()]  # -> 28
+        self.upsample = nn.Sequential(*layers)
         self.apply(init_dcgan)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -89,7 +110,7 @@ class Generator(nn.Module):
 
 
 class Discriminator(nn.Module):
-    """``D``: images N x 1 x 28 x 28 in [-1, 1] (and labels, if conditional) -> logits N (``D = sigmoid(logit)``).
+    """``D``: images N x C x H x W in [-1, 1] (and labels, if conditional) -> logits N (``D = sigmoid(logit)``).
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -97,20 +118,21 @@ class Discriminator(nn.Module):
     def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        w = cfg.width
         norm = spectral_norm if cfg.spectral_norm else (lambda m: m)
-        self.body = nn.Sequential(
-            norm(nn.Conv2d(1, 2 * w, 4, stride=2, padding=1)), nn.LeakyReLU(0.2),  # 28 -> 14
-            norm(nn.Conv2d(2 * w, 4 * w, 4, stride=2, padding=1, bias=cfg.spectral_norm)),  # 14 -> 7
-            nn.Identity() if cfg.spectral_norm else nn.BatchNorm2d(4 * w), nn.LeakyReLU(0.2),
-            nn.Flatten(),
-        )
-        self.head = norm(nn.Linear(4 * w * 7 * 7, 1))
-        self.embed = norm(nn.Embedding(cfg.n_classes, 4 * w * 7 * 7)) if cfg.n_classes else None
+        channels = [cfg.width * 2**i for i in range(1, cfg.stages + 1)]  # 2w, 4w for two stages
+        layers: list[nn.Module] = [norm(nn.Conv2d(cfg.image.channels, channels[0], 4, stride=2, padding=1)),
+                                   nn.LeakyReLU(0.2)]  # 28 -> 14
+        for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):  # 14 -> 7
+            layers += [norm(nn.Conv2d(c_in, c_out, 4, stride=2, padding=1, bias=cfg.spectral_norm)),
+                       nn.Identity() if cfg.spectral_norm else nn.BatchNorm2d(c_out), nn.LeakyReLU(0.2)]
+        self.body = nn.Sequential(*layers, nn.Flatten())
+        self.head = norm(nn.Linear(cfg.features, 1))
+        self.embed = norm(nn.Embedding(cfg.n_classes, cfg.features)) if cfg.n_classes else None
         self.apply(init_dcgan)
 
     def features(self, x: Tensor) -> Tensor:
-        """The flattened last feature map, N x (4w * 49): what the logit (and the projection) is computed from."""
+        """The flattened last feature map, N x ``cfg.features`` (4w * 49 for 28 x 28 images): what the logit (and the
+        projection) is computed from."""
         return self.body(x)
 
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
@@ -136,9 +158,9 @@ class GAN(nn.Module):
     Chapter 02 (notebooks/02_gan.ipynb).
     """
 
-    def __init__(self, cfg: GANConfig | None = None) -> None:
+    def __init__(self, cfg: GANConfig) -> None:
         super().__init__()
-        self.cfg = cfg or GANConfig()
+        self.cfg = cfg
         self.generator = Generator(self.cfg)
         self.discriminator = Discriminator(self.cfg)
 
@@ -156,7 +178,7 @@ class GAN(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
                truncation: float | None = None) -> Tensor:
-        """``n`` new products as float images N x 1 x 28 x 28 in [0, 1] (eval mode: deterministic given the noise).
+        """``n`` new products as float images N x C x H x W in [0, 1] (eval mode: deterministic given the noise).
 
         Conditional models take one class label per image (random classes from ``generator`` when None);
         unconditional ones refuse labels. ``truncation=t``: the truncation trick (see :meth:`noise`).
@@ -172,7 +194,7 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def render(self, z: Tensor, labels: Tensor | None = None, batch_size: int = 250) -> Tensor:
-        """``G(z, y)`` in eval mode (BN running statistics), mapped to [0, 1]: N x 1 x 28 x 28. In batches of 250:
+        """``G(z, y)`` in eval mode (BN running statistics), mapped to [0, 1]: N x C x H x W. In batches of 250:
         the activations stay in the CPU's caches (1.3 times faster than 4,000 at once, the same pixels bit for bit)."""
         was_training = self.generator.training
         self.generator.eval()
@@ -183,9 +205,9 @@ class GAN(nn.Module):
 
     @torch.no_grad()
     def discriminator_features(self, images: Tensor, batch_size: int = 1000) -> Tensor:
-        """Discriminator features (N x 4w*49) of float images in [0, 1], eval mode, batched."""
+        """Discriminator features (N x ``cfg.features``) of float images in [0, 1], eval mode, batched."""
         self.discriminator.eval()
-        x = data.normalize(images if images.ndim == 4 else images.unsqueeze(1))
+        x = data.normalize(data.as_batch(images, self.cfg.image))
         return torch.cat([self.discriminator.features(x[i : i + batch_size]) for i in range(0, len(x), batch_size)])
 
 

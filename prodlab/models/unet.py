@@ -1,18 +1,19 @@
-"""A small class-conditional U-Net for 28 x 28 products, and the diffusion model built on it (chapter 08).
+"""A small class-conditional U-Net for product images, and the diffusion model built on it (chapter 08).
 
 The network ``f(x_t, t, y)`` reads a noisy image, the time ``t`` in [0, 1] (1: pure noise) and a class label, and
 predicts either the noise ``eps`` (DDPM, Ho et al. 2020) or the velocity ``eps - x_0`` (flow matching, Lipman et
-al. 2023; rectified flow, Liu et al. 2023), as :class:`DiffusionConfig` says. Its shape (``w = cfg.width``):
+al. 2023; rectified flow, Liu et al. 2023), as :class:`DiffusionConfig` says. Its shape (``w = cfg.width``;
+sizes for Fashion-MNIST's 28 x 28 images, any side divisible by 4 works the same):
 
-* 28 x 28: a 3x3 convolution to ``w`` channels, one residual block; 4x4 stride-2 convolution down to 14 x 14;
-* 14 x 14: one residual block at ``2w``; down to 7 x 7; 7 x 7: two residual blocks at ``2w`` (the middle);
+* level 1, 28 x 28: a 3x3 convolution to ``w`` channels, one residual block; 4x4 stride-2 convolution down;
+* level 2, 14 x 14: one residual block at ``2w``; down; the middle, 7 x 7: two residual blocks at ``2w``;
 * the mirror image upwards (4x4 stride-2 transposed convolutions), each level concatenating the skip connection
-  of its level, and a 3x3 convolution back to one channel.
+  of its level, and a 3x3 convolution back to the image's channels.
 
 Every residual block adds a projection of the embedding ``emb = MLP(sinusoidal(t)) + embed(y)``. Label ``y =
 n_classes`` is the "no label" token that classifier-free guidance (Ho & Salimans 2022) trains by dropping labels.
-The screening of chapter 08 chose this own U-Net over diffusers' ``UNet2DModel`` (not installed: this one is
-small enough to read in the notebook). No attention: at 7 x 7 it bought nothing measurable on this CPU budget.
+It is small enough to read in the notebook; chapter 08 checks its noising and sampling maths against diffusers'
+schedulers. No attention: at 7 x 7 it bought nothing measurable on this CPU budget.
 """
 
 from __future__ import annotations
@@ -25,18 +26,21 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prodlab import diffusion
+from prodlab.datasets.spec import ImageSpec
 from prodlab.models.vae import ConvVAE, VAEConfig
 
 
 @dataclass(frozen=True)
 class DiffusionConfig:
-    """Shape of the U-Net and how its model samples (what a checkpoint's JSON records as ``config``).
+    """Shape of the U-Net and how its model samples (what a checkpoint's JSON records as ``config``), for images
+    of the spec ``image``.
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    width: int = 32  # channels at 28 x 28; 2 * width at 14 x 14 and 7 x 7
-    n_classes: int = 10  # 0: unconditional
+    image: ImageSpec
+    width: int = 32  # channels at full size; 2 * width at half and quarter size
+    conditional: bool = True  # class labels of the spec (and the "no label" token of guidance), or none
     objective: str = "flow"  # "flow" (predict eps - x0) or "eps" (predict the noise, cosine schedule)
     sampler: str = "heun"  # "euler" or "heun" for flow, "ddim" for eps
     steps: int = 4  # sampler steps (Heun: two network calls per step but the last)
@@ -50,6 +54,14 @@ class DiffusionConfig:
                              f"{', '.join(diffusion.SAMPLERS[self.objective])}, not {self.sampler!r}")
         if self.width < 8 or self.width % 8 or self.steps < 1:
             raise ValueError("width must be a multiple of 8 (>= 8) and steps >= 1")
+        if self.image.height % 4 or self.image.width % 4:
+            raise ValueError(f"the U-Net halves the image twice: its sides must be divisible by 4, not "
+                             f"{self.image.height} x {self.image.width}")
+
+    @property
+    def n_classes(self) -> int:
+        """Class labels the model reads (0 when unconditional); label ``n_classes`` means "no label"."""
+        return self.image.n_classes if self.conditional else 0
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -82,25 +94,25 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """``f(x_t, t, y)``: N x 1 x 28 x 28, N times in [0, 1], N labels (``n_classes`` = none) -> N x 1 x 28 x 28.
+    """``f(x_t, t, y)``: N x C x H x W, N times in [0, 1], N labels (``n_classes`` = none) -> N x C x H x W.
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    def __init__(self, width: int = 32, n_classes: int = 10) -> None:
+    def __init__(self, width: int, n_classes: int, channels: int) -> None:
         super().__init__()
         w, w2, emb = width, 2 * width, 4 * width
         self.n_classes, self.emb_dim = n_classes, emb
         self.time_mlp = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label_emb = nn.Embedding(n_classes + 1, emb) if n_classes else None
-        self.stem = nn.Conv2d(1, w, 3, padding=1)
-        self.down28, self.pool28 = ResBlock(w, w, emb), nn.Conv2d(w, w, 4, stride=2, padding=1)
-        self.down14, self.pool14 = ResBlock(w, w2, emb), nn.Conv2d(w2, w2, 4, stride=2, padding=1)
+        self.stem = nn.Conv2d(channels, w, 3, padding=1)
+        self.down1, self.pool1 = ResBlock(w, w, emb), nn.Conv2d(w, w, 4, stride=2, padding=1)
+        self.down2, self.pool2 = ResBlock(w, w2, emb), nn.Conv2d(w2, w2, 4, stride=2, padding=1)
         self.mid1, self.mid2 = ResBlock(w2, w2, emb), ResBlock(w2, w2, emb)
-        self.up7 = nn.ConvTranspose2d(w2, w2, 4, stride=2, padding=1)
-        self.up14, self.up14_up = ResBlock(2 * w2, w2, emb), nn.ConvTranspose2d(w2, w, 4, stride=2, padding=1)
-        self.up28 = ResBlock(2 * w, w, emb)
-        self.head = nn.Sequential(nn.GroupNorm(8, w), nn.SiLU(), nn.Conv2d(w, 1, 3, padding=1))
+        self.up_mid = nn.ConvTranspose2d(w2, w2, 4, stride=2, padding=1)
+        self.up2, self.up2_up = ResBlock(2 * w2, w2, emb), nn.ConvTranspose2d(w2, w, 4, stride=2, padding=1)
+        self.up1 = ResBlock(2 * w, w, emb)
+        self.head = nn.Sequential(nn.GroupNorm(8, w), nn.SiLU(), nn.Conv2d(w, channels, 3, padding=1))
         nn.init.zeros_(self.head[-1].weight)
         nn.init.zeros_(self.head[-1].bias)
 
@@ -113,11 +125,11 @@ class UNet(nn.Module):
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         emb = self.embedding(t, y)
-        h28 = self.down28(self.stem(x), emb)
-        h14 = self.down14(self.pool28(h28), emb)
-        h = self.mid2(self.mid1(self.pool14(h14), emb), emb)
-        h = self.up14(torch.cat([self.up7(h), h14], dim=1), emb)
-        h = self.up28(torch.cat([self.up14_up(h), h28], dim=1), emb)
+        h1 = self.down1(self.stem(x), emb)  # full size
+        h2 = self.down2(self.pool1(h1), emb)  # half size
+        h = self.mid2(self.mid1(self.pool2(h2), emb), emb)  # quarter size
+        h = self.up2(torch.cat([self.up_mid(h), h2], dim=1), emb)
+        h = self.up1(torch.cat([self.up2_up(h), h1], dim=1), emb)
         return self.head(h)
 
 
@@ -128,10 +140,10 @@ class DiffusionModel(nn.Module):
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    def __init__(self, cfg: DiffusionConfig | None = None) -> None:
+    def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__()
-        self.cfg = cfg or DiffusionConfig()
-        self.net = UNet(self.cfg.width, self.cfg.n_classes)
+        self.cfg = cfg
+        self.net = UNet(cfg.width, cfg.n_classes, cfg.image.channels)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(x, t, y)
@@ -139,11 +151,11 @@ class DiffusionModel(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
                steps: int | None = None, guidance: float | None = None) -> Tensor:
-        """``n`` new products (float N x 1 x 28 x 28 in [0, 1]) with the config's sampler, steps and guidance."""
+        """``n`` new products (float N x C x H x W in [0, 1]) with the config's sampler, steps and guidance."""
         if labels is not None and not self.cfg.n_classes:
             raise ValueError("this diffusion model is unconditional: sample() takes no labels")
         self.eval()
-        x = diffusion.sample(self, (n, 1, 28, 28), self.cfg.objective, self.cfg.sampler,
+        x = diffusion.sample(self, (n, *self.cfg.image.shape), self.cfg.objective, self.cfg.sampler,
                              steps or self.cfg.steps, labels, self.cfg.guidance if guidance is None else guidance,
                              generator, null_label=self.cfg.n_classes)
         return ((x.clamp(-1, 1) + 1) / 2).float()
@@ -156,12 +168,13 @@ def parameter_count(model: nn.Module) -> int:
 
 @dataclass(frozen=True)
 class LatentDiffusionConfig:
-    """The latent prior of ``latent-diffusion``: an MLP flow on the 16-d codes of a shipped VAE (``vae-sharp``).
+    """The latent prior of ``latent-diffusion``: an MLP flow on the codes of a shipped VAE (``vae-sharp``), whose
+    config ``first_stage`` it holds (its image spec is the images the model draws).
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    latent_dim: int = 16
+    first_stage: VAEConfig
     hidden: int = 256
     depth: int = 3  # residual MLP blocks
     objective: str = "flow"
@@ -171,6 +184,14 @@ class LatentDiffusionConfig:
     def __post_init__(self) -> None:
         if self.sampler not in diffusion.SAMPLERS.get(self.objective, ()):
             raise ValueError(f"sampler {self.sampler!r} does not fit objective {self.objective!r}")
+
+    @property
+    def latent_dim(self) -> int:
+        return self.first_stage.latent_dim
+
+    @property
+    def image(self) -> ImageSpec:
+        return self.first_stage.image
 
 
 class LatentMLP(nn.Module):
@@ -199,11 +220,11 @@ class LatentDiffusion(nn.Module):
     samples on its own. Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    def __init__(self, cfg: LatentDiffusionConfig | None = None) -> None:
+    def __init__(self, cfg: LatentDiffusionConfig) -> None:
         super().__init__()
-        self.cfg = cfg or LatentDiffusionConfig()
-        self.net = LatentMLP(self.cfg.latent_dim, self.cfg.hidden, self.cfg.depth)
-        self.vae = ConvVAE(VAEConfig(latent_dim=self.cfg.latent_dim))
+        self.cfg = cfg
+        self.net = LatentMLP(cfg.latent_dim, cfg.hidden, cfg.depth)
+        self.vae = ConvVAE(cfg.first_stage)
         self.register_buffer("z_mean", torch.zeros(self.cfg.latent_dim))
         self.register_buffer("z_std", torch.ones(self.cfg.latent_dim))
 
@@ -224,7 +245,7 @@ class LatentDiffusion(nn.Module):
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None,
                steps: int | None = None) -> Tensor:
-        """``n`` new products (float N x 1 x 28 x 28 in [0, 1]): prior sample, then the VAE's decoder."""
+        """``n`` new products (float N x C x H x W in [0, 1]): prior sample, then the VAE's decoder."""
         if labels is not None:
             raise ValueError("latent-diffusion is unconditional: sample() takes no labels")
         return self.vae.decode(self.sample_latents(n, generator, steps))

@@ -1,14 +1,15 @@
-"""Variational autoencoders for 28 x 28 product images (article §2.3, §3.2), and how well they explain test images.
+"""Variational autoencoders for product images (article §2.3, §3.2), and how well they explain test images.
 
 Two models share one interface (``encode``, ``reparameterize``, ``decode_logits``, ``sample``):
 
 * :class:`ConvVAE`, the workbook's VAE (shipped as ``vae`` with a 16-dimensional latent, ``vae2d`` with a
   2-dimensional one, and ``vae-sharp``, the ``vae`` trained with beta = 0.25 for chapter 08's latent prior).
-  Encoder: two stride-2 4x4 convolutions (1 -> 32 -> 64 channels, 28 -> 14 -> 7 pixels), a hidden layer and two
+  Encoder: stride-2 4x4 convolutions (one per entry of ``channels``; for Fashion-MNIST C -> 32 -> 64 channels,
+  28 -> 14 -> 7 pixels), a hidden layer and two
   linear heads, the mean ``mu`` and the log-variance ``log sigma^2`` of ``q(z|x)``
   (§3.2.2 step 2). Decoder: the mirror image with transposed convolutions, ending in one **logit** per pixel.
-* :class:`ReferenceMLPVAE`, the VAE of the PyTorch examples repository (``examples/vae/main.py``): 784-400-20
-  MLP with ReLU, the yardstick the shipped ``vae`` must beat on test negative ELBO.
+* :class:`ReferenceMLPVAE`, the VAE of the PyTorch examples repository (``examples/vae/main.py``): pixels-400-20
+  MLP with ReLU (784-400-20 for Fashion-MNIST), the yardstick the shipped ``vae`` must beat on test negative ELBO.
 
 Decoder output. The decoder returns logits ``l``; ``sigmoid(l)`` is the decoded image in [0, 1]. With the
 Bernoulli likelihood it is the mean of ``p(x|z)`` and ``-log p(x|z)`` is the binary cross-entropy on the logits
@@ -30,9 +31,8 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from prodlab import losses
+from prodlab.datasets.spec import ImageSpec
 
-IMAGE_SHAPE = (1, 28, 28)
-NUM_PIXELS = 28 * 28
 ACTIVE_KL = 0.01  # nats: a latent dimension whose average KL to the prior is below this carries no information
 
 
@@ -53,7 +53,7 @@ class VAE(nn.Module):
         raise NotImplementedError
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        """§3.2.2 step 4: pixel logits N x 1 x 28 x 28 (``sigmoid`` of them is the decoded image)."""
+        """§3.2.2 step 4: pixel logits N x C x H x W (``sigmoid`` of them is the decoded image)."""
         raise NotImplementedError
 
     @staticmethod
@@ -88,7 +88,7 @@ class VAE(nn.Module):
 
     @torch.no_grad()
     def sample(self, n: int, generator: torch.Generator | None = None, labels: Tensor | None = None) -> Tensor:
-        """§3.2.2 step 8: decode ``z ~ p(z) = N(0, I)`` into ``n`` new products (float N x 1 x 28 x 28 in [0, 1]).
+        """§3.2.2 step 8: decode ``z ~ p(z) = N(0, I)`` into ``n`` new products (float N x C x H x W in [0, 1]).
 
         ``labels`` is accepted for the common generator interface and must be None (the VAE is unconditional).
         """
@@ -100,42 +100,48 @@ class VAE(nn.Module):
 
 @dataclass(frozen=True)
 class VAEConfig:
-    """Shape of the convolutional VAE (what a checkpoint's JSON records as ``config``).
+    """Shape of the convolutional VAE (what a checkpoint's JSON records as ``config``), for images of ``image``.
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
 
+    image: ImageSpec
     latent_dim: int = 16
-    channels: tuple[int, int] = (32, 64)  # encoder convolutions (the decoder mirrors them)
-    hidden: int = 256  # fully connected layer between the 64 x 7 x 7 feature map and the latent
+    channels: tuple[int, ...] = (32, 64)  # one stride-2 encoder convolution each (the decoder mirrors them)
+    hidden: int = 256  # fully connected layer between the last feature map (64 x 7 x 7 at 28 px) and the latent
+
+    @property
+    def bottom(self) -> tuple[int, int, int]:
+        """The last feature map, ``(channels, height, width)``: each convolution halves the image's sides."""
+        k = len(self.channels)
+        if self.image.height % 2**k or self.image.width % 2**k:
+            raise ValueError(f"{k} halvings need image sides divisible by {2**k}, not {self.image.height} x "
+                             f"{self.image.width}: give channels one entry per halving")
+        return self.channels[-1], self.image.height // 2**k, self.image.width // 2**k
 
 
 class ConvVAE(VAE):
-    """Convolutional VAE over float images N x 1 x 28 x 28 in [0, 1] (product bright on black).
+    """Convolutional VAE over float images N x C x H x W in [0, 1].
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
 
-    def __init__(self, cfg: VAEConfig | None = None) -> None:
+    def __init__(self, cfg: VAEConfig) -> None:
         super().__init__()
-        self.cfg = cfg or VAEConfig()
-        c1, c2 = self.cfg.channels
-        flat = c2 * 7 * 7
-        self.encoder = nn.Sequential(
-            nn.Conv2d(1, c1, 4, stride=2, padding=1), nn.ReLU(),  # 28 -> 14
-            nn.Conv2d(c1, c2, 4, stride=2, padding=1), nn.ReLU(),  # 14 -> 7
-            nn.Flatten(),
-            nn.Linear(flat, self.cfg.hidden), nn.ReLU(),
-        )
-        self.to_mu = nn.Linear(self.cfg.hidden, self.cfg.latent_dim)
-        self.to_logvar = nn.Linear(self.cfg.hidden, self.cfg.latent_dim)
-        self.decoder = nn.Sequential(
-            nn.Linear(self.cfg.latent_dim, self.cfg.hidden), nn.ReLU(),
-            nn.Linear(self.cfg.hidden, flat), nn.ReLU(),
-            nn.Unflatten(1, (c2, 7, 7)),
-            nn.ConvTranspose2d(c2, c1, 4, stride=2, padding=1), nn.ReLU(),  # 7 -> 14
-            nn.ConvTranspose2d(c1, 1, 4, stride=2, padding=1),  # 14 -> 28, logits
-        )
+        self.cfg = cfg
+        ladder = (cfg.image.channels, *cfg.channels)  # 1 -> 32 -> 64 for Fashion-MNIST
+        flat = math.prod(cfg.bottom)
+        down: list[nn.Module] = []
+        for c_in, c_out in zip(ladder[:-1], ladder[1:], strict=True):  # 28 -> 14 -> 7
+            down += [nn.Conv2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.encoder = nn.Sequential(*down, nn.Flatten(), nn.Linear(flat, cfg.hidden), nn.ReLU())
+        self.to_mu = nn.Linear(cfg.hidden, cfg.latent_dim)
+        self.to_logvar = nn.Linear(cfg.hidden, cfg.latent_dim)
+        up: list[nn.Module] = [nn.Linear(cfg.latent_dim, cfg.hidden), nn.ReLU(), nn.Linear(cfg.hidden, flat), nn.ReLU(),
+                               nn.Unflatten(1, cfg.bottom)]
+        for c_in, c_out in zip(ladder[:0:-1], ladder[-2::-1], strict=True):  # 7 -> 14 -> 28, logits last
+            up += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1), nn.ReLU()]
+        self.decoder = nn.Sequential(*up[:-1])  # no ReLU after the last: it outputs logits
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
         h = self.encoder(x)
@@ -147,11 +153,12 @@ class ConvVAE(VAE):
 
 @dataclass(frozen=True)
 class ReferenceVAEConfig:
-    """The PyTorch example VAE: 784 -> 400 -> (20, 20) -> 400 -> 784, ReLU.
+    """The PyTorch example VAE: pixels -> 400 -> (20, 20) -> 400 -> pixels, ReLU (784 pixels for Fashion-MNIST).
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
 
+    image: ImageSpec
     latent_dim: int = 20
     hidden: int = 400
 
@@ -162,21 +169,22 @@ class ReferenceMLPVAE(VAE):
     Chapter 03 (notebooks/03_vae.ipynb).
     """
 
-    def __init__(self, cfg: ReferenceVAEConfig | None = None) -> None:
+    def __init__(self, cfg: ReferenceVAEConfig) -> None:
         super().__init__()
-        self.cfg = cfg or ReferenceVAEConfig()
-        self.fc1 = nn.Linear(NUM_PIXELS, self.cfg.hidden)
-        self.fc21 = nn.Linear(self.cfg.hidden, self.cfg.latent_dim)
-        self.fc22 = nn.Linear(self.cfg.hidden, self.cfg.latent_dim)
-        self.fc3 = nn.Linear(self.cfg.latent_dim, self.cfg.hidden)
-        self.fc4 = nn.Linear(self.cfg.hidden, NUM_PIXELS)
+        self.cfg = cfg
+        pixels = cfg.image.num_pixels
+        self.fc1 = nn.Linear(pixels, cfg.hidden)
+        self.fc21 = nn.Linear(cfg.hidden, cfg.latent_dim)
+        self.fc22 = nn.Linear(cfg.hidden, cfg.latent_dim)
+        self.fc3 = nn.Linear(cfg.latent_dim, cfg.hidden)
+        self.fc4 = nn.Linear(cfg.hidden, pixels)
 
     def encode(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        h = F.relu(self.fc1(x.reshape(len(x), NUM_PIXELS)))
+        h = F.relu(self.fc1(x.flatten(1)))
         return self.fc21(h), self.fc22(h)
 
     def decode_logits(self, z: Tensor) -> Tensor:
-        return self.fc4(F.relu(self.fc3(z))).reshape(len(z), *IMAGE_SHAPE)
+        return self.fc4(F.relu(self.fc3(z))).reshape(len(z), *self.cfg.image.shape)
 
 
 @dataclass(frozen=True)
@@ -195,7 +203,7 @@ class ConvAutoencoder(ConvVAE):
     removed after construction, so the initial weights equal a ConvVAE's of the same seed.
     """
 
-    def __init__(self, cfg: VAEConfig | None = None) -> None:
+    def __init__(self, cfg: VAEConfig) -> None:
         super().__init__(cfg)
         self.to_logvar = None
 

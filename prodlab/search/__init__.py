@@ -1,34 +1,40 @@
 """Product image search (notebook 06, article §2.4 item 3): find the catalogue products that look like a query image.
 
 The article lists "search and categorisation of products" among the uses of image models without saying how.
-Search by image is nearest-neighbour retrieval in an **embedding**: a function that maps a 28 x 28 product to a
-vector, so that similar products get vectors pointing the same way. The package is cut by step:
+Search by image is nearest-neighbour retrieval in an **embedding**: a function that maps a product image (float
+C x H x W, the catalogue's spec; 1 x 28 x 28 for Fashion-MNIST) to a vector, so that similar products get vectors
+pointing the same way. A catalogue is a data set by name (``prodlab.datasets``; default Fashion-MNIST): its training
+images are the products searched. The package is cut by step:
 
-- :mod:`~prodlab.search.embed`: the five embeddings (pixels, PCA, VAE, GAN discriminator, classifier);
+- :mod:`~prodlab.search.embed`: the five embeddings (pixels, PCA, VAE, GAN discriminator, classifier) and which
+  of them each data set can use;
 - :mod:`~prodlab.search.index`: the exact index (one matrix product) and the cached catalogue indexes;
 - :mod:`~prodlab.search.approx`: the approximate index on FAISS (IVF), for millions of products;
+- :mod:`~prodlab.search.photo`: a shopper's photo as a query of the catalogue's spec, and :func:`search_photo`;
 - :mod:`~prodlab.search.evaluate`: precision@k, AP@k, mAP and the benchmark of the embeddings;
 - :mod:`~prodlab.search.explore`: best and worst queries, edited and generated queries, the t-SNE map;
 - :mod:`~prodlab.search.bench` and :mod:`~prodlab.search.sizing`: exact against approximate search at
-  60,000 to 10,000,000 items, and what 100 million products would need (``python -m prodlab bench search``);
-- :mod:`~prodlab.search.cli`: the command-line options the CLI adds.
+  60,000 to 10,000,000 items, and what 100 million products would need (``python -m prodlab bench search``).
 
 Everything notebooks and figures use is importable from ``prodlab.search`` itself.
 """
 
 from prodlab import data
-from prodlab.search import bench, cli, sizing
+from prodlab.search import bench, sizing
 from prodlab.search.approx import ApproxIndex, recall_at_k
 from prodlab.search.embed import (
     BEST,
     EMBEDDINGS,
     PCA_DIM,
+    PREFERENCE,
     Embedder,
     EmbeddingSpec,
     SearchError,
     as_batch,
     available,
+    best_available,
     catalogue,
+    data_key,
     embedder,
     embedding_key,
     embedding_spec,
@@ -66,13 +72,16 @@ from prodlab.search.index import (
     catalogue_index,
     load_index,
     query,
+    tune_queries,
 )
+from prodlab.search.photo import found_images, photo_image, search_photo
 
 __all__ = [
-    "BEST", "EDITS", "EMBEDDINGS", "K_EVAL", "KINDS", "PCA_DIM", "ApproxIndex", "as_batch", "available",
-    "average_precision_at_k", "bench", "benchmark", "brighten", "build_index", "by_precision", "cache_path",
-    "catalogue", "catalogue_index", "catalogue_map", "cli", "data", "Embedder", "embedder", "embedding_key",
-    "embedding_spec", "EmbeddingSpec", "evaluate_embedding", "fit_pca", "format_table", "good_and_failed", "Index",
-    "load_index", "mean_precision", "precision_at_k", "query", "query_set", "recall_at_k", "recovery", "relevance",
-    "SearchError", "SearchIndex", "shift", "single_query_ms", "sizing", "unavailable", "variant_queries",
+    "BEST", "EDITS", "EMBEDDINGS", "K_EVAL", "KINDS", "PCA_DIM", "PREFERENCE", "ApproxIndex", "as_batch",
+    "available", "average_precision_at_k", "bench", "benchmark", "best_available", "brighten", "build_index",
+    "by_precision", "cache_path", "catalogue", "catalogue_index", "catalogue_map", "data", "data_key", "Embedder",
+    "embedder", "embedding_key", "embedding_spec", "EmbeddingSpec", "evaluate_embedding", "fit_pca", "format_table",
+    "found_images", "good_and_failed", "Index", "load_index", "mean_precision", "photo_image", "precision_at_k",
+    "query", "query_set", "recall_at_k", "recovery", "relevance", "search_photo", "SearchError", "SearchIndex",
+    "shift", "single_query_ms", "sizing", "tune_queries", "unavailable", "variant_queries",
 ]

@@ -32,10 +32,11 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from prodlab import config, data, files
+from prodlab.datasets import DEFAULT
 from prodlab.search import approx
-from prodlab.search.embed import BEST, Embedder, as_batch, catalogue
+from prodlab.search.embed import BEST, Embedder, catalogue
 from prodlab.search.explore import brighten, shift
-from prodlab.search.index import TUNE_QUERIES, Index, SearchIndex, catalogue_index
+from prodlab.search.index import TUNE_QUERIES, Index, SearchIndex, catalogue_index, tune_queries
 
 AUGMENTED_MAX = 1_000_000
 JITTER_SIGMA = 0.02  # per coordinate of a unit 256-d vector: the jitter's length is about 0.3
@@ -54,7 +55,7 @@ STAND_IN = ("items 0-59,999: the real catalogue; up to 1,000,000: embeddings of 
 
 def augmented(images: Tensor, generator: torch.Generator) -> Tensor:
     """Each image mirrored with probability 1/2, shifted by -2..2 pixels and brightened by x0.7..1.3."""
-    x = as_batch(images)
+    x = data.as_batch(images)
     mirror = torch.rand(len(x), generator=generator) < 0.5
     x = torch.where(mirror[:, None, None, None], x.flip(-1), x)
     dx = torch.randint(-2, 3, (len(x),), generator=generator)
@@ -81,14 +82,15 @@ def _cached_standin(prefix: str, n: int) -> tuple[Tensor, Tensor, float] | None:
 
 
 def augmented_vectors(emb: Embedder, n: int, seed: int = 0, chunk: int = 10_000) -> tuple[Tensor, Tensor, float]:
-    """Vectors and labels of ``n`` augmented catalogue products (round r = 1, 2, ... of the 60,000), and the
-    seconds the embedder took; cached under the embedder's key, so a second run costs no embedder time. Each
-    round draws its augmentations for all 60,000 images, so a smaller set is the start of a larger one."""
-    prefix = f"search-standin-{emb.name}-{emb.key[:16]}-s{seed}-"
+    """Vectors and labels of ``n`` augmented products of the embedder's catalogue (round r = 1, 2, ... of its
+    60,000), and the seconds the embedder took; cached under the data set and the embedder's key, so a second run
+    costs no embedder time. Each round draws its augmentations for every catalogue image, so a smaller set is the
+    start of a larger one."""
+    prefix = f"search-standin-{emb.dataset}-{emb.name}-{emb.key[:16]}-s{seed}-"
     cached = _cached_standin(prefix, n)
     if cached is not None:
         return cached
-    images, labels = catalogue()
+    images, labels = catalogue(emb.dataset)
     vectors, start = None, time.perf_counter()
     for first in range(0, n, len(images)):
         batch = augmented(images, torch.Generator().manual_seed(seed * 1000 + first // len(images) + 1))
@@ -165,8 +167,9 @@ def measure_approx(vectors: Tensor, labels: Tensor, queries: Tensor, exact_ids: 
 
 
 def measure_size(n: int, base: Tensor, base_labels: Tensor, queries: Tensor, tune_queries: Tensor,
-                 threads: int, factories: Sequence[str], n_single: int) -> dict[str, Any]:
-    """Exact and approximate indexes over the first ``n`` stand-in vectors, measured side by side."""
+                 threads: int, factories: Sequence[str], n_single: int, n_real: int) -> dict[str, Any]:
+    """Exact and approximate indexes over the first ``n`` stand-in vectors (the first ``n_real`` of them the real
+    catalogue's), measured side by side."""
     vectors, labels = grown(base, base_labels, n)
     with approx.threads(threads):
         exact, build_s = timed(lambda v=vectors, y=labels: Index.build("bench", "bench", v, y))
@@ -174,7 +177,7 @@ def measure_size(n: int, base: Tensor, base_labels: Tensor, queries: Tensor, tun
         tune_ids = exact.search(tune_queries, approx.K_RECALL)[1]
     del vectors, labels  # at 10M the jittered copy is 10 GB: the exact index holds its own
     result: dict[str, Any] = {
-        "n": n, "source": "real" if n <= 60_000 else "augmented" if n <= AUGMENTED_MAX else "jittered",
+        "n": n, "source": "real" if n <= n_real else "augmented" if n <= AUGMENTED_MAX else "jittered",
         "exact": {"method": "prodlab.search.Index (torch float32 matrix product + topk)", "build_s": round(build_s, 2),
                   "bytes_per_item": round(exact.nbytes / n, 1), **latency(exact, queries, threads, n_single)}}
     compared = []
@@ -203,15 +206,16 @@ def fits_in_memory(n: int, dim: int) -> str | None:
 
 def bench_search(sizes: Sequence[int] | None = None, threads: int = 1, compare: bool = True, seed: int = 0,
                  n_queries: int = N_QUERIES, n_single: int = SINGLE_QUERIES, name: str = BEST,
-                 factories: Sequence[str] | None = None) -> dict[str, Any]:
-    """The scale benchmark (see the module docstring) at each of ``sizes``; ``compare`` also measures the other
-    index types (``COMPARE``) at every size, which is how the default one was chosen."""
+                 factories: Sequence[str] | None = None, dataset: str = DEFAULT) -> dict[str, Any]:
+    """The scale benchmark (see the module docstring) of the catalogue of ``dataset`` at each of ``sizes``;
+    ``compare`` also measures the other index types (``COMPARE``) at every size, which is how the default one was
+    chosen."""
     sizes = sorted(sizes or (QUICK_SIZES if config.quick() else FULL_SIZES))
     factories = list(factories or (COMPARE if compare else COMPARE[:1]))
     load_before, start = os.getloadavg(), time.perf_counter()
-    emb, catalogue_idx = catalogue_index(name)
-    test_images = data.load("test")[0]
-    queries, tune_queries = emb(test_images[:n_queries]), emb(test_images[TUNE_QUERIES])
+    emb, catalogue_idx = catalogue_index(name, dataset=dataset)
+    test_images = data.load("test", dataset=dataset)[0]
+    queries, tuning = emb(test_images[:n_queries]), emb(tune_queries(test_images))
     n_aug = min(max(sizes), AUGMENTED_MAX) - len(catalogue_idx)
     aug, aug_labels, embed_s = (augmented_vectors(emb, n_aug, seed) if n_aug > 0 else
                                 (torch.empty(0, catalogue_idx.dim), torch.empty(0, dtype=torch.long), 0.0))
@@ -221,10 +225,12 @@ def bench_search(sizes: Sequence[int] | None = None, threads: int = 1, compare: 
     for n in sizes:
         reason = fits_in_memory(n, catalogue_idx.dim)
         results.append({"n": n, "skipped": reason} if reason else
-                       measure_size(n, base, base_labels, queries, tune_queries, threads, factories, n_single))
+                       measure_size(n, base, base_labels, queries, tuning, threads, factories, n_single,
+                                    len(catalogue_idx)))
     return {
         "what": "exact vs approximate (FAISS) product search, python -m prodlab bench search",
-        "embedding": name, "dim": catalogue_idx.dim, "k": approx.K_RECALL, "target_recall": approx.TARGET_RECALL,
+        "dataset": dataset, "embedding": name, "dim": catalogue_idx.dim, "k": approx.K_RECALL,
+        "target_recall": approx.TARGET_RECALL,
         "stand_in": STAND_IN, "augmented_items": max(n_aug, 0), "augmented_embed_s": round(embed_s, 1),
         "augmented_embed_ms_per_item": round(embed_s * 1e3 / max(n_aug, 1), 3),
         "queries": f"test images 0-{n_queries - 1} (recall and latency); {TUNE_QUERIES.start}-"

@@ -1,8 +1,8 @@
 """How good a search is (notebook 06, article §2.4 item 3): precision@k, AP@k and mAP, latency, the benchmark.
 
 Every embedding is judged on one protocol: the queries are test images, the relevant results are the catalogue
-items of the query's class. :func:`benchmark` runs it for every embedding and :func:`format_table` prints it (what
-``python -m prodlab evaluate search`` shows).
+items of the query's class, in the catalogue of the same data set. :func:`benchmark` runs it for every embedding
+and :func:`format_table` prints it (what ``python -m prodlab bench retrieval`` shows).
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from prodlab import data
+from prodlab.datasets import DEFAULT
 from prodlab.search.approx import threads
 from prodlab.search.embed import EMBEDDINGS, Embedder, unavailable
 from prodlab.search.index import SearchIndex, catalogue_index, query
@@ -43,7 +44,8 @@ def average_precision_at_k(relevant: Tensor, n_relevant: Tensor, k: int = K_EVAL
 
 def relevance(index: SearchIndex, ids: Tensor, query_labels: Tensor) -> tuple[Tensor, Tensor]:
     """``relevant[i, j]``: result j of query i has the query's class; and each query's number of relevant items."""
-    counts = torch.bincount(index.labels, minlength=len(data.CLASS_NAMES))
+    most = int(query_labels.max()) + 1 if len(query_labels) else 0  # a query class the catalogue lacks counts 0
+    counts = torch.bincount(index.labels, minlength=most)
     return index.labels[ids] == query_labels[:, None], counts[query_labels]
 
 
@@ -53,14 +55,15 @@ def mean_precision(emb: Embedder, index: SearchIndex, images: Tensor, labels: Te
     return float(precision_at_k(relevance(index, ids, labels)[0], k).mean())
 
 
-def query_set(n: int) -> tuple[Tensor, Tensor]:
-    """The first ``n`` test images and labels: the queries of every benchmark (the test split is shuffled)."""
-    images, labels = data.load("test")
+def query_set(n: int, dataset: str = DEFAULT) -> tuple[Tensor, Tensor]:
+    """The first ``n`` test images and labels of ``dataset``: the queries of every benchmark (Fashion-MNIST's test
+    split is shuffled)."""
+    images, labels = data.load("test", dataset=dataset)
     return images[:n], labels[:n]
 
 
 def single_query_ms(emb: Embedder, index: SearchIndex, images: Tensor, k: int = 10) -> float:
-    """Median wall-clock milliseconds from one 28 x 28 image to its top-``k`` ids (embed + search), one at a time.
+    """Median wall-clock milliseconds from one image to its top-``k`` ids (embed + search), one at a time.
 
     Measured on one thread, as a search server answers each request (its other cores serve other requests):
     a single small query gains little from splitting it over threads, and on a shared machine the threads
@@ -78,26 +81,29 @@ def single_query_ms(emb: Embedder, index: SearchIndex, images: Tensor, k: int = 
 
 def evaluate_embedding(
     name: str, n_queries: int = 10_000, directory: Path | None = None, rebuild: bool = False, repeats: int = 50,
+    dataset: str = DEFAULT,
 ) -> dict[str, Any]:
-    """Benchmark one embedding: precision@1, precision@10, mAP@100 (relevant = same class), the mean precision@k
-    curve for k = 1..100, build time, query latency (single and batched, embedding included) and index memory."""
-    emb, index = catalogue_index(name, directory, rebuild)
-    images, labels = query_set(n_queries)
+    """Benchmark one embedding on ``dataset``: precision@1, precision@10, mAP@100 (relevant = same class), the mean
+    precision@k curve for k = 1..100 (fewer for a catalogue smaller than 100), build time, query latency (single
+    and batched, embedding included) and index memory."""
+    emb, index = catalogue_index(name, directory, rebuild, dataset=dataset)
+    images, labels = query_set(n_queries, dataset)
+    depth = min(K_EVAL, len(index))
     start = time.perf_counter()
-    _, ids = query(emb, index, images, K_EVAL)
+    _, ids = query(emb, index, images, depth)
     batch_ms = (time.perf_counter() - start) * 1000.0 / len(images)
     relevant, n_relevant = relevance(index, ids, labels)
-    curve = (relevant.float().cumsum(1) / torch.arange(1, K_EVAL + 1)).mean(0)
+    curve = (relevant.float().cumsum(1) / torch.arange(1, depth + 1)).mean(0)
     return {
         "embedding": name,
         "available": True,
         "dim": index.dim,
         "precision_at_1": round(float(precision_at_k(relevant, 1).mean()), 4),
         "precision_at_10": round(float(precision_at_k(relevant, 10).mean()), 4),
-        "map_at_100": round(float(average_precision_at_k(relevant, n_relevant, K_EVAL).mean()), 4),
+        "map_at_100": round(float(average_precision_at_k(relevant, n_relevant, depth).mean()), 4),
         "build_s": round(index.build_seconds, 2),
         "build_cpu_s": round(index.build_cpu_seconds, 2),
-        "query_ms_single": round(single_query_ms(emb, index, images[:repeats]), 3),
+        "query_ms_single": round(single_query_ms(emb, index, images[:repeats], min(10, len(index))), 3),
         "query_ms_batch": round(batch_ms, 3),
         "memory_mb": round(index.nbytes / 2**20, 1),
         "n_queries": len(images),
@@ -108,19 +114,20 @@ def evaluate_embedding(
 
 def benchmark(
     n_queries: int = 10_000, names: Sequence[str] | None = None, directory: Path | None = None,
-    rebuild: bool = False,
+    rebuild: bool = False, dataset: str = DEFAULT,
 ) -> dict[str, dict[str, Any]]:
-    """:func:`evaluate_embedding` for every embedding; one without a checkpoint says so instead of a number."""
+    """:func:`evaluate_embedding` for every embedding on ``dataset``; one that is not available there (no
+    checkpoint, or a model of another data set) says why instead of a number."""
     results = {}
     for name in names or EMBEDDINGS:
-        reason = unavailable(name, directory)
+        reason = unavailable(name, directory, dataset)
         results[name] = ({"embedding": name, "available": False, "reason": reason} if reason else
-                         evaluate_embedding(name, n_queries, directory, rebuild))
+                         evaluate_embedding(name, n_queries, directory, rebuild, dataset=dataset))
     return results
 
 
 def format_table(results: dict[str, dict[str, Any]]) -> str:
-    """The benchmark as a text table (what the notebook and ``python -m prodlab evaluate search`` print)."""
+    """The benchmark as a text table (what the notebook and ``python -m prodlab bench retrieval`` print)."""
     lines = [f"{'embedding':22s} {'dim':>4s} {'P@1':>6s} {'P@10':>6s} {'mAP@100':>7s} {'build s':>8s} {'(CPU s)':>8s} "
              f"{'ms/query':>8s} {'ms/query':>8s} {'index MB':>8s}",
              f"{'':22s} {'':>4s} {'':>6s} {'':>6s} {'':>7s} {'':>8s} {'':>8s} {'single':>8s} {'batched':>8s}"]

@@ -13,9 +13,10 @@ import torch.nn.functional as F
 from torch import Tensor
 
 from prodlab import checkpoints, data, imageio
-from prodlab.search.embed import Embedder, as_batch, catalogue, unavailable
+from prodlab.search.embed import Embedder, catalogue, unavailable
 from prodlab.search.evaluate import precision_at_k, relevance
 from prodlab.search.index import SearchIndex, query
+from prodlab.search.photo import photo_image
 
 
 def by_precision(index: SearchIndex, ids: Tensor, labels: Tensor, k: int = 8) -> tuple[Tensor, Tensor]:
@@ -27,7 +28,7 @@ def by_precision(index: SearchIndex, ids: Tensor, labels: Tensor, k: int = 8) ->
 
 def shift(images: Tensor, dx: int) -> Tensor:
     """Move products ``dx`` pixels to the right (left if negative), filling with background: an edited item."""
-    x = as_batch(images)
+    x = data.as_batch(images)
     out = torch.zeros_like(x)
     if dx >= 0:
         out[..., dx:] = x[..., : x.shape[-1] - dx]
@@ -39,11 +40,11 @@ def shift(images: Tensor, dx: int) -> Tensor:
 def brighten(images: Tensor, gain: float | Tensor) -> Tensor:
     """Scale every pixel by ``gain`` (clipped to [0, 1]): a lighter (gain > 1) or darker product; a tensor
     ``gain`` of shape N x 1 x 1 x 1 gives each image its own."""
-    return (as_batch(images) * gain).clamp(0.0, 1.0)
+    return (data.as_batch(images) * gain).clamp(0.0, 1.0)
 
 
 def catalogue_map(emb: Embedder, n: int = 3000, seed: int = 0) -> tuple[np.ndarray, Tensor]:
-    """A 2-D t-SNE map (n x 2) of ``n`` random catalogue items' embeddings, and their labels.
+    """A 2-D t-SNE map (n x 2) of ``n`` random items' embeddings of the embedder's catalogue, and their labels.
 
     The vectors are normalised (the map then follows cosine similarity, like the search) and reduced to 50
     dimensions with PCA first, the usual recipe to make t-SNE faster and less noisy.
@@ -51,7 +52,7 @@ def catalogue_map(emb: Embedder, n: int = 3000, seed: int = 0) -> tuple[np.ndarr
     from sklearn.decomposition import PCA  # scikit-learn is slow to import; only this map needs it here
     from sklearn.manifold import TSNE
 
-    images, labels = catalogue()
+    images, labels = catalogue(emb.dataset)
     pick = torch.randperm(len(labels), generator=torch.Generator().manual_seed(seed))[:n]
     vectors = F.normalize(emb(images[pick]), dim=1).numpy()
     if vectors.shape[1] > 50:
@@ -80,21 +81,23 @@ EDITS: dict[str, Callable[[Tensor], Tensor]] = {
 
 
 def recovery(emb: Embedder, index: SearchIndex, items: Tensor, edit: Callable[[Tensor], Tensor], k: int = 10) -> float:
-    """Fraction of catalogue ``items`` whose edited image finds the original item among its top ``k`` results."""
-    _, ids = query(emb, index, edit(catalogue()[0][items]), k)
+    """Fraction of catalogue ``items`` (of the embedder's data set) whose edited image finds the original item among
+    its top ``k`` results."""
+    _, ids = query(emb, index, edit(catalogue(emb.dataset)[0][items]), k)
     return float((ids == items[:, None]).any(1).float().mean())
 
 
 def variant_queries(item: int, photo_of: int, directory: Path | None = None, seed: int = 0) -> dict[str, Tensor]:
-    """Queries that are not catalogue thumbnails, each float 1 x 28 x 28: a shop photo of test product ``photo_of``
-    brought back by ``imageio.to_product_image``, the ``EDITS`` of catalogue item ``item`` and, when their
-    checkpoints exist, the VAE's decoding of that item and one sample of each shipped generator."""
+    """Queries of Fashion-MNIST that are not catalogue thumbnails, each float C x H x W: a shop photo of test
+    product ``photo_of`` brought back by :func:`~prodlab.search.photo.photo_image`, the ``EDITS`` of catalogue item
+    ``item`` and, when their checkpoints exist, the VAE's decoding of that item and one sample of each shipped
+    generator."""
     original = data.to_float(catalogue()[0][item : item + 1])
-    out = {"shop photo": imageio.to_product_image(imageio.shop_photo(data.load("test")[0][photo_of]))}
+    out = {"shop photo": photo_image(imageio.shop_photo(data.load("test")[0][photo_of]), data.spec())}
     out |= {name: edit(original)[0] for name, edit in EDITS.items()}
     if unavailable("vae", directory) is None:
         out["VAE decoded"] = checkpoints.load("vae", directory).reconstruct(original)[0]
     for name in ("dcgan", "vae"):
-        if name in checkpoints.MODELS and checkpoints.exists(name, directory):
+        if checkpoints.exists(name, directory):
             out[f"{name} sample"] = data.to_float(checkpoints.generate(name, 1, seed, directory)[0])[0]
     return out

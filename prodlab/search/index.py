@@ -7,13 +7,14 @@ catalogues of millions. Both follow :class:`SearchIndex`: ``build``, ``add``, ``
 
 Exact index file (safetensors, nothing pickled): tensors ``vectors`` (float32 N x D, unit rows) and ``labels``
 (int64 N); text metadata ``kind`` = ``exact``, ``embedding``, ``key``, ``build_seconds``, ``build_cpu_seconds``
-and ``format``. Built indexes are cached in ``data/cache`` under the embedding and the SHA-256 of the weights (or
-of the data), so ``python -m prodlab search IMAGE`` answers in well under a second.
+and ``format``. Built indexes are cached in ``data/cache`` under the data set, the embedding and the SHA-256 of the
+weights (or of the data), so ``python -m prodlab search IMAGE`` answers in well under a second.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import re
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,6 +26,7 @@ from safetensors import SafetensorError, safe_open
 from torch import Tensor
 
 from prodlab import config, data, files
+from prodlab.datasets import DEFAULT
 from prodlab.search import approx
 from prodlab.search.embed import (
     FORMAT,
@@ -39,6 +41,14 @@ from prodlab.search.embed import (
 
 KINDS = ("exact", "approx")  # what ``--index`` accepts
 TUNE_QUERIES = slice(1000, 2000)  # test images that tune the approximate index: not the first 1,000 it is judged on
+
+
+def tune_queries(test_images: Tensor) -> Tensor:
+    """The test images that tune an approximate index: ``TUNE_QUERIES``, or the second half of a test split too
+    small to hold them (a small imported catalogue)."""
+    if len(test_images) >= TUNE_QUERIES.stop:
+        return test_images[TUNE_QUERIES]
+    return test_images[len(test_images) // 2 :]
 
 
 class SearchIndex(Protocol):
@@ -135,71 +145,87 @@ def load_index(path: Path) -> Index | approx.ApproxIndex:
         raise SearchError(f"cannot read the search index {path}: {err}") from err
 
 
-def cache_path(name: str, key: str, kind: str = "exact") -> Path:
-    """Where the catalogue index of embedding ``name`` (weights/data ``key``) of ``kind`` is cached."""
-    if kind == "exact":
-        return config.cache_dir() / f"search-{name}-{key[:16]}-v{FORMAT}.safetensors"
-    return config.cache_dir() / f"search-approx-{name}-{key[:16]}-v{approx.FORMAT}.safetensors"
+def _cache_prefix(kind: str) -> str:
+    return "search-" if kind == "exact" else "search-approx-"
 
 
-def build_index(name: str, directory: Path | None = None) -> tuple[Embedder, Index]:
-    """Embed the whole catalogue with embedding ``name``, timed from loading the model (or fitting PCA) on."""
+def cache_path(name: str, key: str, kind: str = "exact", dataset: str = DEFAULT) -> Path:
+    """Where the catalogue index of ``dataset`` for embedding ``name`` (weights/data ``key``) of ``kind`` is
+    cached: ``search[-approx]-DATASET-NAME-KEY16-vFORMAT.safetensors``."""
+    version = FORMAT if kind == "exact" else approx.FORMAT
+    return config.cache_dir() / f"{_cache_prefix(kind)}{dataset}-{name}-{key[:16]}-v{version}.safetensors"
+
+
+def _same_index(path: Path, name: str, kind: str, dataset: str) -> bool:
+    """Whether cache file ``path`` is an index of ``dataset``, ``name`` and ``kind`` (of any key or format), or,
+    for Fashion-MNIST, one of the names before data sets (``search-NAME-KEY16-vN``). The key field has a fixed
+    length and embedding names have no dash, so no other data set's file matches."""
+    prefix = _cache_prefix(kind)
+    stems = [f"{prefix}{dataset}-{name}-"] + ([f"{prefix}{name}-"] if dataset == DEFAULT else [])
+    return any(re.fullmatch(re.escape(stem) + r".{16}-v\d+\.safetensors", path.name) for stem in stems)
+
+
+def build_index(name: str, directory: Path | None = None, dataset: str = DEFAULT) -> tuple[Embedder, Index]:
+    """Embed the whole catalogue of ``dataset`` with embedding ``name``, timed from loading the model (or fitting
+    PCA) on."""
     start, cpu_start = time.perf_counter(), time.process_time()
-    emb = embedder(name, directory, refit=True)
-    images, labels = catalogue()
+    emb = embedder(name, directory, refit=True, dataset=dataset)
+    images, labels = catalogue(dataset)
     index = Index.build(name, emb.key, emb(images), labels)
     return emb, dataclasses.replace(index, build_seconds=time.perf_counter() - start,
                                     build_cpu_seconds=time.process_time() - cpu_start)
 
 
 def build_approx(emb: Embedder, exact: Index) -> approx.ApproxIndex:
-    """The FAISS index of the catalogue's vectors, its ``nprobe`` tuned on test images ``TUNE_QUERIES`` (whose
-    exact top-10 the exact index gives) to reach ``approx.TARGET_RECALL``; timed, tuning included."""
+    """The FAISS index of the catalogue's vectors, its ``nprobe`` tuned on test images (:func:`tune_queries` of
+    the embedder's data set, whose exact top-10 the exact index gives) to reach ``approx.TARGET_RECALL``; timed,
+    tuning included."""
     start, cpu_start = time.perf_counter(), time.process_time()
     index = approx.ApproxIndex.build(exact.embedding, exact.key, exact.vectors, exact.labels)
-    queries = emb(data.load("test")[0][TUNE_QUERIES])
-    index.tune(queries, exact.search(queries, approx.K_RECALL)[1])
+    queries = emb(tune_queries(data.load("test", dataset=emb.dataset)[0]))
+    index.tune(queries, exact.search(queries, min(approx.K_RECALL, len(exact)))[1])
     index.build_seconds = exact.build_seconds + time.perf_counter() - start
     index.build_cpu_seconds = exact.build_cpu_seconds + time.process_time() - cpu_start
     return index
 
 
 def catalogue_index(
-    name: str, directory: Path | None = None, rebuild: bool = False, kind: str = "exact",
+    embedding: str, directory: Path | None = None, rebuild: bool = False, kind: str = "exact",
+    dataset: str = DEFAULT,
 ) -> tuple[Embedder, Index | approx.ApproxIndex]:
-    """The embedder and the catalogue index of ``name`` and ``kind`` (``exact``, or ``approx``: FAISS): from the
-    cache when it matches the weights, else built (and cached). ``rebuild`` ignores the cache, so that the build
-    time is measured afresh. The approximate index is built from the exact one's vectors."""
+    """The embedder and the catalogue index of ``dataset`` for ``embedding`` and ``kind`` (``exact``, or
+    ``approx``: FAISS): from the cache when it matches the weights (or data), else built (and cached).
+    ``rebuild`` ignores the cache, so that the build time is measured afresh. The approximate index is built from
+    the exact one's vectors. ``SearchError`` when the embedding is not available on ``dataset``."""
     if kind not in KINDS:
         raise SearchError(f"unknown index kind {kind!r}; kinds: {', '.join(KINDS)}")
-    reason = unavailable(name, directory)
+    reason = unavailable(embedding, directory, dataset)
     if reason is not None:
         raise SearchError(reason)
-    key, n = embedding_key(name, directory), len(catalogue()[1])
+    key, n = embedding_key(embedding, directory, dataset), len(catalogue(dataset)[1])
     made: list[Embedder] = []  # the embedder a build made (PCA fitted once, not twice), else one made after loading
 
     def build() -> Index | approx.ApproxIndex:
         if kind == "exact":
-            emb, index = build_index(name, directory)
+            emb, index = build_index(embedding, directory, dataset)
             made.append(emb)
             return index
-        emb, exact = catalogue_index(name, directory, rebuild)
+        emb, exact = catalogue_index(embedding, directory, rebuild, dataset=dataset)
         made.append(emb)
         return build_approx(emb, exact)
 
     def save(path: Path, index: Index | approx.ApproxIndex) -> None:
         index.save(path)
-        prefix = "search-" if kind == "exact" else "search-approx-"
-        for stale in config.cache_dir().glob(f"{prefix}{name}-*.safetensors"):  # indexes of weights since replaced
-            if stale != path:
+        for stale in config.cache_dir().glob(f"{_cache_prefix(kind)}*.safetensors"):  # of weights since replaced
+            if stale != path and _same_index(stale, embedding, kind, dataset):
                 stale.unlink(missing_ok=True)
 
     def matches(index: Index | approx.ApproxIndex) -> bool:  # a stale or damaged file is removed and rebuilt
         return index.kind == kind and index.key == key and len(index) == n
 
-    index = files.load_or_build(cache_path(name, key, kind), build, valid=matches, load=load_index, save=save,
-                                refresh=rebuild)
-    return (made[-1] if made else embedder(name, directory)), index
+    index = files.load_or_build(cache_path(embedding, key, kind, dataset), build, valid=matches, load=load_index,
+                                save=save, refresh=rebuild)
+    return (made[-1] if made else embedder(embedding, directory, dataset=dataset)), index
 
 
 def query(emb: Embedder, index: SearchIndex, images: Tensor, k: int = 10) -> tuple[Tensor, Tensor]:

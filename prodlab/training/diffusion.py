@@ -2,11 +2,11 @@
 
 :func:`diffusion_step` is one optimiser step on one batch and nothing else (draw ``t`` and the noise, build
 ``x_t``, regress the target, clip, step), so chapter 08 can run it by hand and compare. :func:`train_diffusion`
-calls it with the bookkeeping around it (learning-rate warm-up and cosine decay, an exponential moving average of
-the weights, the CPU clock, a state per epoch in ``runs/NAME`` for ``--resume``, divergence checks). The same loop
-trains the U-Net on images (``diffusion``) and the MLP prior on a shipped VAE's latent codes
-(``latent-diffusion``). Measuring them (the screening, guidance, sampler steps and the registry's trainers) is
-:mod:`prodlab.training.diffusion_measure`.
+runs it in the workbook's one training loop (``prodlab.training.loop``: device, threads, torchrun, resume,
+divergence checks, history) with this family's hooks: learning-rate warm-up and cosine decay, and an exponential
+moving average of the weights. The same family trains the U-Net on images (``diffusion``) and the MLP prior on a
+shipped VAE's latent codes (``latent-diffusion``). Measuring them (the screening, guidance, sampler steps and the
+registry's trainers) is :mod:`prodlab.training.diffusion_measure`.
 """
 
 from __future__ import annotations
@@ -14,17 +14,17 @@ from __future__ import annotations
 import copy
 import dataclasses
 import math
-import shutil
-import time
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from prodlab import checkpoints, config, data, diffusion, runs
+from prodlab import config, data, datasets, diffusion, distributed, runs
+from prodlab.datasets.spec import ImageSpec
 from prodlab.models import gan as gan_models
 from prodlab.models import unet
+from prodlab.training import loop
 
 
 @dataclass(frozen=True)
@@ -56,9 +56,6 @@ class DiffusionRecipe:
             raise ValueError("ema_decay must be in [0, 1) and width a multiple of 8 (>= 8)")
         if self.latent_codes not in ("mean", "sample"):
             raise ValueError(f"latent_codes must be 'mean' or 'sample', not {self.latent_codes!r}")
-        vaes = [name for name, spec in checkpoints.MODELS.items() if spec.kind == "vae"]
-        if self.first_stage not in vaes:
-            raise ValueError(f"first_stage must be one of {', '.join(vaes)}, not {self.first_stage!r}")
 
 
 def learning_rate(recipe: DiffusionRecipe, step: int, total: int) -> float:
@@ -70,7 +67,8 @@ def learning_rate(recipe: DiffusionRecipe, step: int, total: int) -> float:
 
 
 def diffusion_step(model: nn.Module, opt: torch.optim.Optimizer, x0: torch.Tensor, y: torch.Tensor | None,
-                   recipe: DiffusionRecipe, generator: torch.Generator, null_label: int = 10) -> dict[str, float]:
+                   recipe: DiffusionRecipe, generator: torch.Generator, null_label: int | None = None
+                   ) -> dict[str, float]:
     """One training step on a batch ``x0`` (labels ``y`` or None): the loss of ``diffusion.diffusion_loss``,
     backpropagated, clipped at ``recipe.grad_clip`` and applied. Returns ``loss`` and the gradient norm.
 
@@ -84,76 +82,60 @@ def diffusion_step(model: nn.Module, opt: torch.optim.Optimizer, x0: torch.Tenso
     return {"loss": float(loss.detach()), "grad_norm": float(norm)}
 
 
-@dataclass
-class _State:
-    model: nn.Module
-    ema: nn.Module
-    opt: torch.optim.Optimizer
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
+class DiffusionFamily(loop.Family):
+    """A diffusion or flow model as the training loop sees it (chapter 08): AdamW, :func:`diffusion_step` per
+    batch, and two hooks: the learning rate of :func:`learning_rate` before every step, and the moving average of
+    the weights after it (with a short warm-up, ``(1 + s) / (10 + s)``, so early steps count). The same family
+    trains the U-Net on images and the MLP prior on a VAE's latent codes: ``make`` builds the network."""
+
+    def __init__(self, make: Callable[[], nn.Module], x: torch.Tensor, y: torch.Tensor | None,
+                 recipe: DiffusionRecipe, null_label: int | None) -> None:
+        super().__init__()
+        self.make, self.x, self.y, self.recipe, self.null_label = make, x, y, recipe, null_label
+        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
+
+    def build(self, device: torch.device) -> None:
+        self.model = self.make().to(device)
+        self.ema = copy.deepcopy(self.model).requires_grad_(False)
+        self.net = distributed.wrap(self.model, device)
+        self.modules = {"model": self.model, "ema": self.ema}
+        self.optimizers = {"opt": torch.optim.AdamW(self.model.parameters(), lr=self.recipe.lr, weight_decay=0.0)}
+
+    def data(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        return self.x, self.y
+
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
+        for group in self.optimizers["opt"].param_groups:
+            group["lr"] = learning_rate(self.recipe, state.step, state.total_steps)
+        return diffusion_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator, self.null_label)
+
+    def after_step(self, state: loop.State) -> None:
+        decay = min(self.recipe.ema_decay, state.step / (9 + state.step))  # (1 + s) / (10 + s) before step s + 1
+        gan_models.ema_update(self.ema, self.model, decay)
+
+    def log(self, state: loop.State, means: dict[str, float]) -> str:
+        return f"loss {means['loss']:.4f}"
 
 
-def _start(model: nn.Module, recipe: DiffusionRecipe, run: runs.Run, generator: torch.Generator,
-           resume: bool) -> tuple[_State, int]:
-    """A fresh model, its moving average and optimiser; or all of them restored from ``run`` when resuming."""
-    ema = copy.deepcopy(model).requires_grad_(False)
-    opt = torch.optim.AdamW(model.parameters(), lr=recipe.lr, weight_decay=0.0)
-    state = _State(model, ema, opt)
-    if not resume:
-        shutil.rmtree(run.path, ignore_errors=True)
-    epoch, state.step, state.history = run.restore({"model": model, "ema": ema}, {"opt": opt}, generator)
-    return state, epoch
-
-
-def _ema_update(state: _State, decay: float) -> None:
-    """The moving average of the weights, with a short warm-up (``(1 + s) / (10 + s)``) so early steps count."""
-    gan_models.ema_update(state.ema, state.model, min(decay, (1 + state.step) / (10 + state.step)))
-
-
-def train_diffusion(model: nn.Module, x_all: torch.Tensor, labels: torch.Tensor | None, recipe: DiffusionRecipe,
-                    run: runs.Run, seed: int = 0, progress: bool = True, resume: bool = False,
-                    null_label: int = 10) -> tuple[nn.Module, list[dict[str, float]]]:
-    """Train ``model`` (a ``f(x_t, t, y)`` network) on ``x_all`` on one CPU thread; return (EMA model, history).
+def train_diffusion(make: Callable[[], nn.Module], x_all: torch.Tensor, labels: torch.Tensor | None,
+                    recipe: DiffusionRecipe, run: runs.Run, seed: int = 0, progress: bool = True,
+                    resume: bool = False, null_label: int | None = None, device: torch.device | None = None,
+                    threads: int | None = None) -> tuple[nn.Module, list[dict[str, float]]]:
+    """Train the network ``make()`` (a ``f(x_t, t, y)`` model) on ``x_all`` in the workbook's training loop;
+    return (its moving average on the CPU, eval mode; the per-step history). Chapter 08.
 
     After every epoch the state goes to ``run`` (``resume=True`` continues from it and reproduces the
-    uninterrupted run); a NaN or infinite loss stops the run with ``runs.DivergenceError``. Chapter 08.
+    uninterrupted run); a NaN or infinite loss stops the run with ``runs.DivergenceError``. ``device`` and
+    ``threads`` as for every family; under torchrun the model trains in DDP on each rank's slice of the batch.
     """
-    with config.one_thread():
-        generator = config.seed_everything(seed)
-        state, start_epoch = _start(model, recipe, run, generator, resume)
-        monitor = runs.DivergenceMonitor(run)
-        cpu_before, cpu_start = (state.history[-1]["cpu_seconds"] if state.history else 0.0), time.process_time()
-        bs, n_batches = recipe.batch_size, len(x_all) // recipe.batch_size
-        total = recipe.epochs * n_batches
-        model.train()
-        for epoch in range(start_epoch + 1, recipe.epochs + 1):
-            order = torch.randperm(len(x_all), generator=generator)
-            bar = tqdm(range(n_batches), desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress, leave=False,
-                       mininterval=5.0)
-            for i in bar:
-                idx = order[i * bs : (i + 1) * bs]
-                for group in state.opt.param_groups:
-                    group["lr"] = learning_rate(recipe, state.step, total)
-                row = diffusion_step(model, state.opt, x_all[idx], None if labels is None else labels[idx], recipe,
-                                     generator, null_label)
-                _ema_update(state, recipe.ema_decay)
-                state.step += 1
-                monitor.check(state.step, {"loss": row["loss"]})
-                state.history.append({"step": state.step, **row,
-                                      "cpu_seconds": round(cpu_before + time.process_time() - cpu_start, 3)})
-                bar.set_postfix(loss=f"{row['loss']:.4f}", refresh=False)
-            run.save(epoch, state.step, {"model": model, "ema": state.ema}, {"opt": state.opt}, generator,
-                     state.history)
-            if progress:
-                mean = sum(r["loss"] for r in state.history[-n_batches:]) / n_batches
-                tqdm.write(f"epoch {epoch}/{recipe.epochs}: step {state.step}, loss {mean:.4f}, "
-                           f"{state.history[-1]['cpu_seconds']:.0f} CPU-s")
-        return state.ema.eval(), state.history
+    family = DiffusionFamily(make, x_all, labels, recipe, null_label)
+    state = loop.train(family, loop.Setup(run, seed, progress, resume, device, threads))
+    return family.ema.cpu().eval(), state.steps
 
 
-def image_config(recipe: DiffusionRecipe, base: unet.DiffusionConfig | None = None) -> unet.DiffusionConfig:
-    """The U-Net config a recipe trains: its width and objective, with the objective's default sampler."""
-    base = base or checkpoints.spec("diffusion").config
+def image_config(recipe: DiffusionRecipe, image: ImageSpec) -> unet.DiffusionConfig:
+    """The U-Net config a recipe trains for images ``image``: its width and objective, the objective's sampler."""
+    base = unet.DiffusionConfig(image)
     return dataclasses.replace(base, width=recipe.width, objective=recipe.objective,
                                sampler=_sampler_for(base.sampler, recipe.objective))
 
@@ -163,21 +145,21 @@ def _sampler_for(preferred: str, objective: str) -> str:
     return preferred if preferred in diffusion.SAMPLERS[objective] else diffusion.SAMPLERS[objective][-1]
 
 
-def train_images(recipe: DiffusionRecipe) -> tuple[torch.Tensor, torch.Tensor]:
+def train_images(recipe: DiffusionRecipe, dataset: str = datasets.DEFAULT) -> tuple[torch.Tensor, torch.Tensor]:
     """The training images in [-1, 1] and their labels (the first ``train_limit`` of them)."""
-    images, labels = data.load("train")
+    images, labels = data.load("train", dataset=dataset)
     return data.normalize(data.to_float(images[: recipe.train_limit])), labels[: recipe.train_limit]
 
 
 def train_image_model(recipe: DiffusionRecipe, run: runs.Run, seed: int = 0, progress: bool = True,
-                      resume: bool = False) -> tuple[unet.DiffusionModel, list[dict[str, float]]]:
-    """Train the class-conditional U-Net of ``diffusion`` with ``recipe``; return its EMA and the history."""
-    cfg = image_config(recipe)
-    x, y = train_images(recipe)
-    model = unet.DiffusionModel(cfg)
-    ema, history = train_diffusion(model, x, y if cfg.n_classes else None, recipe, run, seed, progress, resume,
-                                   null_label=cfg.n_classes)
-    return ema, history
+                      resume: bool = False, dataset: str = datasets.DEFAULT, device: torch.device | None = None,
+                      threads: int | None = None) -> tuple[unet.DiffusionModel, list[dict[str, float]]]:
+    """Train the class-conditional U-Net of ``diffusion`` with ``recipe`` on ``dataset``; return its EMA and the
+    history."""
+    cfg = image_config(recipe, data.spec(dataset))
+    x, y = train_images(recipe, dataset)
+    return train_diffusion(lambda: unet.DiffusionModel(cfg), x, y if cfg.n_classes else None, recipe, run, seed,
+                           progress, resume, null_label=cfg.n_classes, device=device, threads=threads)
 
 
 def loss_curve(history: list[dict[str, float]], window: int = 50) -> list[dict[str, float]]:
@@ -188,10 +170,11 @@ def loss_curve(history: list[dict[str, float]], window: int = 50) -> list[dict[s
 
 
 @torch.no_grad()
-def latent_codes(vae: nn.Module, limit: int | None = None, kind: str = "mean", seed: int = 0) -> torch.Tensor:
+def latent_codes(vae: nn.Module, limit: int | None = None, kind: str = "mean", seed: int = 0,
+                 dataset: str = datasets.DEFAULT) -> torch.Tensor:
     """The prior's training data: per training image the posterior mean ``mu(x)`` (``kind="mean"``) or one draw
     ``z ~ q(z|x)`` (``"sample"``: the aggregate posterior of Dai & Wipf 2019), under the first-stage VAE ``vae``."""
-    x = data.to_float(data.load("train")[0][:limit])
+    x = data.to_float(data.load("train", dataset=dataset)[0][:limit])
     with config.one_thread():
         if kind == "mean":
             return vae.eval().embed(x)
@@ -201,8 +184,8 @@ def latent_codes(vae: nn.Module, limit: int | None = None, kind: str = "mean", s
 
 def build_latent_model(recipe: DiffusionRecipe, vae: nn.Module, codes: torch.Tensor) -> unet.LatentDiffusion:
     """A fresh latent prior holding a frozen copy of ``vae`` and the statistics that standardise ``codes``."""
-    base = checkpoints.spec("latent-diffusion").config
-    cfg = dataclasses.replace(base, latent_dim=codes.shape[1], hidden=recipe.width, objective=recipe.objective,
+    base = unet.LatentDiffusionConfig(vae.cfg)
+    cfg = dataclasses.replace(base, hidden=recipe.width, objective=recipe.objective,
                               sampler=_sampler_for(base.sampler, recipe.objective))
     model = unet.LatentDiffusion(cfg)
     model.vae.load_state_dict(vae.state_dict())

@@ -10,15 +10,15 @@ from __future__ import annotations
 
 import dataclasses
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 from torch import nn
 
-from prodlab import checkpoints, config, diffusion, files, recipes, ruler, runs
+from prodlab import checkpoints, config, data, datasets, diffusion, files, recipes, ruler, runs
 from prodlab.models import unet
+from prodlab.training.base import Context, Trained
 from prodlab.training.diffusion import (
     DiffusionRecipe,
     build_latent_model,
@@ -31,14 +31,17 @@ from prodlab.training.diffusion import (
 )
 
 
-def measure(name: str, model: nn.Module, n: int, seed: int = 0) -> dict[str, Any]:
+def measure(name: str, model: nn.Module, n: int, seed: int = 0, dataset: str = datasets.DEFAULT) -> dict[str, Any]:
     """The ruler's report on ``n`` samples of ``model`` (balanced labels for a conditional one), one thread,
-    with the sampling time per image."""
+    with the sampling time per image; the time alone on a data set without a ruler."""
     with config.one_thread():
         start = time.process_time()
         images, labels = checkpoints.generate(name, n, seed, model=model, batch_size=500)
         ms = 1000 * (time.process_time() - start) / n
-    return {**ruler.generator_report(images, labels, seed=seed), "sample_cpu_ms_per_image": round(ms, 2)}
+    if ruler.find(dataset) is None:
+        return {"sample_cpu_ms_per_image": round(ms, 2)}
+    report = ruler.generator_report(images, labels, ruler.load(dataset=dataset), seed=seed)
+    return {**report, "sample_cpu_ms_per_image": round(ms, 2)}
 
 
 # The screening of chapter 08: each candidate trains for the same CPU budget (epochs on a subset sized so),
@@ -56,7 +59,7 @@ def screen(cpu_seconds: float = 30.0, n: int = 300, seed: int = 0,
     number of Heun or DDIM steps, no guidance); one row per candidate. Chapter 08 shows the table."""
     rows = []
     for cand in candidates:
-        probe = unet.DiffusionModel(image_config(cand))
+        probe = unet.DiffusionModel(image_config(cand, data.spec()))
         step_seconds = _seconds_per_step(probe, cand)
         steps = max(50, int(cpu_seconds / step_seconds))
         recipe = dataclasses.replace(cand, epochs=1, train_limit=steps * cand.batch_size,
@@ -77,11 +80,12 @@ def _seconds_per_step(model: unet.DiffusionModel, recipe: DiffusionRecipe, repea
     with config.one_thread():
         gen = torch.Generator().manual_seed(0)
         opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-        x, y = torch.randn(recipe.batch_size, 1, 28, 28), torch.randint(0, 10, (recipe.batch_size,))
+        image = model.cfg.image
+        x, y = torch.randn(recipe.batch_size, *image.shape), torch.randint(0, image.n_classes, (recipe.batch_size,))
         times = []
         for _ in range(repeats + 1):
             start = time.process_time()
-            diffusion_step(model, opt, x, y, recipe, gen)
+            diffusion_step(model, opt, x, y, recipe, gen, model.cfg.n_classes)
             times.append(time.process_time() - start)
         return min(times[1:])
 
@@ -94,7 +98,7 @@ def write_screening(cpu_seconds: float = 30.0, n: int = 300, seed: int = 0) -> d
     quick mode writes into the run folder instead and never over the shipped table."""
     rows = screen(cpu_seconds, n, seed)
     result = {"cpu_seconds_per_candidate": cpu_seconds, "n_samples": n,
-              "sampler_steps": checkpoints.spec("diffusion").config.steps, "guidance": 1.0,
+              "sampler_steps": image_config(SCREEN_CANDIDATES[0], data.spec()).steps, "guidance": 1.0,
               "batch_size": SCREEN_CANDIDATES[0].batch_size, "rows": rows, "quick_mode": config.quick()}
     target = SCREENING_FILE if not config.quick() else config.RUNS_DIR / "diffusion-screening" / SCREENING_FILE.name
     files.write_json(target, result)
@@ -102,16 +106,6 @@ def write_screening(cpu_seconds: float = 30.0, n: int = 300, seed: int = 0) -> d
 
 
 # ---- The registry's trainers (``python -m prodlab train diffusion|latent-diffusion``) --------------------------
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What a trainer returns; the registry's ``Trained`` by its fields (the registry imports this module, so this
-    module cannot import it back)."""
-
-    model: nn.Module
-    metrics: dict[str, Any]
-    extra: dict[str, Any]
 
 
 GUIDANCE_CANDIDATES = (1.0, 1.5, 2.0, 3.0)
@@ -125,11 +119,12 @@ def with_sampling(model: unet.DiffusionModel, **changes: Any) -> unet.DiffusionM
 
 
 def guidance_sweep(model: unet.DiffusionModel, n: int, seed: int = 0,
-                   scales: tuple[float, ...] = GUIDANCE_CANDIDATES) -> list[dict[str, Any]]:
+                   scales: tuple[float, ...] = GUIDANCE_CANDIDATES,
+                   dataset: str = datasets.DEFAULT) -> list[dict[str, Any]]:
     """FID, precision, recall and class fidelity on ``n`` samples at each guidance scale (chapter 08)."""
     keys = ("fid", "kid", "precision", "recall", "class_fidelity", "sample_cpu_ms_per_image")
-    return [{"guidance": w, **{k: measure("diffusion", with_sampling(model, guidance=w), n, seed)[k] for k in keys}}
-            for w in scales]
+    return [{"guidance": w, **{k: measure("diffusion", with_sampling(model, guidance=w), n, seed, dataset)[k]
+                               for k in keys}} for w in scales]
 
 
 def choose_guidance(rows: list[dict[str, Any]], min_fidelity: float = 0.9) -> float:
@@ -157,41 +152,50 @@ def acceptance(metrics: dict[str, Any]) -> dict[str, Any]:
         "beats_cdcgan_fid": metrics["fid"] < cdcgan["fid"]}}
 
 
-def choose_and_measure(name: str, model: unet.DiffusionModel, seed: int = 0
+def choose_and_measure(name: str, model: unet.DiffusionModel, seed: int = 0, dataset: str = datasets.DEFAULT
                        ) -> tuple[unet.DiffusionModel, dict[str, Any], dict[str, Any]]:
     """The trainer's last step: the sweep over :data:`GUIDANCE_CANDIDATES` (1,000 samples each), the chosen scale,
     then the ruler on 10,000 samples (quick mode: 100 and 200). Returns the model with its scale, its metrics, and
-    the sweep and acceptance for the JSON."""
+    the sweep and acceptance for the JSON. Without a ruler for the data set: no guidance, the time alone."""
+    if ruler.find(dataset) is None:
+        return model, measure(name, model, config.budget(1000, 20), seed, dataset), {}
     scales = GUIDANCE_CANDIDATES if not config.quick() else GUIDANCE_CANDIDATES[::2]
-    sweep = guidance_sweep(model, config.budget(1000, 100), seed, scales)
+    sweep = guidance_sweep(model, config.budget(1000, 100), seed, scales, dataset)
     model = with_sampling(model, guidance=choose_guidance(sweep))
-    metrics = measure(name, model, config.budget(10_000, 200), seed)
-    return model, metrics, {"guidance_sweep": sweep, **acceptance(metrics)}
+    metrics = measure(name, model, config.budget(10_000, 200), seed, dataset)
+    return model, metrics, {"guidance_sweep": sweep, **(acceptance(metrics) if dataset == datasets.DEFAULT else {})}
 
 
-def train_diffusion_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: Any) -> Trained:
+def train_diffusion_entry(recipe: DiffusionRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train diffusion``: the U-Net, the guidance scale chosen on 1,000 samples, then the ruler on 10,000."""
-    model, history = train_image_model(recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume)
-    model, metrics, measured = choose_and_measure(name, model, ctx.seed)
+    model, history = train_image_model(recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.dataset,
+                                       ctx.device, ctx.threads)
+    if not ctx.measures:
+        return Trained(model, {}, {})
+    model, metrics, measured = choose_and_measure(ctx.name, model, ctx.seed, ctx.dataset)
     extra: dict[str, Any] = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
-                             "train_torch_threads": 1, "parameters": unet.parameter_count(model.net), **measured}
+                             "parameters": unet.parameter_count(model.net), **measured}
     return Trained(model, metrics, extra)
 
 
-def train_latent_entry(name: str, recipe: DiffusionRecipe, _baseline: Any, ctx: Any) -> Trained:
+def train_latent_entry(recipe: DiffusionRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train latent-diffusion``: a flow prior on the codes of the recipe's first-stage VAE (shipped), measured
     against that VAE's own samples: the same decoder, fed by N(0, I) or by the prior."""
-    vae = checkpoints.load(recipe.first_stage)
-    codes = latent_codes(vae.eval(), recipe.train_limit, recipe.latent_codes, ctx.seed)
+    vae = checkpoints.load(recipe.first_stage, kind="vae")
+    data.check_fits(vae.cfg.image, ctx.dataset)
+    codes = latent_codes(vae.eval(), recipe.train_limit, recipe.latent_codes, ctx.seed, ctx.dataset)
     model = build_latent_model(recipe, vae, codes)
-    ema, history = train_diffusion(model, model.standardise(codes), None, recipe, ctx.run, ctx.seed, ctx.progress,
-                                   ctx.resume)
-    metrics = measure(name, ema, config.budget(10_000, 500), ctx.seed)
+    ema, history = train_diffusion(lambda: build_latent_model(recipe, vae, codes), model.standardise(codes), None,
+                                   recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, device=ctx.device,
+                                   threads=ctx.threads)
+    if not ctx.measures:
+        return Trained(ema, {}, {})
+    metrics = measure(ctx.name, ema, config.budget(10_000, 500), ctx.seed, ctx.dataset)
     extra: dict[str, Any] = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
-                             "train_torch_threads": 1, "parameters": unet.parameter_count(ema.net),
+                             "parameters": unet.parameter_count(ema.net),
                              "parameters_with_decoder": unet.parameter_count(ema)}
     vae_metrics = _reference_metrics(recipe.first_stage)
-    if vae_metrics is not None:
+    if vae_metrics is not None and "fid" in metrics:
         extra["acceptance"] = {"fid": metrics["fid"], "first_stage": recipe.first_stage, "vae_fid": vae_metrics["fid"],
                                "fid_reduction": round(1 - metrics["fid"] / vae_metrics["fid"], 4),
                                "at_least_30_percent_lower": metrics["fid"] <= 0.7 * vae_metrics["fid"]}

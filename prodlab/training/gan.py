@@ -1,9 +1,9 @@
 """Training a GAN with the seven steps of the article's §3.1.2 (taught in notebook 02).
 
-:func:`gan_step` is steps 2-6 for one batch and nothing else, so a notebook can run it by hand and compare; the
-loop :func:`train_gan` calls it and keeps the bookkeeping (resume, the moving average of G, snapshots of a fixed
-noise batch, the CPU clock, divergence checks) in small named helpers around it. It trains on ``config.device()``
-and, under torchrun, in several processes with DDP (``prodlab.distributed``; README, "More than one machine").
+:func:`gan_step` is steps 2-6 for one batch and nothing else, so a notebook can run it by hand and compare;
+:func:`train_gan` runs it in the workbook's one training loop (``prodlab.training.loop``: device, threads, torchrun,
+resume, divergence checks, history) with this family's two hooks: the moving average of G and snapshots of a fixed
+noise batch (:class:`GANFamily`).
 
 The article names neither an architecture nor an optimiser. The defaults of :class:`GANRecipe` are its losses
 (§4: ``L_D`` binary cross-entropy, the non-saturating ``L_G``) with DCGAN's Adam settings (Radford et al. 2016:
@@ -14,18 +14,16 @@ common settings, which are ours, not the article's.
 from __future__ import annotations
 
 import copy
-import shutil
-import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 from safetensors.torch import load_file
 from torch import nn
-from tqdm.auto import tqdm
 
-from prodlab import checkpoints, config, data, distributed, files, losses, runs
+from prodlab import checkpoints, data, datasets, distributed, files, losses, runs
 from prodlab.models import gan as gan_models
+from prodlab.training import loop
 
 LossFn = Callable[..., torch.Tensor]
 
@@ -138,7 +136,7 @@ class GANRun:
     gan: gan_models.GAN  # the trained G (raw weights) and D, eval mode
     ema: gan_models.Generator | None  # the moving average of G, BN statistics recomputed (None without EMA)
     history: list[dict[str, float]]  # one row per step: step, loss_d, loss_g, d_real, d_fake, cpu_seconds
-    snapshots: dict[int, torch.Tensor]  # step -> uint8 images of the fixed noise batch made by the raw G
+    snapshots: dict[int, torch.Tensor]  # step -> uint8 images (N x H x W x C) of the fixed noise batch, by the raw G
 
     @property
     def cpu_seconds(self) -> float:
@@ -170,7 +168,7 @@ def is_snapshot_step(step: int) -> bool:
 
 
 def load_snapshots(run: runs.Run, last_step: int | None = None) -> dict[int, torch.Tensor]:
-    """The fixed-noise images a run has saved (step -> uint8 N x 28 x 28), up to ``last_step``.
+    """The fixed-noise images a run has saved (step -> uint8 N x H x W x C), up to ``last_step``.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -181,123 +179,91 @@ def load_snapshots(run: runs.Run, last_step: int | None = None) -> dict[int, tor
     return {s: found[s] for s in sorted(found) if last_step is None or s <= last_step}
 
 
-@dataclass
-class _State:
-    """Everything the loop carries between steps and saves after each epoch."""
+class GANFamily(loop.Family):
+    """The GAN as the training loop sees it: G and D with their Adam optimisers, :func:`gan_step` per batch, and two
+    hooks, the moving average of G after every step and the fixed-noise snapshots (chapter 02).
 
-    gan: gan_models.GAN
-    g_ema: gan_models.Generator | None
-    optimizers: dict[str, torch.optim.Optimizer]
-    step: int = 0
-    history: list[dict[str, float]] = field(default_factory=list)
-    snapshots: dict[int, torch.Tensor] = field(default_factory=dict)
+    Step 1 of §3.1.2 (initialise G and D) is :meth:`build`: DCGAN initialisation, on the loop's device.
+    """
 
-    @property
-    def modules(self) -> dict[str, torch.nn.Module]:
-        g, d = self.gan.generator, self.gan.discriminator
-        return {"g": g, "d": d, **({"g_ema": self.g_ema} if self.g_ema is not None else {})}
+    def __init__(self, cfg: gan_models.GANConfig, recipe: GANRecipe, dataset: str, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
+        self.batch_size, self.epochs, self.patience = recipe.batch_size, recipe.epochs, recipe.patience
+        self.snapshots: dict[int, torch.Tensor] = {}
 
+    def build(self, device: torch.device) -> None:
+        self.gan = gan_models.GAN(self.cfg).to(device)
+        self.g_ema = copy.deepcopy(self.gan.generator) if self.recipe.ema_decay else None
+        r = self.recipe
+        self.optimizers = {"g": torch.optim.Adam(self.gan.generator.parameters(), lr=r.lr_g, betas=r.betas),
+                           "d": torch.optim.Adam(self.gan.discriminator.parameters(), lr=r.lr_d, betas=r.betas)}
+        self.modules = {"g": self.gan.generator, "d": self.gan.discriminator,
+                        **({"g_ema": self.g_ema} if self.g_ema is not None else {})}
+        self.nets = self.gan if distributed.world().size == 1 else DataParallelGAN(
+            self.gan, distributed.wrap(self.gan.generator, device), distributed.wrap(self.gan.discriminator, device))
+        self.fixed_z = self.gan.noise(r.n_snapshot, torch.Generator().manual_seed(self.seed)).to(device)
+        self.fixed_y = (checkpoints.balanced_labels(r.n_snapshot, self.cfg.n_classes).to(device)
+                        if self.cfg.conditional else None)
 
-def _start(cfg: gan_models.GANConfig, recipe: GANRecipe, run: runs.Run, generator: torch.Generator,
-           resume: bool, device: torch.device) -> tuple[_State, int]:
-    """Step 1: initialise G and D (DCGAN initialisation) on ``device``, their optimisers and the weight average
-    of G; or restore all of them from ``run`` when resuming. Returns the state and the last finished epoch.
-    A fresh start removes the run's old folder (rank 0 does; no rank reads it)."""
-    gan = gan_models.GAN(cfg).to(device)
-    g_ema = copy.deepcopy(gan.generator) if recipe.ema_decay else None
-    optimizers = {"g": torch.optim.Adam(gan.generator.parameters(), lr=recipe.lr_g, betas=recipe.betas),
-                  "d": torch.optim.Adam(gan.discriminator.parameters(), lr=recipe.lr_d, betas=recipe.betas)}
-    state = _State(gan, g_ema, optimizers)
-    if not resume:
-        if distributed.is_main():
-            shutil.rmtree(run.path, ignore_errors=True)
-        return state, 0
-    epoch, state.step, state.history = run.restore(state.modules, optimizers, generator)
-    state.snapshots = load_snapshots(run, state.step)
-    return state, epoch
+    def data(self) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Step 4's source: the real images in [-1, 1] (and labels for a conditional GAN)."""
+        images, labels = data.load("train", dataset=self.dataset)
+        x = data.normalize(data.to_float(images[: self.recipe.train_limit]))
+        return x, labels[: self.recipe.train_limit] if self.cfg.conditional else None
 
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
+        return gan_step(self.nets, self.optimizers["g"], self.optimizers["d"], GAN_LOSSES[self.recipe.loss], x, y,
+                        state.generator)
 
-def _replicas(gan: gan_models.GAN, device: torch.device) -> gan_models.GAN | DataParallelGAN:
-    """``gan`` itself in one process; under torchrun its G and D in DDP (rank 0's weights on every rank)."""
-    if distributed.world().size == 1:
-        return gan
-    return DataParallelGAN(gan, distributed.wrap(gan.generator, device), distributed.wrap(gan.discriminator, device))
+    def checks(self, row: dict[str, float]) -> tuple[dict[str, float], float | None, float | None]:
+        """Step 7 (monitor): stop on a NaN/inf loss or a D pinned at 0 or 1."""
+        return {"L_D": row["loss_d"], "L_G": row["loss_g"]}, row["d_real"], row["d_fake"]
 
+    def _snapshot(self, step: int) -> None:
+        self.snapshots[step] = data.to_uint8(self.gan.render(self.fixed_z, self.fixed_y).cpu())
 
-def _log_epoch(epoch: int, recipe: GANRecipe, state: _State, n_batches: int) -> None:
-    last = state.history[-n_batches:]
-    means = {k: sum(r[k] for r in last) / len(last) for k in ("loss_d", "loss_g", "d_real", "d_fake")}
-    tqdm.write(f"epoch {epoch}/{recipe.epochs}: step {state.step}, L_D {means['loss_d']:.3f}, "
-               f"L_G {means['loss_g']:.3f}, D(x) {means['d_real']:.2f}, D(G(z)) {means['d_fake']:.2f}, "
-               f"{state.history[-1]['cpu_seconds']:.0f} CPU-s")
+    def begin(self, run: runs.Run, state: loop.State) -> None:
+        self.snapshots = load_snapshots(run, state.step) if state.step else {}
+        if state.step == 0:
+            self._snapshot(0)
+
+    def after_step(self, state: loop.State) -> None:
+        if self.g_ema is not None:
+            gan_models.ema_update(self.g_ema, self.gan.generator, self.recipe.ema_decay)
+        if is_snapshot_step(state.step) or state.step == state.total_steps:
+            self._snapshot(state.step)
+
+    def save_extra(self, run: runs.Run, state: loop.State) -> None:
+        files.write_tensors(run.path / SNAPSHOT_FILE, {f"step_{s:07d}": v for s, v in self.snapshots.items()})
+
+    def log(self, state: loop.State, means: dict[str, float]) -> str:
+        return (f"L_D {means['loss_d']:.3f}, L_G {means['loss_g']:.3f}, D(x) {means['d_real']:.2f}, "
+                f"D(G(z)) {means['d_fake']:.2f}")
 
 
 def train_gan(
     cfg: gan_models.GANConfig, recipe: GANRecipe, run: runs.Run, seed: int = 0, progress: bool = True,
-    resume: bool = False, device: torch.device | None = None,
+    resume: bool = False, device: torch.device | None = None, dataset: str = datasets.DEFAULT,
+    threads: int | None = None,
 ) -> GANRun:
-    """Train a GAN with the seven steps of §3.1.2 on one CPU thread; chapter 02 calls it after stepping by hand.
+    """Train a GAN with the seven steps of §3.1.2 on ``dataset``; chapter 02 calls it after stepping by hand.
 
-    One thread (``config.one_thread``): these small layers gain nothing from a second one, the result is
-    deterministic, and CPU times compare across recipes (the ablation compares at equal CPU time).
-    After every epoch the state goes to ``run`` (``resume=True`` continues from it and reproduces the
-    uninterrupted run exactly); a NaN/inf loss or a D pinned at 0 or 1 for ``recipe.patience`` steps stops the
-    run with ``runs.DivergenceError``, the last good epoch staying on disk.
+    The loop (``prodlab.training.loop``) saves the state after every epoch in ``run`` (``resume=True`` continues
+    and reproduces the uninterrupted run exactly); a NaN/inf loss or a D pinned at 0 or 1 for ``recipe.patience``
+    steps stops the run with ``runs.DivergenceError``, the last good epoch staying on disk. ``threads``: CPU threads
+    (default: all; 1 for timing comparisons). The models come back on the CPU.
 
-    ``device``: default ``config.device()``; the models come back on the CPU. Under torchrun each rank trains on
-    its slice of every global batch of ``recipe.batch_size`` with G and D in DDP, draws its own noise
-    (``distributed.rank_seed``) and rank 0 alone writes and logs. BatchNorm is per rank: each rank normalises
-    with the statistics of its own slice and keeps rank 0's running statistics (DDP's buffer broadcast);
-    SyncBatchNorm does not run on the CPU's gloo backend. README, "More than one machine", measures the effect.
+    Under torchrun each rank trains on its slice of every global batch of ``recipe.batch_size`` with G and D in
+    DDP, draws its own noise and rank 0 alone writes and logs. BatchNorm is per rank: each rank normalises with
+    the statistics of its own slice and keeps rank 0's running statistics (DDP's buffer broadcast); SyncBatchNorm
+    does not run on the CPU's gloo backend. README, "More than one machine", measures the effect.
     """
-    device = device or config.device()
-    progress = progress and distributed.is_main()
-    with config.one_thread(), distributed.process_group(device):
-        config.seed_everything(seed)  # the same initial weights on every rank
-        generator = torch.Generator().manual_seed(distributed.rank_seed(seed))
-        images, labels = data.load("train")
-        x_all = data.normalize(data.to_float(images[: recipe.train_limit]))
-        labels = labels[: recipe.train_limit] if cfg.n_classes else None
-        state, start_epoch = _start(cfg, recipe, run, generator, resume, device)
-        nets = _replicas(state.gan, device)
-        fixed_z = state.gan.noise(recipe.n_snapshot, torch.Generator().manual_seed(seed)).to(device)
-        fixed_y = checkpoints.balanced_labels(recipe.n_snapshot, cfg.n_classes).to(device) if cfg.n_classes else None
-        if state.step == 0:
-            state.snapshots[0] = data.to_uint8(state.gan.render(fixed_z, fixed_y).cpu())
-        monitor = runs.DivergenceMonitor(run, patience=recipe.patience)
-        cpu_before, cpu_start = (state.history[-1]["cpu_seconds"] if state.history else 0.0), time.process_time()
-        sampler = distributed.ShardSampler(len(x_all), recipe.batch_size, generator, seed, drop_last=True)
-        n_batches = len(sampler)
-        state.gan.train()
-        # Step 7: repeat steps 2-6 (and monitor) until the budget of epochs is spent.
-        for epoch in range(start_epoch + 1, recipe.epochs + 1):
-            sampler.set_epoch(epoch)
-            bar = tqdm(sampler, total=n_batches, desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress,
-                       leave=False, mininterval=5.0)
-            for idx in bar:  # Step 4: a real batch x (and its labels); this rank's slice of it under torchrun.
-                x, y = x_all[idx].to(device), labels[idx].to(device) if labels is not None else None
-                row = gan_step(nets, state.optimizers["g"], state.optimizers["d"], GAN_LOSSES[recipe.loss], x, y,
-                               generator)
-                row = distributed.mean_across_ranks(row)
-                if state.g_ema is not None:
-                    gan_models.ema_update(state.g_ema, state.gan.generator, recipe.ema_decay)
-                state.step += 1
-                # Step 7 (monitor): stop on a NaN/inf loss or a pinned D; the last good epoch stays on disk.
-                monitor.check(state.step, {"L_D": row["loss_d"], "L_G": row["loss_g"]}, row["d_real"], row["d_fake"])
-                row = {"step": state.step, **row,
-                       "cpu_seconds": round(cpu_before + time.process_time() - cpu_start, 3)}
-                state.history.append(row)
-                if is_snapshot_step(state.step) or state.step == recipe.epochs * n_batches:
-                    state.snapshots[state.step] = data.to_uint8(state.gan.render(fixed_z, fixed_y).cpu())
-                bar.set_postfix(L_D=f"{row['loss_d']:.3f}", L_G=f"{row['loss_g']:.3f}", refresh=False)
-            if distributed.is_main():
-                files.write_tensors(run.path / SNAPSHOT_FILE,
-                                    {f"step_{s:07d}": v for s, v in state.snapshots.items()})
-            run.save(epoch, state.step, state.modules, state.optimizers, generator, state.history)
-            if progress:
-                _log_epoch(epoch, recipe, state, n_batches)
-        g_ema = state.g_ema.cpu() if state.g_ema is not None else None
-        return GANRun(state.gan.cpu().eval(), _finished_ema(g_ema, recipe, seed), state.history, state.snapshots)
+    data.check_fits(cfg.image, dataset)
+    family = GANFamily(cfg, recipe, dataset, seed)
+    state = loop.train(family, loop.Setup(run, seed, progress, resume, device, threads))
+    g_ema = family.g_ema.cpu() if family.g_ema is not None else None
+    return GANRun(family.gan.cpu().eval(), _finished_ema(g_ema, recipe, seed), state.steps, family.snapshots)
 
 
 def _finished_ema(g_ema: gan_models.Generator | None, recipe: GANRecipe, seed: int) -> gan_models.Generator | None:

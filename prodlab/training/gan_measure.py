@@ -15,12 +15,12 @@ from typing import Any
 import torch
 from tqdm.auto import tqdm
 
-from prodlab import checkpoints, config, data, files, metrics, ruler, runs
+from prodlab import checkpoints, config, data, datasets, files, metrics, ruler, runs
 from prodlab.models import gan as gan_models
 from prodlab.models.gan import GANConfig
+from prodlab.training.base import Context, Trained
 from prodlab.training.gan import GANRecipe, GANRun, train_gan, with_generator
 
-VARIANTS = ("raw", "ema_stale_bn", "ema")
 VARIANT_LABELS = {"raw": "", "ema_stale_bn": " + EMA of G, BN statistics of G (not recomputed)",
                   "ema": " + EMA of G, BN statistics recomputed"}
 BENCH_GAN_FILE = config.CHECKPOINT_DIR / "bench_gan.json"  # what ``python -m prodlab bench gan`` writes (full mode)
@@ -49,7 +49,7 @@ def encode_snapshots(snapshots: dict[int, torch.Tensor]) -> dict[str, Any]:
 
 
 def decode_snapshots(encoded: dict[str, Any]) -> dict[int, torch.Tensor]:
-    """The inverse of :func:`encode_snapshots`: step -> uint8 images N x 28 x 28.
+    """The inverse of :func:`encode_snapshots`: step -> uint8 images N x H x W x C.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -58,13 +58,14 @@ def decode_snapshots(encoded: dict[str, Any]) -> dict[int, torch.Tensor]:
             for step, b64 in zip(encoded["steps"], encoded["images_base64"], strict=True)}
 
 
-def gan_report(name: str, gan: gan_models.GAN, n: int, seed: int = 0) -> dict[str, Any]:
+def gan_report(name: str, gan: gan_models.GAN, n: int, seed: int = 0,
+               dataset: str = datasets.DEFAULT) -> dict[str, Any]:
     """The ruler's metrics of ``n`` samples of ``gan``, drawn as ``python -m prodlab evaluate NAME`` draws them.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
     images, labels = checkpoints.generate(name, n, seed, model=gan)
-    return ruler.generator_report(images, labels, seed=seed)
+    return ruler.generator_report(images, labels, ruler.load(dataset=dataset), seed=seed)
 
 
 def quick_fid(name: str, gan: gan_models.GAN, n: int, seed: int = 0) -> float:
@@ -144,16 +145,52 @@ class MeasuredRun:
     rows: list[dict[str, Any]]
 
 
-def measured_run(name: str, recipe: GANRecipe, run: runs.Run, seed: int, progress: bool, resume: bool,
-                 n: int) -> MeasuredRun:
-    """Train ``name`` with ``recipe`` and measure every generator of the run with ``n`` samples.
+def measured_run(ctx: Context, recipe: GANRecipe, run: runs.Run, n: int) -> MeasuredRun:
+    """Train ``ctx.name`` with ``recipe`` and measure every generator of the run with ``n`` samples.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
-    result = train_gan(checkpoints.spec(name).config, recipe, run, seed, progress, resume)
+    result = train_gan(ctx.config, recipe, run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.dataset,
+                       ctx.threads)
     variants = ema_variants(result)
-    reports = {key: gan_report(name, gan, n, seed) for key, gan in variants.items()}
-    return MeasuredRun(result, variants, reports, ablation_rows(name, result, recipe, reports, n))
+    reports = {key: gan_report(ctx.name, gan, n, ctx.seed, ctx.dataset) for key, gan in variants.items()}
+    return MeasuredRun(result, variants, reports, ablation_rows(ctx.name, result, recipe, reports, n))
+
+
+def train_entry(recipe: GANRecipe, baseline: GANRecipe | None, ctx: Context) -> Trained:
+    """``train dcgan|cdcgan``: train and measure every generator of the run; ship the raw G or the EMA, whichever
+    measured better. On a data set without a ruler nothing can be measured: the EMA (if any) is shipped unmeasured.
+
+    The baseline of the acceptance ratio is the article's recipe: a separate run of it when the entry has one
+    (dcgan, whose recipe changes training itself), else the raw G of this run (the EMA only watches training).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    if ruler.find(ctx.dataset) is None or not ctx.measures:
+        result = train_gan(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.dataset,
+                           ctx.threads)
+        return Trained(result.shipped(), {}, {"not_measured": f"no ruler for data set {ctx.dataset!r}",
+                                              "history": summarise_history(result.history),
+                                              "snapshots": encode_snapshots(result.snapshots)})
+    n = config.budget(10_000, 500)
+    shipped = measured_run(ctx, recipe, ctx.run, n)
+    best = choose_shipped(shipped.reports)
+    raw_row = next(r for r in shipped.rows if r["variant"] == "raw")
+    rows = shipped.rows
+    if baseline is not None and ctx.with_baseline:
+        base = measured_run(ctx, baseline, runs.Run(f"{ctx.run.name}-article", ctx.run.directory), n)
+        reference = {**base.rows[0], "note": "the article's losses, batches of 64: a separate run, as many epochs"}
+        rows = base.rows + rows
+    else:
+        reference = {**raw_row, "note": "the raw G of this same run (the EMA only watches training): same CPU time"}
+    extra = {
+        "train_steps": raw_row["steps"], "train_cpu_seconds_steps": round(shipped.result.cpu_seconds, 1),
+        "shipped_variant": best, "baseline": reference, "ablation": rows,
+        "acceptance": acceptance(shipped, best, reference),
+        "history": summarise_history(shipped.result.history),
+        "snapshots": encode_snapshots(shipped.result.snapshots),
+    }
+    return Trained(shipped.variants[best], shipped.reports[best], extra)
 
 
 def acceptance(shipped: MeasuredRun, best: str, baseline: dict[str, Any]) -> dict[str, Any]:
@@ -165,9 +202,10 @@ def acceptance(shipped: MeasuredRun, best: str, baseline: dict[str, Any]) -> dic
             "fid_ratio_at_most_0.75": ratio <= 0.75}
 
 
-def bench_gan(variants: dict[str, tuple[gan_models.GANConfig, GANRecipe]], seed: int = 0, n_fid: int = 2000,
+def bench_gan(variants: dict[str, tuple[dict[str, Any], GANRecipe]], seed: int = 0, n_fid: int = 2000,
               n_final: int = 10_000, progress: bool = True, out_path: Path | None = None) -> dict[str, Any]:
-    """Train each variant from scratch one epoch at a time (``resume``), measuring FID after every epoch.
+    """Train each variant (its config fields for Fashion-MNIST, its recipe) from scratch one epoch at a time
+    (``resume``), measuring FID after every epoch.
 
     Returns (and writes to ``out_path`` as JSON, if given) per variant the throughput (images per wall second and
     per CPU second) and the time-to-FID curve (raw G and EMA G, ``n_fid`` samples), and the ablation rows of every
@@ -178,8 +216,9 @@ def bench_gan(variants: dict[str, tuple[gan_models.GANConfig, GANRecipe]], seed:
                            "n_fid": n_fid, "n_final": n_final,
                            "ruler_sha256": checkpoints.read_meta("classifier").get("weights_sha256"),
                            "machine": checkpoints.machine(), "variants": {}, "ablation": []}
-    for key, (cfg, recipe) in variants.items():
-        name = "cdcgan" if cfg.n_classes else "dcgan"
+    for key, (fields, recipe) in variants.items():
+        cfg = GANConfig(data.spec(), **fields)
+        name = "cdcgan" if cfg.conditional else "dcgan"
         run, curve, wall = runs.Run(f"bench-gan-{key}{'-quick' if config.quick() else ''}"), [], 0.0
         for epoch in range(recipe.epochs + 1):
             start = time.perf_counter()
@@ -263,8 +302,8 @@ def coverage_curve(recipe: GANRecipe, run: runs.Run, epochs: int, n: int, seed: 
     """
     r, rows = ruler.load(), []
     for epoch in range(1, epochs + 1):
-        result = train_gan(GANConfig(), dataclasses.replace(recipe, epochs=epoch), run, seed, progress=False,
-                           resume=epoch > 1)
+        result = train_gan(GANConfig(data.spec()), dataclasses.replace(recipe, epochs=epoch), run, seed,
+                           progress=False, resume=epoch > 1)
         feats = r.features(result.gan.sample(n, torch.Generator().manual_seed(seed)))
         last = result.history[-1]
         rows.append({"epoch": epoch, "steps": int(last["step"]), "cpu_seconds": round(result.cpu_seconds, 1),

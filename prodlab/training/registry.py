@@ -1,16 +1,19 @@
-"""The named recipes: how each shipped model is trained, in quick mode too, and ``train_and_save`` behind
-``python -m prodlab train NAME [--set key=value ...]``.
+"""The one registry of the workbook's models: one :class:`Entry` per model, and ``train_and_save`` behind
+``python -m prodlab train NAME [--data DATASET] [--set key=value ...]``.
 
-One entry per trainable model: its shipped recipe, its quick recipe (``PRODLAB_QUICK=1``: a small honest run),
-the baseline trained beside it (the dcgan's article recipe, the vae's PyTorch reference) and the function that
-trains and measures it. ``--set`` overrides start from the shipped or quick recipe (``prodlab.recipes.override``).
-A run that is not the shipped recipe writes into its run folder (``runs/NAME-...``), never over
-``data/checkpoints``, unless a checkpoint folder is given.
+An entry says everything about a model: its family (``kind``, which names its network and config classes), how its
+config follows a data set's image spec, the data set it is trained on by default, its shipped recipe and its quick
+recipe (``PRODLAB_QUICK=1``: a small honest run), the baseline trained beside it (the dcgan's article recipe, the
+vae's PyTorch reference) and the function that trains and measures it. ``--set`` overrides start from the shipped
+or quick recipe (``prodlab.recipes.override``). A run that is not the shipped recipe on the default data set writes
+into its run folder (``runs/NAME-...``, ``runs/DATASET/NAME-...``), never over ``data/checkpoints``, unless a
+checkpoint folder is given.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import hashlib
 import json
 import time
@@ -19,155 +22,108 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from torch import nn
+import torch
 
-from prodlab import checkpoints, config, distributed, recipes, ruler, runs
-from prodlab.models import gan as gan_models
-from prodlab.models import vae as vae_models
+from prodlab import checkpoints, config, data, datasets, distributed, recipes, runs
+from prodlab.datasets.spec import ImageSpec
+from prodlab.models.classifier import ClassifierConfig
+from prodlab.models.gan import GANConfig
+from prodlab.models.unet import DiffusionConfig, LatentDiffusionConfig
+from prodlab.models.vae import VAEConfig
 from prodlab.training import classifier as classifier_training
 from prodlab.training import diffusion as diffusion_training
 from prodlab.training import diffusion_measure, gan_measure, vae_measure
-from prodlab.training import vae as vae_training
+from prodlab.training.base import Context, Trained
 from prodlab.training.gan import GANRecipe
 from prodlab.training.vae import VAERecipe
 
-
-@dataclass(frozen=True)
-class Context:
-    """How a trainer is asked to run: seed, progress output, resume, its run folder, whether to train a baseline."""
-
-    seed: int
-    progress: bool
-    resume: bool
-    run: runs.Run
-    with_baseline: bool
-
-
-@dataclass(frozen=True)
-class Trained:
-    """What a trainer returns: the model to save, its measured metrics and the other JSON fields."""
-
-    model: nn.Module
-    metrics: dict[str, Any]
-    extra: dict[str, Any]
+Trainer = Callable[[Any, Any, Context], Trained]  # (recipe, baseline recipe or None, context)
 
 
 @dataclass(frozen=True)
 class Entry:
-    """One trainable model: shipped and quick recipes, an optional baseline, and its trainer."""
+    """One model: its family, its config for a data set's images, its recipes, its baseline and its trainer."""
 
     name: str
+    kind: str  # a key of ``prodlab.models.FAMILIES``
+    config: Callable[[ImageSpec], Any]  # the model's config dataclass for a data set's image spec
     recipe: Any
     quick: Any
-    train: Callable[[str, Any, Any, Context], Trained]  # (name, recipe, baseline recipe, context)
+    train: Trainer
     baseline: Any = None
     quick_baseline: Any = None
+    dataset: str = datasets.DEFAULT
     description: str = ""
 
+    @property
+    def generative(self) -> bool:
+        return self.kind != "classifier"
 
-def _train_classifier(name: str, recipe: Any, _baseline: Any, ctx: Context) -> Trained:
-    if ctx.resume:
-        raise checkpoints.ModelError("the classifier trains in a few minutes and has no --resume; train it without")
-    model, history = classifier_training.train_classifier(recipe, seed=ctx.seed, progress=ctx.progress)
-    report = ruler.classifier_report(model, "test")
-    measured = {k: v for k, v in report.items() if k != "test_confusion"}
-    return Trained(model, measured, {"history": history, "test_confusion": report["test_confusion"]})
-
-
-def _train_vae(name: str, recipe: VAERecipe, baseline: VAERecipe | None, ctx: Context) -> Trained:
-    """A convolutional VAE (``vae``: 16-d, ``vae2d``: 2-d), and for ``vae`` the PyTorch reference beside it."""
-    model, history = vae_training.train_vae(checkpoints.spec(name).config, recipe, ctx.run, ctx.seed, ctx.progress,
-                                            ctx.resume)
-    measured = vae_measure.measure_vae(name, model, ctx.seed)
-    x = vae_measure.test_images()
-    extra: dict[str, Any] = {"history": history,
-                             "epochs_cpu_seconds": round(sum(h["cpu_seconds"] for h in history), 1),
-                             "kl_per_dimension": [round(v, 4) for v in vae_models.kl_per_dimension(model, x).tolist()]}
-    if baseline is not None and ctx.with_baseline:
-        reference = vae_measure.train_reference_vae(baseline, ctx.seed, ctx.progress, ctx.resume)
-        ours, theirs = measured["neg_elbo_bernoulli"], reference["metrics"]["neg_elbo_bernoulli"]
-        extra["reference"] = reference
-        extra["acceptance"] = {"neg_elbo_bernoulli": ours, "reference_neg_elbo_bernoulli": theirs,
-                               "beats_reference": ours < theirs}
-    return Trained(model, measured, extra)
-
-
-def _train_gan(name: str, recipe: GANRecipe, baseline: GANRecipe | None, ctx: Context) -> Trained:
-    """Train ``name`` and measure every generator of the run; ship the raw G or the EMA, whichever measured better.
-
-    The baseline of the acceptance ratio is the article's recipe: a separate run of it when the entry has one
-    (dcgan, whose recipe changes training itself), else the raw G of this run (the EMA only watches training).
-    """
-    n = config.budget(10_000, 500)
-    shipped = gan_measure.measured_run(name, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, n)
-    best = gan_measure.choose_shipped(shipped.reports)
-    raw_row = next(r for r in shipped.rows if r["variant"] == "raw")
-    rows = shipped.rows
-    if baseline is not None and ctx.with_baseline:
-        base = gan_measure.measured_run(name, baseline, runs.Run(f"{ctx.run.name}-article", ctx.run.directory),
-                                        ctx.seed, ctx.progress, ctx.resume, n)
-        reference = {**base.rows[0], "note": "the article's losses, batches of 64: a separate run, as many epochs"}
-        rows = base.rows + rows
-    else:
-        reference = {**raw_row, "note": "the raw G of this same run (the EMA only watches training): same CPU time"}
-    extra = {
-        "train_steps": raw_row["steps"], "train_cpu_seconds_steps": round(shipped.result.cpu_seconds, 1),
-        "train_torch_threads": 1,  # train_gan runs on one thread
-        "shipped_variant": best, "baseline": reference, "ablation": rows,
-        "acceptance": gan_measure.acceptance(shipped, best, reference),
-        "history": gan_measure.summarise_history(shipped.result.history),
-        "snapshots": gan_measure.encode_snapshots(shipped.result.snapshots),
-    }
-    return Trained(shipped.variants[best], shipped.reports[best], extra)
+    def conditional(self, image: ImageSpec | None = None) -> bool:
+        """Whether its ``sample`` takes class labels (built for ``image``, default its data set's)."""
+        return getattr(self.config(image or data.spec(self.dataset)), "n_classes", 0) > 0
 
 
 QUICK_GAN_RECIPE = GANRecipe(epochs=1, train_limit=2048, ema_decay=0.9, bn_batches=4)
 ARTICLE_GAN_RECIPE = GANRecipe(epochs=6, ema_decay=0.999)  # the article's losses with DCGAN's Adam, batches of 64
+QUICK_VAE_RECIPE = VAERecipe(epochs=1, train_limit=4096)
+
+
+def _latent_config(image: ImageSpec) -> LatentDiffusionConfig:
+    """A latent prior's config for ``image``; the trainer rebuilds it from its first stage's own config."""
+    return LatentDiffusionConfig(VAEConfig(image))
+
 
 # The dcgan trains with batches of 16 instead of 64: on a CPU the cost of a step grows with the batch, so four
 # times as many (noisier) updates fit in the same time, and they bought a lower FID at every budget measured.
 ENTRIES: dict[str, Entry] = {e.name: e for e in (
-    Entry("classifier", classifier_training.ClassifierRecipe(),
-          classifier_training.ClassifierRecipe(epochs=1, train_limit=4096), _train_classifier,
+    Entry("classifier", "classifier", ClassifierConfig, classifier_training.ClassifierRecipe(),
+          classifier_training.ClassifierRecipe(epochs=1, train_limit=4096), classifier_training.train_entry,
           description="the ruler of chapter 04: a small CNN"),
-    Entry("vae", VAERecipe(epochs=20), VAERecipe(epochs=1, train_limit=4096), _train_vae,
+    Entry("vae", "vae", VAEConfig, VAERecipe(epochs=20), QUICK_VAE_RECIPE, vae_measure.train_entry,
           vae_measure.REFERENCE_VAE_RECIPE, vae_measure.QUICK_REFERENCE_VAE_RECIPE,
           description="16-d convolutional VAE (chapter 03), the PyTorch reference VAE trained beside it"),
-    Entry("vae-sharp", VAERecipe(epochs=20, beta=0.25), VAERecipe(epochs=1, train_limit=4096, beta=0.25), _train_vae,
+    Entry("vae-sharp", "vae", VAEConfig, VAERecipe(epochs=20, beta=0.25), VAERecipe(epochs=1, train_limit=4096,
+          beta=0.25), vae_measure.train_entry,
           description="the vae's recipe with beta = 0.25: sharper codes, latent-diffusion's first stage (chapter 08)"),
-    Entry("vae2d", VAERecipe(epochs=20), VAERecipe(epochs=1, train_limit=4096), _train_vae,
-          description="2-d convolutional VAE for the latent map of chapter 03"),
-    Entry("dcgan", GANRecipe(epochs=6, batch_size=16, ema_decay=0.999), QUICK_GAN_RECIPE, _train_gan,
-          ARTICLE_GAN_RECIPE, description="DCGAN, batches of 16 + EMA, against the article's recipe (chapter 02)"),
-    Entry("cdcgan", GANRecipe(epochs=8, ema_decay=0.999), QUICK_GAN_RECIPE, _train_gan,
-          description="class-conditional DCGAN (chapter 02)"),
-    Entry("diffusion", diffusion_training.SHIPPED_RECIPE, diffusion_training.QUICK_RECIPE,
-          diffusion_measure.train_diffusion_entry,
+    Entry("vae2d", "vae", functools.partial(VAEConfig, latent_dim=2), VAERecipe(epochs=20), QUICK_VAE_RECIPE,
+          vae_measure.train_entry, description="2-d convolutional VAE for the latent map of chapter 03"),
+    Entry("dcgan", "gan", GANConfig, GANRecipe(epochs=6, batch_size=16, ema_decay=0.999), QUICK_GAN_RECIPE,
+          gan_measure.train_entry, ARTICLE_GAN_RECIPE,
+          description="DCGAN, batches of 16 + EMA, against the article's recipe (chapter 02)"),
+    Entry("cdcgan", "gan", functools.partial(GANConfig, conditional=True), GANRecipe(epochs=8, ema_decay=0.999),
+          QUICK_GAN_RECIPE, gan_measure.train_entry, description="class-conditional DCGAN (chapter 02)"),
+    Entry("diffusion", "diffusion", DiffusionConfig, diffusion_training.SHIPPED_RECIPE,
+          diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry,
           description="class-conditional flow-matching U-Net with classifier-free guidance (chapter 08)"),
-    Entry("diffusion-short", diffusion_training.SHORT_RECIPE, diffusion_training.QUICK_RECIPE,
-          diffusion_measure.train_diffusion_entry,
+    Entry("diffusion-short", "diffusion", DiffusionConfig, diffusion_training.SHORT_RECIPE,
+          diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry,
           description="the diffusion recipe cut to 5 epochs, the cdcgan's CPU budget (chapter 08's family table)"),
-    Entry("latent-diffusion", diffusion_training.LATENT_RECIPE, diffusion_training.QUICK_LATENT_RECIPE,
-          diffusion_measure.train_latent_entry,
+    Entry("latent-diffusion", "latent-diffusion", _latent_config, diffusion_training.LATENT_RECIPE,
+          diffusion_training.QUICK_LATENT_RECIPE, diffusion_measure.train_latent_entry,
           description="flow prior on vae-sharp's 16-d latent codes, decoded by its decoder (chapter 08)"),
 )}
 
 # Recipes compared at an equal budget of steps by ``python -m prodlab bench gan`` (chapter 02's ablation).
 # Every variant keeps an EMA of G, which only watches training: each run also gives its own no-EMA row.
-BENCH_GAN_VARIANTS: dict[str, tuple[gan_models.GANConfig, GANRecipe]] = {
-    "article": (gan_models.GANConfig(), GANRecipe(epochs=2, ema_decay=0.999)),
-    "hinge-sn-ttur": (gan_models.GANConfig(spectral_norm=True),
+BENCH_GAN_VARIANTS: dict[str, tuple[dict[str, Any], GANRecipe]] = {
+    "article": ({}, GANRecipe(epochs=2, ema_decay=0.999)),
+    "hinge-sn-ttur": ({"spectral_norm": True},
                       GANRecipe(epochs=2, loss="hinge", lr_g=1e-4, lr_d=4e-4, betas=(0.0, 0.9), ema_decay=0.999)),
 }
-QUICK_BENCH_GAN_VARIANTS = {"article": (gan_models.GANConfig(), QUICK_GAN_RECIPE)}
+QUICK_BENCH_GAN_VARIANTS = {"article": ({}, QUICK_GAN_RECIPE)}
 
 
 def entry(name: str) -> Entry:
-    """The registry entry of ``name``; ``ModelError`` listing the trainable models otherwise."""
-    checkpoints.spec(name)
+    """The registry entry of ``name``; ``ModelError`` listing the models otherwise."""
     if name not in ENTRIES:
-        raise checkpoints.ModelError(f"no training recipe for {name!r}; recipes: {', '.join(sorted(ENTRIES))}")
+        raise checkpoints.ModelError(f"unknown model {name!r}; models: {', '.join(ENTRIES)}")
     return ENTRIES[name]
+
+
+def generative_models() -> list[str]:
+    """The registered models that draw images (every one but the classifier)."""
+    return [name for name, e in ENTRIES.items() if e.generative]
 
 
 def default_recipe(name: str) -> Any:
@@ -193,44 +149,54 @@ def run_name(name: str, recipe: Any) -> str:
     return f"{name}-{digest}"
 
 
-def output_dir(name: str, recipe: Any, directory: Path | None) -> Path:
-    """Where the checkpoint goes: ``directory`` if given; ``data/checkpoints`` for the shipped recipe in full mode;
-    otherwise the run folder, so an experiment never replaces a shipped model."""
+def run_folder(dataset: str) -> Path:
+    """Where the runs on ``dataset`` live: ``runs/`` for the default data set, ``runs/DATASET/`` otherwise."""
+    return config.RUNS_DIR if dataset == datasets.DEFAULT else config.RUNS_DIR / dataset
+
+
+def output_dir(name: str, recipe: Any, directory: Path | None, dataset: str | None = None) -> Path:
+    """Where the checkpoint goes: ``directory`` if given; ``data/checkpoints`` for the shipped recipe on the
+    model's own data set in full mode; otherwise the run folder, so an experiment never replaces a shipped model."""
+    dataset = dataset or entry(name).dataset
     if directory is not None:
         return Path(directory)
-    if recipe == entry(name).recipe and not config.quick():
+    if recipe == entry(name).recipe and dataset == entry(name).dataset and not config.quick():
         return config.CHECKPOINT_DIR
-    return config.RUNS_DIR / run_name(name, recipe)
+    return run_folder(dataset) / run_name(name, recipe)
 
 
 def train_and_save(
     name: str, recipe: Any = None, seed: int = 0, command: str | None = None, directory: Path | None = None,
-    progress: bool = True, resume: bool = False,
+    progress: bool = True, resume: bool = False, dataset: str | None = None, device: torch.device | None = None,
+    threads: int | None = None,
 ) -> tuple[dict[str, Any], Path | None]:
-    """Train model ``name`` with ``recipe`` (default: :func:`default_recipe`), measure it, write its checkpoint
-    with the recipe, the command and the code version; return (metrics, JSON path).
+    """Train model ``name`` on ``dataset`` (default: its own) with ``recipe`` (default: :func:`default_recipe`),
+    measure it, write its checkpoint with the recipe, the command and the code version; return (metrics, JSON
+    path).
 
     ``resume=True`` continues an interrupted run from its last finished epoch (``runs/RUN/state.pt``). Ctrl-C
     raises ``runs.Interrupted`` naming the last complete epoch; nothing half-written is left. Under torchrun
     (``prodlab.distributed``) every rank trains and rank 0 alone writes: the others return ``None`` as the path.
     """
     e = entry(name)
+    dataset = dataset or e.dataset
     recipe = default_recipe(name) if recipe is None else recipe
     overridden = recipe not in (e.recipe, e.quick)
     baseline = e.quick_baseline if recipe == e.quick else e.baseline
-    run = runs.Run(run_name(name, recipe))
-    ctx = Context(seed, progress, resume, run, with_baseline=not overridden)
+    run = runs.Run(run_name(name, recipe), run_folder(dataset))
+    ctx = Context(name, e.config(data.spec(dataset)), dataset, seed, progress, resume, run,
+                  with_baseline=not overridden, device=device, threads=threads)
     start, cpu_start = time.perf_counter(), time.process_time()
     with runs.interruptible(run):
-        trained = e.train(name, recipe, baseline, ctx)
+        trained = e.train(recipe, baseline, ctx)
     if not distributed.is_main():
         return trained.metrics, None
-    extra = {**trained.extra, "code_version": recipes.code_version(),
-             "train_cpu_seconds": round(time.process_time() - cpu_start, 1)}
+    extra = {**trained.extra, "code_version": recipes.code_version(), "train_torch_threads": threads or
+             torch.get_num_threads(), "train_cpu_seconds": round(time.process_time() - cpu_start, 1)}
     _, meta_path = checkpoints.save(
-        name, trained.model, recipe=recipes.recipe_to_json(name, recipe), seed=seed,
+        name, trained.model, dataset=dataset, recipe=recipes.recipe_to_json(name, recipe), seed=seed,
         command=command or f"python -m prodlab train {name} --seed {seed}", train_seconds=time.perf_counter() - start,
-        metrics=trained.metrics, extra=extra, directory=output_dir(name, recipe, directory),
+        metrics=trained.metrics, extra=extra, directory=output_dir(name, recipe, directory, dataset),
     )
     return trained.metrics, meta_path
 

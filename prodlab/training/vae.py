@@ -1,25 +1,24 @@
 """Training a VAE with the eight steps of the article's §3.2.2 (taught in chapter 03).
 
 :func:`vae_step` is steps 2-7 for one batch, so chapter 03 can run it by hand and compare; :func:`train_vae` is
-step 1 and step 8 around it, with resume, per-epoch measurements and the divergence and posterior-collapse checks
-in small helpers. The article names no architecture, optimiser or batch size: Adam 1e-3 and batches of 128 are
-the PyTorch example's settings, ours. It trains on ``config.device()`` and, under torchrun, in several processes
-with DDP (``prodlab.distributed``; README, "More than one machine").
+step 1 and step 8 around it: the workbook's one training loop (``prodlab.training.loop``) with this family's
+summary per epoch, and the posterior-collapse check at the end. The article names no architecture, optimiser or
+batch size: Adam 1e-3 and batches of 128 are the PyTorch example's settings, ours.
 """
 
 from __future__ import annotations
 
 import copy
-import time
 import warnings
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 from torch import nn
-from tqdm.auto import tqdm
 
-from prodlab import config, data, distributed, losses, runs
+from prodlab import data, datasets, distributed, losses, runs
 from prodlab.models import vae as vae_models
+from prodlab.training import loop
 
 
 @dataclass(frozen=True)
@@ -30,7 +29,8 @@ class VAERecipe:
     ``likelihood``: the article's ``"mse"`` (a Gaussian decoder with fixed variance) or ``"bce"`` (a Bernoulli
     cross-entropy on [0, 1] intensities, what the shipped models and the PyTorch reference use; not a normalised
     likelihood for grey levels, see chapter 01). ``reduction="mean"`` reproduces the "sum versus mean" trap: the
-    reconstruction term is also averaged over the 784 pixels, which is the same as training with ``beta * 784``.
+    reconstruction term is also averaged over the P pixels (784 for Fashion-MNIST), which is the same as training
+    with ``beta * P``.
     """
 
     epochs: int = 20
@@ -65,7 +65,7 @@ def vae_objective(logits: torch.Tensor, x: torch.Tensor, mu: torch.Tensor, logva
     loss = losses.vae_loss(x_out, x, mu, logvar, beta=recipe.beta, likelihood=recipe.likelihood)
     if recipe.reduction == "sum":
         return loss
-    recon = loss.recon / vae_models.NUM_PIXELS  # the trap: F.mse_loss / F.binary_cross_entropy's default reduction
+    recon = loss.recon / x[0].numel()  # the trap: F.mse_loss / F.binary_cross_entropy's default reduction
     return losses.VAELoss(recon + recipe.beta * loss.kl, recon, loss.kl)
 
 
@@ -137,93 +137,73 @@ def check_posterior_collapse(model: vae_models.VAE, x: torch.Tensor,
     return kl
 
 
-def _epoch_summary(model: vae_models.VAE, x_eval: torch.Tensor, epoch: int, sums: dict[str, float],
-                   n: int, seconds: float, cpu_seconds: float) -> dict[str, float]:
-    """The epoch's row of the history, measured on the CPU (a copy of the model when it trains elsewhere: the
-    measures draw from CPU generators)."""
-    model = model if next(model.parameters()).device.type == "cpu" else copy.deepcopy(model).cpu()
-    kl = vae_models.kl_per_dimension(model, x_eval)
-    return {
-        "epoch": epoch,
-        **{k: round(v / n, 3) for k, v in sums.items()},
-        "test_neg_elbo_bernoulli": round(float(vae_models.neg_elbo_bernoulli(model, x_eval).mean()), 3),
-        "active_units": vae_models.active_units(kl),
-        "seconds": round(seconds, 1),
-        "cpu_seconds": round(cpu_seconds, 1),
-    }
+class VAEFamily(loop.Family):
+    """The VAE as the training loop sees it (chapter 03): one Adam optimiser, :func:`vae_step` per batch, and a
+    summary per epoch measured on the first ``recipe.eval_images`` test images (negative ELBO, active units).
 
+    Step 1 of §3.2.2 (initialise the encoder, the decoder and the optimiser) is :meth:`build`.
+    """
 
-def _log_epoch(h: dict[str, float], epochs: int) -> None:
-    tqdm.write(f"epoch {h['epoch']:2d}/{epochs}: loss {h['loss']:.2f} (recon {h['recon']:.2f}, KL {h['kl']:.2f}), "
-               f"test -ELBO {h['test_neg_elbo_bernoulli']:.2f}, {h['active_units']} active units, {h['seconds']:.1f} s")
+    per_step_history = False
+    drop_last = False
 
+    def __init__(self, cfg: vae_models.VAEConfig | vae_models.ReferenceVAEConfig, recipe: VAERecipe,
+                 dataset: str) -> None:
+        super().__init__()
+        self.cfg, self.recipe, self.dataset = cfg, recipe, dataset
+        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
 
-def _eps_generator(generator: torch.Generator, device: torch.device) -> torch.Generator:
-    """The stream eps is drawn from: ``generator`` itself on the CPU (bit for bit the CPU runs), else a generator
-    on ``device`` seeded from it at each epoch's start (so a resumed run draws the same eps)."""
-    if device.type == "cpu":
-        return generator
-    return torch.Generator(device).manual_seed(int(torch.randint(2**62, (1,), generator=generator)))
+    def build(self, device: torch.device) -> None:
+        self.model = vae_models.build_vae(self.cfg).to(device)
+        self.optimizers = {"optimizer": torch.optim.Adam(self.model.parameters(), lr=self.recipe.lr)}
+        self.modules = {"model": self.model}
+        self.steps = self.model if distributed.world().size == 1 else DataParallelVAE(self.model, device)
+        self.x_eval = data.to_float(data.load("test", dataset=self.dataset)[0][: self.recipe.eval_images])
+
+    def data(self) -> tuple[torch.Tensor, None]:
+        return data.to_float(data.load("train", dataset=self.dataset)[0][: self.recipe.train_limit]), None
+
+    def start_epoch(self, state: loop.State) -> None:
+        """eps is drawn from the run's stream on the CPU (bit for bit the CPU runs); on another device from a
+        generator there, seeded from the run's stream at each epoch's start (so a resumed run draws the same eps)."""
+        self.eps = state.generator if state.device.type == "cpu" else torch.Generator(state.device).manual_seed(
+            int(torch.randint(2**62, (1,), generator=state.generator)))
+
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
+        values = vae_step(self.steps, self.optimizers["optimizer"], x, self.recipe, self.eps)
+        return {"loss": values["total"], "recon": values["recon"], "kl": values["kl"]}
+
+    def epoch_summary(self, state: loop.State, rows: list[dict[str, float]], n: int) -> dict[str, Any]:
+        """Measured on the CPU (a copy of the model when it trains elsewhere: the measures draw from CPU
+        generators): the test negative ELBO and the active units."""
+        model = self.model if state.device.type == "cpu" else copy.deepcopy(self.model).cpu()
+        kl = vae_models.kl_per_dimension(model, self.x_eval)
+        return {"test_neg_elbo_bernoulli": round(float(vae_models.neg_elbo_bernoulli(model, self.x_eval).mean()), 3),
+                "active_units": vae_models.active_units(kl)}
+
+    def log(self, state: loop.State, means: dict[str, float]) -> str:
+        h = state.epochs[-1]
+        return (f"loss {h['loss']:.2f} (recon {h['recon']:.2f}, KL {h['kl']:.2f}), test -ELBO "
+                f"{h['test_neg_elbo_bernoulli']:.2f}, {h['active_units']} active units")
 
 
 def train_vae(
     cfg: vae_models.VAEConfig | vae_models.ReferenceVAEConfig, recipe: VAERecipe, run: runs.Run, seed: int = 0,
     progress: bool = True, resume: bool = False, device: torch.device | None = None,
+    dataset: str = datasets.DEFAULT, threads: int | None = None,
 ) -> tuple[vae_models.VAE, list[dict[str, float]]]:
-    """Train a VAE with the eight steps of §3.2.2; return it (eval mode, on the CPU) and its per-epoch history
-    (chapter 03).
+    """Train a VAE with the eight steps of §3.2.2 on ``dataset``; return it (eval mode, on the CPU) and its
+    per-epoch history (chapter 03).
 
-    After every epoch the state goes to ``run`` (``runs/NAME/state.pt``); ``resume=True`` continues from it.
-    A non-finite loss stops the run with ``runs.DivergenceError``. At the end, ``PosteriorCollapseWarning`` if
-    most latent dimensions are unused. ``device``: default ``config.device()``. Under torchrun each rank trains on
-    its slice of every global batch with the model in DDP and its own eps (``distributed.rank_seed``); the
-    history holds the means over all ranks; rank 0 alone writes and logs.
+    The loop (``prodlab.training.loop``) saves the state after every epoch in ``run`` (``resume=True``
+    continues from it); a non-finite loss stops the run with ``runs.DivergenceError``. At the end,
+    ``PosteriorCollapseWarning`` if most latent dimensions are unused. Under torchrun each rank trains on its
+    slice of every global batch with the model in DDP and its own eps; the history holds the means over all
+    ranks; rank 0 alone writes and logs.
     """
-    device = device or config.device()
-    with distributed.process_group(device):
-        return _train_vae(cfg, recipe, run, seed, progress and distributed.is_main(), resume, device)
-
-
-def _train_vae(
-    cfg: vae_models.VAEConfig | vae_models.ReferenceVAEConfig, recipe: VAERecipe, run: runs.Run, seed: int,
-    progress: bool, resume: bool, device: torch.device,
-) -> tuple[vae_models.VAE, list[dict[str, float]]]:
-    config.seed_everything(seed)  # the same initial weights on every rank
-    generator = torch.Generator().manual_seed(distributed.rank_seed(seed))
-    images = data.load("train")[0]
-    x_all = data.to_float(images[: recipe.train_limit] if recipe.train_limit else images)
-    x_eval = data.to_float(data.load("test")[0][: recipe.eval_images])
-    # Step 1: initialise the encoder and the decoder (and the optimiser).
-    model = vae_models.build_vae(cfg).to(device)
-    optimizer = torch.optim.Adam(model.parameters(), lr=recipe.lr)
-    start_epoch, step, history = run.restore({"model": model}, {"optimizer": optimizer}, generator) if resume \
-        else (0, 0, [])
-    steps = model if distributed.world().size == 1 else DataParallelVAE(model, device)
-    monitor = runs.DivergenceMonitor(run)
-    sampler = distributed.ShardSampler(len(x_all), recipe.batch_size, generator, seed, drop_last=False)
-    # Step 8: repeat steps 2-7 over the epochs.
-    for epoch in range(start_epoch + 1, recipe.epochs + 1):
-        start, cpu_start = time.perf_counter(), time.process_time()
-        model.train()
-        sampler.set_epoch(epoch)
-        eps_generator = _eps_generator(generator, device)
-        sums = {"loss": 0.0, "recon": 0.0, "kl": 0.0}
-        bar = tqdm(sampler, total=len(sampler), desc=f"epoch {epoch}/{recipe.epochs}", disable=not progress,
-                   leave=False, mininterval=5.0)
-        for idx in bar:
-            x = x_all[idx].to(device)
-            values = vae_step(steps, optimizer, x, recipe, eps_generator)
-            step += 1
-            monitor.check(step, distributed.mean_across_ranks(values))  # every rank stops at the same step
-            for key, name in (("loss", "total"), ("recon", "recon"), ("kl", "kl")):
-                sums[key] += values[name] * len(x)
-            bar.set_postfix(loss=f"{values['total']:.1f}", refresh=False)
-        sums = distributed.sum_across_ranks(sums)
-        history.append(_epoch_summary(model, x_eval, epoch, sums, len(x_all), time.perf_counter() - start,
-                                      time.process_time() - cpu_start))
-        run.save(epoch, step, {"model": model}, {"optimizer": optimizer}, generator, history)
-        if progress:
-            _log_epoch(history[-1], recipe.epochs)
-    model = model.cpu().eval()
-    check_posterior_collapse(model, x_eval)
-    return model, history
+    data.check_fits(cfg.image, dataset)
+    family = VAEFamily(cfg, recipe, dataset)  # Step 8: the loop repeats steps 2-7 over the epochs.
+    state = loop.train(family, loop.Setup(run, seed, progress, resume, device, threads))
+    model = family.model.cpu().eval()
+    check_posterior_collapse(model, family.x_eval)
+    return model, state.epochs

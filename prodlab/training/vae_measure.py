@@ -12,8 +12,9 @@ from typing import Any
 
 import torch
 
-from prodlab import checkpoints, config, data, ruler, runs
+from prodlab import checkpoints, config, data, datasets, ruler, runs
 from prodlab.models import vae as vae_models
+from prodlab.training.base import Context, Trained
 from prodlab.training.vae import VAERecipe, train_vae
 
 # The PyTorch examples VAE recipe (examples/vae/main.py): 10 epochs, batch 128, Adam 1e-3, BCE sum + KL.
@@ -21,52 +22,84 @@ REFERENCE_VAE_RECIPE = VAERecipe(epochs=10, batch_size=128, lr=1e-3, likelihood=
 QUICK_REFERENCE_VAE_RECIPE = dataclasses.replace(REFERENCE_VAE_RECIPE, epochs=1, train_limit=4096)
 
 
-def test_images() -> Any:
-    """The test images a VAE is measured on: all 10,000 (quick mode: the first 1,000).
+def test_images(dataset: str = datasets.DEFAULT) -> Any:
+    """The test images a VAE is measured on: all of them, at most 10,000 (quick mode: the first 1,000).
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
-    return data.to_float(data.load("test")[0][: config.budget(10_000, 1000)])
+    return data.to_float(data.load("test", dataset=dataset)[0][: config.budget(10_000, 1000)])
 
 
-def likelihoods(model: vae_models.VAE, seed: int = 0) -> dict[str, Any]:
+def likelihoods(model: vae_models.VAE, seed: int = 0, dataset: str = datasets.DEFAULT) -> dict[str, Any]:
     """``vae_models.likelihood_report`` on :func:`test_images`, IWAE on 1,000 of them (quick mode: 100).
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
-    return vae_models.likelihood_report(model, test_images(), iwae_images=config.budget(1000, 100), seed=seed)
+    return vae_models.likelihood_report(model, test_images(dataset), iwae_images=config.budget(1000, 100), seed=seed)
 
 
-def measure_vae(name: str, model: vae_models.VAE, seed: int = 0) -> dict[str, Any]:
-    """A VAE's test-set numbers: likelihoods (:func:`likelihoods`) and the ruler's sample metrics.
-
-    Chapter 03 (notebooks/03_vae.ipynb).
+def measure_vae(name: str, model: vae_models.VAE, seed: int = 0, dataset: str = datasets.DEFAULT) -> dict[str, Any]:
+    """A VAE's test-set numbers: likelihoods (:func:`likelihoods`) and, when the data set has a ruler, its sample
+    metrics. Chapter 03 (notebooks/03_vae.ipynb).
     """
-    report: dict[str, Any] = likelihoods(model, seed)
-    images, _ = checkpoints.generate(name, config.budget(10_000, 1000), seed, model=model)
-    report.update(ruler.generator_report(images, seed=seed))
+    report: dict[str, Any] = likelihoods(model, seed, dataset)
+    if ruler.find(dataset) is not None:
+        images, _ = checkpoints.generate(name, config.budget(10_000, 1000), seed, model=model)
+        report.update(ruler.generator_report(images, r=ruler.load(dataset=dataset), seed=seed))
     return report
 
 
-def train_reference_vae(recipe: VAERecipe, seed: int = 0, progress: bool = True,
-                        resume: bool = False) -> dict[str, Any]:
+def train_reference_vae(recipe: VAERecipe, seed: int = 0, progress: bool = True, resume: bool = False,
+                        dataset: str = datasets.DEFAULT) -> dict[str, Any]:
     """Train the PyTorch example VAE with ``recipe`` and measure it on the test set (the yardstick of ``vae``).
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
-    cfg = vae_models.ReferenceVAEConfig()
+    cfg = vae_models.ReferenceVAEConfig(data.spec(dataset))
     cpu_start = time.process_time()
-    model, history = train_vae(cfg, recipe, runs.Run("vae-reference"), seed, progress, resume)
-    report = likelihoods(model, seed)
+    model, history = train_vae(cfg, recipe, runs.Run("vae-reference"), seed, progress, resume, dataset=dataset)
+    report = likelihoods(model, seed, dataset)
     return {"model": "ReferenceMLPVAE (PyTorch examples/vae/main.py)", "config": dataclasses.asdict(cfg),
             "recipe": dataclasses.asdict(recipe), "train_cpu_seconds": round(time.process_time() - cpu_start, 1),
             "epochs_cpu_seconds": round(sum(h["cpu_seconds"] for h in history), 1), "history": history,
             "metrics": report}
 
 
+def train_entry(recipe: VAERecipe, baseline: VAERecipe | None, ctx: Context) -> Trained:
+    """``train vae|vae-sharp|vae2d``: a convolutional VAE, measured; for ``vae`` the PyTorch reference beside it.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
+    model, history = train_vae(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device,
+                               ctx.dataset, ctx.threads)
+    if not ctx.measures:
+        return Trained(model, {}, {})
+    measured = measure_vae(ctx.name, model, ctx.seed, ctx.dataset)
+    x = test_images(ctx.dataset)
+    extra: dict[str, Any] = {"history": history,
+                             "epochs_cpu_seconds": round(sum(h["cpu_seconds"] for h in history), 1),
+                             "kl_per_dimension": [round(v, 4) for v in vae_models.kl_per_dimension(model, x).tolist()]}
+    if baseline is not None and ctx.with_baseline:
+        reference = train_reference_vae(baseline, ctx.seed, ctx.progress, ctx.resume, ctx.dataset)
+        ours, theirs = measured["neg_elbo_bernoulli"], reference["metrics"]["neg_elbo_bernoulli"]
+        extra["reference"] = reference
+        extra["acceptance"] = {"neg_elbo_bernoulli": ours, "reference_neg_elbo_bernoulli": theirs,
+                               "beats_reference": ours < theirs}
+    return Trained(model, measured, extra)
+
+
 # Small VAEs trained live in chapter 03 (beta sweep, the sum-versus-mean trap): a subset, a few epochs.
-SMALL_VAE_CONFIG = vae_models.VAEConfig(latent_dim=16)
-BETA_SWEEP = (0.1, 0.5, 1.0, 4.0, 16.0, 784.0)
+SMALL_LATENT_DIM = 16
+
+
+def small_vae_config(autoencoder: bool = False) -> vae_models.VAEConfig:
+    """The small VAE's shape (the shipped vae's) for Fashion-MNIST; the same layers as a plain autoencoder.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
+    cls = vae_models.AutoencoderConfig if autoencoder else vae_models.VAEConfig
+    return cls(data.spec(), latent_dim=SMALL_LATENT_DIM)
+BETA_SWEEP = (0.1, 0.5, 1.0, 4.0, 16.0, float(data.spec().num_pixels))  # the last: the "mean" trap's weight
 
 
 def small_vae_recipe(beta: float = 1.0, reduction: str = "sum", likelihood: str = "bce") -> VAERecipe:
@@ -80,13 +113,13 @@ def small_vae_recipe(beta: float = 1.0, reduction: str = "sum", likelihood: str 
 
 def train_small_vae(beta: float = 1.0, reduction: str = "sum", likelihood: str = "bce", seed: int = 0,
                     progress: bool = False) -> tuple[vae_models.VAE, list[dict[str, float]]]:
-    """Train a small VAE (``SMALL_VAE_CONFIG``, ``small_vae_recipe``); its state goes to ``runs/vae-small-...``.
+    """Train a small VAE (``small_vae_config``, ``small_vae_recipe``); its state goes to ``runs/vae-small-...``.
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
     recipe = small_vae_recipe(beta, reduction, likelihood)
     run = runs.Run(f"vae-small-{likelihood}-{reduction}-beta{beta:g}")
-    return train_vae(SMALL_VAE_CONFIG, recipe, run, seed, progress)
+    return train_vae(small_vae_config(), recipe, run, seed, progress)
 
 
 def rate_distortion(model: vae_models.VAE, x: Any, seed: int = 0) -> dict[str, float]:
@@ -118,13 +151,13 @@ AE_SAMPLES = 5000  # samples per model measured with the ruler (quick mode: 1,00
 
 
 def train_small_autoencoder(seed: int = 0, progress: bool = False) -> tuple[vae_models.VAE, list[dict[str, float]]]:
-    """The plain autoencoder of ``SMALL_VAE_CONFIG``'s shape, trained by ``train_vae`` with ``small_vae_recipe``
+    """The plain autoencoder of the small VAE's shape, trained by ``train_vae`` with ``small_vae_recipe``
     and ``beta = 0`` (its codes are points, so there is no KL to pay); state in ``runs/ae-small``.
 
     Chapter 03 (notebooks/03_vae.ipynb).
     """
-    cfg = vae_models.AutoencoderConfig(**dataclasses.asdict(SMALL_VAE_CONFIG))
-    return train_vae(cfg, small_vae_recipe(beta=0.0), runs.Run("ae-small"), seed, progress)
+    return train_vae(small_vae_config(autoencoder=True), small_vae_recipe(beta=0.0), runs.Run("ae-small"), seed,
+                     progress)
 
 
 def fitted_gaussian_codes(codes: torch.Tensor, n: int, generator: torch.Generator) -> torch.Tensor:

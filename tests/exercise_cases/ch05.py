@@ -26,9 +26,9 @@ def crossover(levels, a, b):
 
 
 def height(x):
-    mass = x.sum(dim=(1, 3))  # N x 28 rows
+    mass = x.sum(dim=(1, 3))  # N x H rows
     p = mass / mass.sum(1, keepdim=True)
-    rows = torch.arange(28, dtype=x.dtype)
+    rows = torch.arange(x.shape[-2], dtype=x.dtype)
     mean = (p * rows).sum(1)
     return math.sqrt(12) * (p * (rows - mean[:, None]) ** 2).sum(1).sqrt()
 

@@ -16,13 +16,14 @@ def mix_code(za, zb, mix, spherical):
 
 
 def heel_height(x):
-    rows = torch.arange(28, dtype=x.dtype)
+    rows = torch.arange(x.shape[-2], dtype=x.dtype)
+    half = x.shape[-1] // 2
 
     def row_centre(part):
         mass = part.sum(dim=(1, 3))
         return (mass * rows).sum(1) / mass.sum(1).clamp_min(1e-6)
 
-    return row_centre(x[..., :14]) - row_centre(x[..., 14:])
+    return row_centre(x[..., :half]) - row_centre(x[..., half:])
 
 
 CASES = {

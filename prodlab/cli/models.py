@@ -1,0 +1,93 @@
+"""``python -m prodlab sample MODEL``: draw images into an .npz file; ``evaluate MODEL``: measure a checkpoint.
+
+Both take a model by name (a shipped checkpoint) or by its run folder, and ``--device``. The images are uint8
+N x H x W x C, with the image spec they follow and the labels a conditional model was asked for."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from pathlib import Path
+
+import numpy as np
+
+from prodlab import checkpoints, config, files, ruler
+from prodlab.cli.common import add_checkpoint, add_device, command, locate
+
+MAX_SAMPLES = 10_000_000  # more than any measurement here needs; larger requests are refused in one line
+
+
+def cmd_sample(args: argparse.Namespace) -> int:
+    """Draw samples of a generative model into an .npz file (images uint8 N x H x W x C, labels if conditional)."""
+    if not 1 <= args.n <= MAX_SAMPLES:
+        raise files.TooLarge(f"--n must be between 1 and {MAX_SAMPLES:,}, not {args.n:,}")
+    name, folder = locate(args.model, args.checkpoint_dir)
+    meta = checkpoints.read_meta(name, folder)
+    image = meta["image_spec"]
+    nbytes = args.n * image["channels"] * image["height"] * image["width"]
+    files.check_memory(nbytes, f"{args.n:,} images of {name}")
+    files.check_disk(nbytes, args.out, f"{args.n:,} images of {name}")
+    images, labels = checkpoints.generate(name, args.n, args.seed, folder, device=config.use_device(args.device))
+    arrays = {"images": images.numpy(), "class_names": np.array(image["class_names"])}
+    if labels is not None:
+        arrays["labels"] = labels.numpy()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    files.write_with(args.out, lambda tmp: _write_npz(tmp, arrays))
+    print(f"Wrote {len(images):,} samples of {name} (seed {args.seed}), uint8 {' x '.join(map(str, images.shape))}"
+          f", to {args.out}" + (" with balanced labels" if labels is not None else ""))
+    return 0
+
+
+def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with path.open("wb") as handle:  # a file object: given a path, NumPy would append ".npz" to the temporary name
+        np.savez_compressed(handle, **arrays)
+
+
+def _number(value: object) -> str:
+    """A metric for the evaluate table: floats with 4 decimals, integers as they are, nothing for None."""
+    if isinstance(value, float):
+        return f"{value:.4f}"
+    return "" if value is None else str(value)
+
+
+def cmd_evaluate(args: argparse.Namespace) -> int:
+    """Measure a checkpoint: test accuracy for a classifier, FID/KID/precision/recall for a generator."""
+    name, folder = locate(args.model, args.checkpoint_dir)
+    if args.n < 1 or args.n > MAX_SAMPLES:
+        raise files.TooLarge(f"--n must be between 1 and {MAX_SAMPLES:,}, not {args.n:,}")
+    start = time.perf_counter()
+    result = ruler.evaluate(name, n=args.n, seed=args.seed, directory=folder, device=config.use_device(args.device))
+    result["seconds"] = round(time.perf_counter() - start, 1)
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    print(f"{name}: measured now ({result['seconds']:.1f} s)")
+    recorded = checkpoints.read_meta(name, folder).get("metrics", {})
+    print(f"  {'metric':26s} {'value':>10s} {'in checkpoint':>14s}")
+    for key, value in result.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and key != "seconds":
+            print(f"  {key:26s} {_number(value):>10s} {_number(recorded.get(key)):>14s}")
+        elif isinstance(value, dict):
+            print(f"  {key}:")
+            for sub, v in value.items():
+                print(f"    {sub:24s} {v:10.4f}")
+    return 0
+
+
+def add(sub: argparse._SubParsersAction) -> None:
+    p = command(sub, "sample", "draw samples of a generative model into an .npz file", cmd_sample,
+                "python -m prodlab sample cdcgan --n 16 --out samples.npz")
+    add_checkpoint(p, "generative model")
+    p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
+    p.add_argument("--out", type=Path, required=True,
+                   help="output .npz (arrays: images uint8 N x H x W x C, class_names, labels if conditional)")
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p, "sample")
+    p = command(sub, "evaluate", "measure a checkpoint (accuracy, or FID/KID/precision/recall)", cmd_evaluate,
+                "python -m prodlab evaluate vae --n 2000")
+    add_checkpoint(p)
+    p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    p.add_argument("--n", type=int, default=10_000, help="samples drawn from a generator (default 10,000)")
+    p.add_argument("--seed", type=int, default=0)
+    add_device(p, "sample")
