@@ -12,7 +12,7 @@ from PIL import Image
 from scipy import ndimage
 from torchmetrics.functional.image import peak_signal_noise_ratio
 
-from prodlab import cli, edit, imageio, ruler
+from prodlab import cli, data, edit, imageio, ruler
 from prodlab.datasets.spec import ImageSpec
 
 
@@ -60,13 +60,38 @@ def test_masks_have_the_documented_shapes():
 def test_masks_and_filters_follow_the_image_spec():
     spec = ImageSpec(3, 64, 64, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
     centre = edit.missing_mask("center", 2, image=spec)
-    assert centre.shape == (2, 1, 64, 64) and int(centre[0].sum()) == (round(5 * 64 / 7) - round(2 * 64 / 7)) ** 2
-    assert all(int(b.sum()) >= 16 * 16 for b in edit.missing_mask("blocks", 3, seed=1, image=spec))
-    assert int(edit.box_mask(60, 70, 0, 2, image=spec).sum()) == 4 * 2
+    side = round(5 * 64 / 7) - round(2 * 64 / 7)
+    assert centre.shape == (2, 3, 64, 64) and int(centre[0].sum()) == 3 * side**2
+    assert torch.equal(centre[:, :1].expand_as(centre), centre)  # a missing pixel is missing in every channel
+    assert all(int(b.sum()) >= 3 * 16 * 16 for b in edit.missing_mask("blocks", 3, seed=1, image=spec))
+    assert edit.box_mask(60, 70, 0, 2, image=spec).shape == (1, 3, 64, 64)
+    assert int(edit.box_mask(60, 70, 0, 2, image=spec).sum()) == 3 * 4 * 2  # clipped at the image border
+    wide = ImageSpec(1, 32, 64, ("a",), (0.5,), (0.25,))
+    half = edit.missing_mask("half", 2, image=wide)
+    assert bool(half[0, 0, :, :32].all()) and not bool(half[0, 0, :, 32:].any()) and bool(half[1, 0, :, 32:].all())
+    blocks = edit.missing_mask("blocks", 50, seed=0, image=wide)
+    assert blocks.shape == (50, 1, 32, 64)
+    assert all(8 * 16 <= int(b.sum()) <= 4 * 8 * 16 for b in blocks)  # four 8 x 16 blocks, inside the image
+    assert bool(blocks[..., -1].any()) and bool(blocks[..., -1, :].any())  # the corners span the whole width
     colour = torch.rand(2, 3, 64, 64, generator=torch.Generator().manual_seed(0))
     ref = torch.from_numpy(ndimage.median_filter(colour.numpy(), size=(1, 1, 3, 3), mode="mirror"))
     assert torch.allclose(edit.median_filter(colour), ref)  # each channel on its own
     assert edit.bicubic(torch.rand(1, 3, 16, 16)).shape == (1, 3, 32, 32)
+
+
+def test_region_masks_of_one_channel_count_every_channel():
+    g = torch.Generator().manual_seed(0)
+    x, y = torch.rand(2, 3, 8, 8, generator=g), torch.rand(2, 3, 8, 8, generator=g)
+    one = torch.zeros(2, 1, 8, 8, dtype=torch.bool)
+    one[..., 2:6, 2:6] = True
+    full = one.expand(2, 3, 8, 8)
+    assert torch.allclose(edit.psnr(y, x, one), edit.psnr(y, x, full))
+    assert torch.allclose(edit.psnr(y, x, full), edit.psnr(y[..., 2:6, 2:6], x[..., 2:6, 2:6]))
+    toy = edit.Prior("toy", lambda z: torch.sigmoid(z.reshape(-1, 3, 8, 8)),
+                     lambda guess, forward, target: torch.zeros(len(target), 3 * 8 * 8),
+                     edit.InversionConfig(steps=5))
+    assert torch.equal(edit.invert(toy, y, lambda v: v, y, observed=one),
+                       edit.invert(toy, y, lambda v: v, y, observed=full.clone()))
 
 
 # ---------------------------------------------------------------- classical baselines
@@ -82,11 +107,17 @@ def test_median_filter_matches_scipy_and_removes_an_impulse(x):
 
 
 def test_diffusion_fill_keeps_visible_pixels_and_continues_a_ramp():
-    ramp = torch.linspace(0, 1, 28).repeat(28, 1).reshape(1, 1, 28, 28)  # harmonic: Laplace's equation holds
+    h, w = data.spec().height, data.spec().width
+    ramp = torch.linspace(0, 1, w).repeat(h, 1).reshape(1, 1, h, w)  # harmonic: Laplace's equation holds
     m = edit.box_mask(8, 20, 8, 20)
     filled = edit.diffusion_fill(ramp.masked_fill(m, 0.0), m, iterations=2000)
     assert torch.equal(filled[~m], ramp[~m])
     assert float((filled - ramp)[m].abs().max()) < 0.01
+    colour = torch.cat([ramp, ramp.transpose(-1, -2) * (h - 1) / (w - 1), 1 - ramp], dim=1)  # each channel harmonic
+    m3 = m.expand_as(colour)
+    filled = edit.diffusion_fill(colour.masked_fill(m3, 0.0), m3, iterations=2000)
+    assert torch.equal(filled[~m3], colour[~m3])
+    assert float((filled - colour)[m3].abs().max()) < 0.01  # each channel filled from its own border
 
 
 def test_mean_fill_uses_the_average_training_product(x):
@@ -214,6 +245,27 @@ def test_user_photos_of_any_mode_and_size_become_editable_products(tmp_path, mod
     assert strip.shape == (len(edit.STEPS), 1, 28, 28)
     widths = edit.width(strip)
     assert float(widths[-1]) > float(widths[0])
+
+
+def test_a_catalogue_tensor_of_any_layout_becomes_the_same_product():
+    x, _ = edit.showcase(1)
+    u8 = (x[0] * 255).round().to(torch.uint8)  # C x H x W
+    want = u8.float() / 255
+    for form in (u8, u8.permute(1, 2, 0), u8[0], u8[None], want, want[None]):
+        assert torch.equal(edit.product_image(form), want)
+    with pytest.raises(ValueError, match="shape"):
+        edit.product_image(torch.zeros(3, 5, 5))
+
+
+def test_a_user_photo_takes_the_channels_and_size_of_the_spec():
+    photo = Image.new("RGB", (300, 200), (245, 245, 245))
+    photo.paste((200, 20, 20), (100, 50, 200, 150))  # a red product on a light background
+    colour = ImageSpec(3, 32, 32, ("a", "b"), (0.5,) * 3, (0.25,) * 3)
+    x = edit.product_image(photo, colour)
+    assert x.shape == (3, 32, 32)
+    assert float(x[0, 16, 16]) > 0.6 and float(x[1, 16, 16]) < 0.2  # red stays red: no grey conversion
+    big_grey = ImageSpec(1, 64, 64, ("a",), (0.5,), (0.25,))
+    assert edit.product_image(photo, big_grey).shape == (1, 64, 64)
 
 
 def test_a_file_that_is_not_an_image_is_refused_by_name(tmp_path):

@@ -47,6 +47,15 @@ def test_sdedit_reads_uint8_like_floats(x):
     assert torch.equal(edit.sdedit(y8, 0.1), edit.sdedit(y8.permute(0, 3, 1, 2).float() / 255, 0.1))
 
 
+def test_images_of_another_shape_than_the_models_are_refused(x):
+    with pytest.raises(ValueError, match="shape"):  # uint8 channels first is not the stored layout: not misread
+        edit.sdedit((x[:2] * 255).round().to(torch.uint8), 0.1)
+    with pytest.raises(ValueError, match="spec"):
+        edit.sdedit(edit.downsample(x[:2]), 0.1)
+    with pytest.raises(ValueError, match="spec"):
+        edit.repaint(x[:2, :, :8], torch.zeros(2, *x.shape[1:], dtype=torch.bool))
+
+
 def test_repaint_keeps_the_visible_pixels_is_seeded_and_beats_mean_fill(x):
     m = edit.missing_mask("center", len(x))
     y = x.masked_fill(m, 0.0)

@@ -257,8 +257,8 @@ def _identity(x: Tensor) -> Tensor:
 
 
 def superresolve(p: Prior, y_small: Tensor) -> Tensor:
-    """Twice the side (28 x 28 from 14 x 14): the product whose 2 x 2 averages match ``y_small`` (start: bicubic
-    upsampling).
+    """Twice the side (Fashion-MNIST: 28 x 28 from 14 x 14): the product whose 2 x 2 averages match ``y_small``
+    (start: bicubic upsampling).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """

@@ -1,0 +1,48 @@
+"""Every model of the registry is shipped, loads, and reproduces a metric its checkpoint recorded, within a
+tolerance that another CPU respects (floating point differs between CPU generations; the numbers were recorded on
+one machine, this test may run on another)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from prodlab import checkpoints, data, metrics, ruler
+from prodlab.models import vae as vae_models
+from prodlab.training import diffusion_measure, registry
+
+# Another CPU moves these by far less; another model (or another sampler) by far more.
+TOLERANCE = {"test_accuracy": (0.002, 0.0), "class_fidelity": (0.005, 0.0), "fid": (0.0, 0.02),
+             "neg_elbo_bernoulli": (0.0, 0.002)}  # (absolute, relative)
+
+
+def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
+    """(recorded, measured now) for model ``name``: the cheapest of its recorded numbers to measure again."""
+    meta = checkpoints.read_meta(name)
+    kind, recorded = meta["kind"], meta["metrics"]
+    if kind == "classifier":
+        report = ruler.classifier_report(checkpoints.load(name))
+        return {"test_accuracy": recorded["test_accuracy"]}, {"test_accuracy": report["test_accuracy"]}
+    if kind == "diffusion":  # 40 ms a sample with guidance: the recorded sweep's unguided row (1,000 samples, 13 ms)
+        row = next(r for r in meta["guidance_sweep"] if r["guidance"] == 1.0)
+        model = diffusion_measure.with_sampling(checkpoints.load(name), guidance=1.0)
+        report = ruler.generator_report(*checkpoints.generate(name, 1000, seed=0, model=model), seed=0)
+        return {"fid": row["fid"], "class_fidelity": row["class_fidelity"]}, report
+    images, labels = checkpoints.generate(name, recorded["n"], seed=0)
+    r = ruler.load()
+    feats = r.features(images)
+    now = {"fid": metrics.fid(r.reference("test"), feats)}
+    if kind == "vae":  # the negative ELBO alone: the IWAE bound beside it costs 100 decodes an image
+        x = data.to_float(data.load("test")[0])
+        now["neg_elbo_bernoulli"] = float(vae_models.neg_elbo_bernoulli(checkpoints.load(name), x).mean())
+    return {k: recorded[k] for k in now}, now
+
+
+@pytest.mark.parametrize("name", list(registry.ENTRIES))
+def test_every_registered_model_reproduces_its_recorded_metrics(name):
+    recorded, now = _reproduced(name)
+    for key, value in recorded.items():
+        absolute, relative = TOLERANCE[key]
+        tolerance = absolute + relative * abs(value)
+        assert now[key] == pytest.approx(value, abs=tolerance), f"{name}: {key} now {now[key]}, recorded {value}"
