@@ -166,17 +166,15 @@ INPAINT_PRESETS = {"box (sliders)": "box", "centre box": "center", "random block
 
 def inpainting_mask(preset: str, rows: tuple[int, int], cols: tuple[int, int], seed: int = 0,
                     image: ImageSpec | None = None) -> Tensor:
-    """The missing pixels (1 x 1 x H x W bool, ``image``'s size; default the catalogue's): the box ``rows`` x
+    """The missing pixels (1 x C x H x W bool, ``image``'s size; default the catalogue's): the box ``rows`` x
     ``cols`` (``preset="box"``) or a preset mask of ``edit.MASKS``.
 
     Chapter 07 (notebooks/07_explorer.ipynb).
     """
-    if preset != "box":
-        return edit.missing_mask(preset, 1, seed)
     image = image or data.spec()
-    mask = torch.zeros(1, 1, image.height, image.width, dtype=torch.bool)
-    mask[..., max(rows[0], 0) : min(rows[1], image.height), max(cols[0], 0) : min(cols[1], image.width)] = True
-    return mask
+    if preset != "box":
+        return edit.missing_mask(preset, 1, seed, image=image)
+    return edit.box_mask(rows[0], rows[1], cols[0], cols[1], image=image)
 
 
 def render_inpainting(image_id: int, mask: Tensor, model: str = "vae") -> Tensor:

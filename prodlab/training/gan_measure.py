@@ -307,6 +307,7 @@ def coverage_curve(recipe: GANRecipe, run: runs.Run, epochs: int, n: int, seed: 
         feats = r.features(result.gan.sample(n, torch.Generator().manual_seed(seed)))
         last = result.history[-1]
         rows.append({"epoch": epoch, "steps": int(last["step"]), "cpu_seconds": round(result.cpu_seconds, 1),
-                     **metrics.class_coverage(r.predict(feats)), "fid": metrics.fid(r.reference("test"), feats),
+                     **metrics.class_coverage(r.predict(feats), r.image.n_classes),
+                     "fid": metrics.fid(r.reference("test"), feats),
                      "d_real": last["d_real"], "d_fake": last["d_fake"]})
     return rows
