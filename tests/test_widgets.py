@@ -133,7 +133,9 @@ def test_find_similar_uses_the_other_explorers_image_or_a_test_image(latent):
 def test_box_mask_takes_the_image_size():
     image = ImageSpec(3, 6, 5, ("a", "b"), (0.5,) * 3, (0.2,) * 3)
     mask = widgets.inpainting_mask("box", (1, 3), (3, 9), image=image)
-    assert mask.shape == (1, 1, 6, 5) and int(mask.sum()) == 4 and bool(mask[0, 0, 2, 4])
+    assert mask.shape == (1, 3, 6, 5) and int(mask[0, 0].sum()) == 4 and bool(mask[0, 2, 2, 4])  # every channel
+    preset = widgets.inpainting_mask("center", (0, 0), (0, 0), image=image)
+    assert preset.shape == mask.shape
 
 
 def test_cached_slider_directions_are_notebook_05s():
