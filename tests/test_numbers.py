@@ -19,12 +19,10 @@ three); trailing zeros after a decimal point do ("0.100" has three).
 decimals (half up): "9.65" matches 9.65, 9.654 and 9.6541; "1,022" matches 1022. A percentage "61.5%" also matches a
 fraction that is 61.5 % at the same precision (0.615, 0.6153).
 
-**Marked exceptions** a reader sees: a literature value or a constant is followed, on the same source line, by
-``[lit: SOURCE]`` or ``[const: WHAT]``, e.g. "95.6% of queries [lit: FAISS bench_ivf_fastscan, SIFT1M]". The marker
-covers the numbers before it on its line (after any earlier marker on that line).
-
-Notebooks 02-07 have an explicit list of numbers not yet produced by code (``NOT_YET_FROM_CODE``), to shrink to
-nothing (issue 15); 00 and 01 have none.
+**Marked exceptions**, which a reader does not see: a literature value or a constant is followed, on the same source
+line, by an HTML comment ``<!-- lit: SOURCE -->`` or ``<!-- const: WHAT -->``, e.g. "95.6% of queries
+<!-- lit: FAISS bench_ivf_fastscan, SIFT1M -->". Markdown renders no HTML comment, in JupyterLab, on GitHub or in
+the book. The marker covers the numbers before it on its line (after any earlier marker on that line).
 """
 
 from __future__ import annotations
@@ -43,13 +41,10 @@ TEXT_MIMES = ("text/plain", "text/html", "text/markdown", "text/latex")
 
 _NUMBER = re.compile(r"(?<![\w.§])(?<![A-Za-z]-)(?:\d{1,3}(?:,\d{3})+|\d+)(?:\.\d+)*(?:[eE][-+]?\d+)?(?:\s?%)?")
 _OUTPUT_NUMBER = re.compile(r"(?:\d{1,3}(?:,\d{3})+(?![\d,])|\d+)(?:\.\d+)?(?:[eE][-+]?\d+)?")
-_MARKER = re.compile(r"\[(?:lit|const):[^\]]+\]")
+_MARKER = re.compile(r"<!--\s*(?:lit|const):.*?-->")
+_VISIBLE_MARKER = re.compile(r"\[(?:lit|const):")  # the old form, which readers saw
 _STRIP = [re.compile(r"`[^`\n]*`"), re.compile(r"\]\([^)]*\)"), re.compile(r"https?://\S+"),
           re.compile(r"<!--.*?-->", re.S)]
-
-# Prose numbers of notebooks 02-07 that no output shows yet, as written (issue 15 removes them; then delete the list).
-NOT_YET_FROM_CODE: dict[str, set[str]] = {
-}
 
 
 def significant_digits(token: str) -> int:
@@ -63,11 +58,11 @@ def significant_digits(token: str) -> int:
 
 def prose_numbers(markdown: str) -> list[str]:
     """The numbers with 3+ significant digits in ``markdown`` that no ``[lit: ...]``/``[const: ...]`` marker covers."""
-    for pattern in _STRIP:
-        markdown = pattern.sub(" ", markdown)
     found = []
     for line in markdown.splitlines():
         covered_until = max((m.end() for m in _MARKER.finditer(line)), default=0)
+        for pattern in _STRIP:  # blanked, not removed: the marker's position still counts
+            line = pattern.sub(lambda m: " " * len(m.group(0)), line)
         for m in _NUMBER.finditer(line):
             token = m.group(0).strip()
             if m.start() < covered_until or token.count(".") > 1:
@@ -143,19 +138,24 @@ def _load(path: Path) -> dict:
 
 @pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
 def test_every_prose_number_comes_from_an_output(path):
-    missing = set(unmatched(_load(path)))
-    allowed = NOT_YET_FROM_CODE.get(path.stem, set())
-    assert missing <= allowed, (f"{path.name}: prose numbers in no output: {sorted(missing - allowed)}. Print them "
-                                "from code, or mark a literature value [lit: SOURCE] / a constant [const: WHAT]")
-    assert allowed <= missing, f"{path.name}: {sorted(allowed - missing)} now come from code: remove the exception"
+    missing = sorted(set(unmatched(_load(path))))
+    assert not missing, (f"{path.name}: prose numbers in no output: {missing}. Print them from code, or mark a "
+                         "literature value <!-- lit: SOURCE --> / a constant <!-- const: WHAT --> after them")
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.stem)
+def test_no_marker_shows_in_the_rendered_text(path):
+    visible = [cell["id"] for cell in _load(path)["cells"]
+               if cell["cell_type"] == "markdown" and _VISIBLE_MARKER.search("".join(cell["source"]))]
+    assert not visible, f"{path.name}: cells {visible} show a [lit: ...] or [const: ...] marker: hide it in a comment"
 
 
 def test_the_rules_on_examples():
     assert significant_digits("60,000") == 1 and significant_digits("784") == 3
     assert significant_digits("0.0077") == 2 and significant_digits("0.100") == 3 and significant_digits("12.5%") == 3
     prose = ("FID 9.65 (was 12.98) on 60,000 images; §3.1.2; Goodfellow et al. 2014; ch101; SHA-256; `lr=2.5e-4`; "
-             "0.0077 and 99.97 %\nrecall 95.6% [lit: FAISS wiki] but 1.386 [const: log 4] after")
-    assert prose_numbers(prose) == ["9.65", "12.98", "99.97 %"]
+             "0.0077 and 99.97 %\nrecall 95.6% <!-- lit: FAISS wiki --> but 1.386 <!-- const: log 4 --> after 4.567")
+    assert prose_numbers(prose) == ["9.65", "12.98", "99.97 %", "4.567"]
     nb = {"cells": [
         {"cell_type": "markdown", "source": ["FID 9.65, share 61.5%, 60.1%, 1,022 times, 8.13"]},
         {"cell_type": "code", "source": [], "outputs": [

@@ -19,7 +19,8 @@ def cmd_check(args: argparse.Namespace) -> int:
     print(f"  cache: {report.cache}")
     for split in datasets.SPLITS:
         images, labels = data.load(split)
-        print(f"  {split}: {len(images):,} images of {data.spec().describe()}, {labels.unique().numel()} classes")
+        present = labels.unique().numel()
+        print(f"  {split}: {len(images):,} images of {data.spec().describe()}; labels seen: {present}")
     return 0
 
 
