@@ -50,10 +50,16 @@ lint: $(STAMP)
 # --dist loadfile keeps each notebook's cells (and each test file) in one worker, in order. The notebooks, the longest
 # units, are handed out first, so that neither worker is left with one at the end while the other idles.
 # OMP_WAIT_POLICY=PASSIVE: idle PyTorch threads sleep instead of spinning (much faster on a busy 2-core machine).
+# nbval runs each notebook's checked edition (python -m prodlab.student --checked, in $(CHECKED)): the student edition
+# in which, after each exercise's checker (which must print "not done yet" for the stub), the hidden solution cell and
+# the checker run again (which must pass). One execution thus runs every cell of the full notebook in order, asserts
+# and all, in quick mode (any error fails), and the student edition end to end (tests/test_student.py says why).
 TEST_WORKERS ?= 2
+CHECKED := _build/checked
 test: setup lint
+	rm -rf $(CHECKED) && $(BIN)/python -m prodlab.student --checked --out $(CHECKED)
 	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-	  --nbval-lax --nbval-current-env $(NOTEBOOKS) tests
+	  --nbval-lax --nbval-current-env $(CHECKED)/*.ipynb tests
 
 lab: setup
 	$(BIN)/jupyter lab notebooks
@@ -64,7 +70,8 @@ notebooks: setup
 	  $(BIN)/jupyter nbconvert --to notebook --execute --inplace --ExecutePreprocessor.timeout=1800 --ExecutePreprocessor.store_widget_state=True $$nb || exit 1; \
 	done
 
-# The student edition (not committed): every notebook with its exercise solutions replaced by nbgrader's stub.
+# The student edition (not committed): every notebook with its exercise solutions replaced by nbgrader's stub; Run All
+# goes through, each unsolved exercise's checker printing one "not done yet" line.
 .PHONY: student
 student: $(STAMP)
 	$(BIN)/python -m prodlab.student

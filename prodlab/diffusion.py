@@ -14,8 +14,14 @@ runs from ``t = 0`` (data ``x_0``) to ``t = 1`` (noise ``eps ~ N(0, I)``); both 
 Sampling integrates from ``t = 1`` to ``t = 0``. DDIM (Song et al. 2021) re-blends the predicted ``x_0`` and
 ``eps`` at the next time: ``x_t' = a(t') x0_hat + s(t') eps_hat``; for the flow's straight lines that is exactly
 an Euler step ``x_t' = x_t + (t' - t) v_hat``. Heun's method (Karras et al. 2022) corrects the Euler step with the
-slope at its end point. Classifier-free guidance (Ho & Salimans 2022) mixes the conditional and the unconditional
-prediction: ``u + w (c - u)``.
+slope at its end point. The ancestral sampler (Ho et al. 2020, Alg. 2) instead draws ``x_t'`` from the forward
+process's posterior ``q(x_t' | x_t, x_0 = x0_hat)``, fresh noise at every step. Classifier-free guidance (Ho & Salimans
+2022) mixes the conditional and the unconditional prediction: ``u + w (c - u)``.
+
+The prediction is also a score: ``grad log p_t(x_t) = -E[eps | x_t] / s`` and Tweedie's identity
+``E[x_0 | x_t] = (x_t + s^2 grad log p_t) / a`` (Efron 2011) is the ``x0_hat`` above. In the log-SNR
+``lambda = log a^2/s^2`` every objective is a weighted ELBO (Kingma & Gao 2023); the flow's weight is
+``exp(-lambda / 2)``.
 """
 
 from __future__ import annotations
@@ -30,7 +36,7 @@ from torch import Tensor
 Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # f(x_t, t, y) -> prediction, like models.unet.UNet
 
 OBJECTIVES = ("flow", "eps")
-SAMPLERS = {"flow": ("euler", "heun"), "eps": ("ddim",)}
+SAMPLERS = {"flow": ("ancestral", "euler", "heun"), "eps": ("ancestral", "ddim")}  # last: the default
 COSINE_OFFSET = 0.008  # s of Nichol & Dhariwal's cosine schedule
 MIN_ALPHA_BAR = 1e-4  # abar(1) of the cosine schedule is 0; kept above it so that x0_hat stays finite
 
@@ -90,6 +96,37 @@ def to_x0_eps(x_t: Tensor, pred: Tensor, t: Tensor, objective: str) -> tuple[Ten
     return ((x_t - s * pred) / a).clamp(-1, 1), pred
 
 
+def score(x_t: Tensor, pred: Tensor, t: Tensor, objective: str) -> Tensor:
+    """The score ``grad log p_t(x_t) = -eps_hat / s(t)`` that a prediction implies (Tweedie: ``eps_hat`` estimates
+    ``E[eps | x_t]``). Chapter 08 (notebooks/08_diffusion.ipynb)."""
+    _, s = coefficients(_col(t, x_t), objective)
+    return -to_x0_eps(x_t, pred, t, objective)[1] / s
+
+
+def tweedie_x0(x_t: Tensor, grad_log_p: Tensor, t: Tensor, objective: str) -> Tensor:
+    """Tweedie's identity ``E[x_0 | x_t] = (x_t + s^2 grad log p_t(x_t)) / a`` (Efron 2011; x_t = a x_0 + s eps).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    a, s = coefficients(_col(t, x_t), objective)
+    return (x_t + s**2 * grad_log_p) / a
+
+
+def log_snr(t: Tensor, objective: str) -> Tensor:
+    """``lambda(t) = log(a^2 / s^2)``, the log signal-to-noise ratio: it falls from +inf (data) to -inf (noise)."""
+    a, s = coefficients(t, objective)
+    return 2 * (a.log() - s.log())
+
+
+def flow_elbo_weight(lam: Tensor) -> Tensor:
+    """Kingma & Gao (2023)'s weight ``w(lambda) = exp(-lambda / 2)`` that makes flow matching's velocity loss with
+    ``t ~ U(0, 1)`` the weighted ELBO ``1/2 E_t[w(lambda) (-dlambda/dt) ||eps_hat - eps||^2]`` (the ELBO: ``w = 1``).
+
+    Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    return torch.exp(-lam / 2)
+
+
 def diffusion_loss(net: Net, x0: Tensor, y: Tensor | None, objective: str, generator: torch.Generator,
                    label_dropout: float = 0.0, null_label: int | None = None) -> Tensor:
     """The training objective on one batch: draw ``t ~ U(0, 1)`` and ``eps``, build ``x_t``, regress the target.
@@ -140,6 +177,24 @@ def ddim_step(x: Tensor, pred: Tensor, t: float, t_next: float, objective: str) 
     return a * x0 + s * eps
 
 
+def ancestral_step(x: Tensor, pred: Tensor, t: float, t_next: float, objective: str,
+                   generator: torch.Generator | None = None) -> Tensor:
+    """One stochastic (ancestral, DDPM) step: a draw from ``q(x_t' | x_t, x_0 = x0_hat)``, the Gaussian posterior of
+    the forward process (Ho et al. 2020, eq. 6-7, for any ``a``, ``s``: Kingma et al. 2021, App. A). With
+    ``r = a(t)/a(t')`` and ``v = s(t)^2 - r^2 s(t')^2`` (the variance of ``x_t`` given ``x_t'``), its mean is
+    ``r s(t')^2/s(t)^2 x_t + a(t') v/s(t)^2 x0_hat`` and its variance ``v s(t')^2/s(t)^2``; at ``t' = 0`` it is
+    ``x0_hat``. Chapter 08 (notebooks/08_diffusion.ipynb).
+    """
+    x0 = to_x0_eps(x, pred, torch.full((len(x),), float(t), device=x.device), objective)[0]
+    a, s = coefficients(torch.tensor(float(t)), objective)
+    a_next, s_next = coefficients(torch.tensor(float(t_next)), objective)
+    r = a / a_next
+    var = s**2 - r**2 * s_next**2
+    mean = r * s_next**2 / s**2 * x + a_next * var / s**2 * x0
+    noise = torch.randn(x.shape, generator=generator).to(x.device)
+    return mean + (var * s_next**2 / s**2).clamp_min(0).sqrt() * noise
+
+
 def time_grid(steps: int) -> list[float]:
     """``steps + 1`` evenly spaced times from 1 (noise) down to 0 (data)."""
     return torch.linspace(1.0, 0.0, steps + 1).tolist()
@@ -151,8 +206,9 @@ def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler:
                       device: torch.device | None = None) -> list[Tensor]:
     """Integrate from pure noise ``x_1`` to ``x_0``; return ``[x_1, ..., x_0]`` (``steps + 1`` tensors).
 
-    ``sampler``: ``"ddim"`` / ``"euler"`` (one network call per step) or ``"heun"`` (two, one on the last step).
-    The noise is drawn on the CPU (the same on every device) and moved to ``device`` (default: the CPU).
+    ``sampler``: ``"ddim"`` / ``"euler"`` (one network call per step), ``"heun"`` (two, one on the last step) or
+    ``"ancestral"`` (one, and fresh noise from ``generator``). The noise is drawn on the CPU (the same on every
+    device) and moved to ``device`` (default: the CPU).
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
     if sampler not in SAMPLERS.get(objective, ()):
@@ -163,7 +219,10 @@ def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler:
     times = time_grid(steps)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         pred = predict(net, x, t, labels, guidance, null_label)
-        x_next = ddim_step(x, pred, t, t_next, objective)
+        if sampler == "ancestral":
+            x_next = ancestral_step(x, pred, t, t_next, objective, generator)
+        else:
+            x_next = ddim_step(x, pred, t, t_next, objective)
         if sampler == "heun" and t_next > 0:  # average the slopes at both ends (Karras et al. 2022, Alg. 1)
             pred_next = predict(net, x_next, t_next, labels, guidance, null_label)
             x_next = x + (t_next - t) * (pred + pred_next) / 2

@@ -97,6 +97,19 @@ def generator_loss_lsgan(fake_scores: Tensor) -> Tensor:
     return 0.5 * ((fake_scores - 1.0) ** 2).mean()
 
 
+def r1_penalty(discriminator: torch.nn.Module, real: Tensor, gamma: float) -> Tensor:
+    """R1 gradient penalty ``gamma/2 E_x[||grad_x l(x)||^2]`` on real images (Mescheder et al. 2018).
+
+    ``l`` is the discriminator's logit. Added to ``L_D`` in step 5 (§3.1.2), it penalises a steep discriminator
+    around the data; ``create_graph=True`` keeps the gradient differentiable, so the penalty trains D's weights.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    real = real.detach().requires_grad_(True)
+    (grad,) = torch.autograd.grad(discriminator(real).sum(), real, create_graph=True)
+    return 0.5 * gamma * grad.pow(2).flatten(1).sum(dim=1).mean()
+
+
 # ---------------------------------------------------------------- VAE losses (§2.3, §3.2.2, §4)
 
 
@@ -109,8 +122,24 @@ def gaussian_kl(mu: Tensor, logvar: Tensor, reduction: str = "none") -> Tensor:
 
     Chapter 01 (notebooks/01_losses.ipynb).
     """
-    per_sample = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar).sum(dim=-1)
-    return _reduce(per_sample, reduction)
+    return _reduce(_kl_terms(mu, logvar).sum(dim=-1), reduction)
+
+
+def free_bits_kl(mu: Tensor, logvar: Tensor, free_bits: float) -> Tensor:
+    """The KL term with free bits (Kingma et al. 2016, the IAF paper): ``sum_j max(lambda, mean_i KL_ij)``.
+
+    Each latent dimension's KL, averaged over the batch, counts at least ``free_bits`` nats: below that the
+    encoder pays nothing and gets no gradient pulling the dimension onto the prior, a remedy against posterior
+    collapse. ``free_bits = 0`` gives the batch mean of :func:`gaussian_kl`.
+
+    Chapter 03 (notebooks/03_vae.ipynb).
+    """
+    return _kl_terms(mu, logvar).mean(dim=0).clamp(min=free_bits).sum()
+
+
+def _kl_terms(mu: Tensor, logvar: Tensor) -> Tensor:
+    """``KL(N(mu_j, sigma_j^2) || N(0, 1))`` of every latent dimension, elementwise."""
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
 
 
 def reconstruction_mse(x_hat: Tensor, x: Tensor, reduction: str = "none") -> Tensor:

@@ -108,12 +108,24 @@ def slider_direction(model: str, prop: str) -> Tensor:
 def moved_code(z: Tensor, steps: Mapping[str, Tensor], offsets: Mapping[str, float]) -> Tensor:
     """``z + sum_prop offsets[prop] * steps[prop]``: a code moved along each slider's direction.
 
-    Chapter 07 (notebooks/07_explorer.ipynb), exercise 07.1.
+    Chapter 07 (notebooks/07_explorer.ipynb).
     """
     for prop, t in offsets.items():
         if t:
             z = z + t * steps[prop]
     return z
+
+
+def heel_height(x: Tensor) -> Tensor:
+    """Mass-weighted mean row of the left half minus that of the right: how much higher a left-pointing shoe's back
+    stands than its front (rows count down). Unchanged by darkening or by lifting the whole product. Per image.
+
+    Chapter 07 (notebooks/07_explorer.ipynb), exercise 07.3: a property for a new slider.
+    """
+    rows, half = torch.arange(x.shape[-2], dtype=x.dtype), x.shape[-1] // 2
+    mass = [part.sum(dim=(1, 3)) for part in (x[..., :half], x[..., half:])]  # N x H each: the mass of each row
+    left, right = ((m * rows).sum(1) / m.sum(1).clamp_min(1e-6) for m in mass)
+    return left - right
 
 
 def render_latent(model: str, seed: int, offsets: Mapping[str, float], label: int = 0,

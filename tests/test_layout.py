@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "config": 0, "files": 0,
     "data": 1, "datasets": 1, "losses": 1, "recipes": 1, "runs": 1, "provenance": 1, "imageio": 1, "degrade": 1,
     "distributed": 1,
-    "models": 2, "metrics": 2, "toy": 2, "toy_vae": 2, "diffusion": 2,
+    "models": 2, "metrics": 2, "toy": 2, "toy_vae": 2, "diffusion": 2, "flow_toy": 2,
     "checkpoints": 3, "plotting": 3, "figures": 3, "cache": 3, "show": 3,
     "ruler": 4, "ruler_checks": 4, "training": 4, "edit": 4, "search": 4, "exercises": 4,
     "widgets": 5, "student": 5,

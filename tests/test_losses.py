@@ -182,3 +182,24 @@ def test_decoder_variance_acts_as_beta():
     beta = losses.beta_from_sigma2(sigma2)
     assert beta == pytest.approx(0.1)
     torch.testing.assert_close(scaled, losses.vae_loss(x_hat, x, mu, logvar, beta=beta).total)
+
+
+def test_r1_penalty_of_a_linear_discriminator_is_half_gamma_w_squared():
+    d = nn.Sequential(nn.Flatten(), nn.Linear(12, 1))  # l(x) = w.x + b: grad_x l = w for every image
+    x = torch.randn(5, 3, 2, 2)
+    penalty = losses.r1_penalty(d, x, gamma=4.0)
+    w = d[1].weight.detach()
+    assert torch.isclose(penalty, 0.5 * 4.0 * w.pow(2).sum())
+    penalty.backward()  # differentiable in D's weights (create_graph): d/dw gamma/2 |w|^2 = gamma w
+    assert torch.allclose(d[1].weight.grad, 4.0 * w) and not x.requires_grad
+
+
+def test_free_bits_kl_clamps_each_dimension_after_the_batch_mean():
+    mu = torch.tensor([[0.0, 2.0], [0.2, 1.0]], requires_grad=True)
+    logvar = torch.zeros(2, 2)
+    per_dim = 0.5 * mu.detach().pow(2).mean(0)  # [0.01, 1.25]
+    assert torch.isclose(losses.free_bits_kl(mu, logvar, 0.0), losses.gaussian_kl(mu, logvar, "mean"))
+    value = losses.free_bits_kl(mu, logvar, 0.5)
+    assert torch.isclose(value, 0.5 + per_dim[1])
+    value.backward()
+    assert (mu.grad[:, 0] == 0).all() and (mu.grad[:, 1] != 0).all()  # a dimension under its free bits gets no pull

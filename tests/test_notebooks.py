@@ -7,7 +7,8 @@ import pytest
 
 from prodlab import config
 
-NOTEBOOKS = sorted((config.REPO_ROOT / "notebooks").glob("*.ipynb"))
+NOTEBOOKS = sorted(p for p in (config.REPO_ROOT / "notebooks").glob("*.ipynb") if not p.name.startswith("."))
+CAPTION = "*Look for:*"
 
 
 def _load(path):
@@ -39,6 +40,18 @@ def test_notebook_is_committed_executed_small_and_clean(path):
     assert all(c.get("execution_count") for c in code_cells), "commit the outputs of a full run"
     outputs = [o for c in code_cells for o in c["outputs"]]
     assert not [o for o in outputs if o["output_type"] == "error"]
+
+
+@pytest.mark.parametrize("path", NOTEBOOKS, ids=lambda p: p.name)
+def test_every_figure_is_followed_by_what_to_look_for(path):
+    """A code cell whose stored output holds an image is followed directly by a markdown cell that begins with
+    ``*Look for:*`` and says in a line or two what the reader should see (one caption for a cell's figures)."""
+    cells = _load(path)["cells"]
+    uncaptioned = [i for i, cell in enumerate(cells)
+                   if cell["cell_type"] == "code" and any("image/png" in o.get("data", {}) for o in cell["outputs"])
+                   and not (i + 1 < len(cells) and cells[i + 1]["cell_type"] == "markdown"
+                            and "".join(cells[i + 1]["source"]).lstrip().startswith(CAPTION))]
+    assert not uncaptioned, f"{path.name}: figure cells without a {CAPTION} caption right after: {uncaptioned}"
 
 
 def test_readme_lists_every_notebook():

@@ -72,6 +72,23 @@ def test_precision_and_average_precision_by_hand():
                          torch.tensor(0.5))
 
 
+def test_reciprocal_rank_and_ndcg_by_hand():
+    relevant = torch.tensor([[1, 0, 1, 0], [0, 0, 0, 0], [0, 0, 1, 0]], dtype=torch.bool)
+    assert torch.allclose(search.reciprocal_rank(relevant), torch.tensor([1.0, 0.0, 1 / 3]))
+    ndcg = search.ndcg_at_k(relevant, torch.tensor([2, 3, 1]), k=4)
+    # hits at ranks 1 and 3 over the ideal ranks 1 and 2: (1 + 1/2) / (1 + 1/log2(3)); nothing: 0; rank 3 of 1: 1/2
+    assert torch.allclose(ndcg, torch.tensor([1.5 / (1 + 1 / float(np.log2(3))), 0.0, 0.5]))
+    assert torch.allclose(search.ndcg_at_k(relevant[:1, :1], torch.tensor([9]), k=1), torch.tensor([1.0]))
+
+
+def test_sharded_search_is_the_exact_search_of_the_whole_catalogue():
+    index = _random_index()
+    queries = torch.nn.functional.normalize(torch.randn(20, 16, generator=torch.Generator().manual_seed(1)), dim=1)
+    scores, ids = search.sharded_search(queries, list(index.vectors.split([260, 200, 40])), k=10)
+    want_scores, want_ids = index.search(queries, k=10)
+    assert torch.equal(ids, want_ids) and torch.allclose(scores, want_scores)
+
+
 def test_relevance_and_ranking_of_queries():
     index = Index.build("t", "k", torch.eye(4), torch.tensor([0, 0, 1, 1]))
     ids = torch.tensor([[0, 1], [2, 0]])

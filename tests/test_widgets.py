@@ -151,6 +151,16 @@ def test_moved_code_and_mix_code():
     assert torch.allclose(widgets.mix_code(za, zb, 1.0, spherical=True), zb, atol=1e-6)
 
 
+def test_heel_height_grows_with_the_heel_and_ignores_lift_and_darkness():
+    from prodlab.exercises.ch07 import shoes  # the synthetic shoes of exercise 07.3's checker
+
+    heights = [0, 3, 6]
+    value = widgets.heel_height(shoes(heights))
+    assert (value.diff() > 0).all() and float(value[0]) == pytest.approx(0.0, abs=1e-5)
+    assert torch.allclose(widgets.heel_height(shoes(heights, lift=5)), value, atol=1e-5)
+    assert torch.allclose(widgets.heel_height(shoes(heights, level=0.4)), value, atol=1e-5)
+
+
 def test_an_added_slider_moves_its_models_and_is_off_for_the_others(latent):
     latent.model.value = "cdcgan"
     heel = widgets.slider_direction("cdcgan", "width")  # any direction will do

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, diffusion, files, plotting, recipes, ruler
+from prodlab import cache, checkpoints, config, data, diffusion, files, flow_toy, plotting, recipes, ruler
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
@@ -84,6 +84,17 @@ def sampler_steps_bench() -> dict[str, Any]:
         raise RuntimeError("data/checkpoints/bench_diffusion.json measured other weights than the shipped diffusion: "
                            "rerun python -m prodlab bench diffusion")
     return bench
+
+
+ANCESTRAL_STEPS = (10, 25, 50)  # 100 steps would take 7 CPU-minutes more (Euler: 440 ms per image)
+
+
+@cache.computation("diffusion-ancestral", "the shipped diffusion model with the ancestral sampler: FID and time")
+def ancestral_result() -> cache.Result:
+    """Section 10's bench for the ancestral (DDPM) sampler on the shipped weights and guidance: 10, 25 and 50 steps,
+    1,000 samples per point, seed 0, one thread (quick mode: 30 samples, 10 steps), beside its Euler rows."""
+    counts = {"ancestral": ANCESTRAL_STEPS if not config.quick() else ANCESTRAL_STEPS[:1]}
+    return diffusion_measure.bench_sampler_steps(config.budget(1000, 30), 0, counts)
 
 
 def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
@@ -194,3 +205,47 @@ def diffusion_latent() -> Figure:
     labels = [f"{name}, z ~ N(0, I)" for name in vaes] + [f"latent-diffusion ({vaes[-1]}'s decoder)"]
     title = f"Rows {len(rows) - 1} and {len(rows)}: the same decoder, two priors"
     return plotting.labelled_rows(rows, labels, title, label_width=2.9)
+
+
+def ring_field_figure(ring: flow_toy.Ring, net: torch.nn.Module, times: Sequence[float] = (0.9, 0.5, 0.2, 0.05),
+                      paths: int = 32, steps: int = 20, seed: int = 0) -> Figure:
+    """Chapter 01's ring with a velocity field: at each time the arrows show ``-v``, where a sample moves as ``t``
+    falls, and the dots the samples then (Euler, ``steps`` steps); the last panel draws their whole paths."""
+    with torch.no_grad():
+        states = diffusion.sample_trajectory(net, (paths, 2), "flow", "euler", steps,
+                                             generator=torch.Generator().manual_seed(seed))
+    track = torch.stack(states).numpy()  # steps + 1 x paths x 2
+    modes = ring.means.numpy()
+    fig = new_figure(2.6 * (len(times) + 1), 2.8)
+    axes = fig.subplots(1, len(times) + 1)
+    for ax, t in zip(axes, times, strict=False):
+        grid, v = flow_toy.field_on_grid(net, t)
+        ax.quiver(grid[:, 0], grid[:, 1], -v[:, 0], -v[:, 1], color="0.55", width=0.004)
+        here = track[round((1 - t) * steps)]
+        ax.scatter(here[:, 0], here[:, 1], s=9, color="C0", zorder=3)
+        ax.set_title(f"t = {t:g}: arrows -v")
+    axes[-1].plot(track[:, :, 0], track[:, :, 1], color="C0", lw=0.7, alpha=0.7)
+    axes[-1].scatter(track[0, :, 0], track[0, :, 1], s=7, color="0.5", label="x_1 (noise)")
+    axes[-1].scatter(track[-1, :, 0], track[-1, :, 1], s=9, color="C0", label="x_0")
+    axes[-1].set_title(f"paths, {steps} Euler steps")
+    axes[-1].legend(loc="lower left", fontsize=7)
+    for ax in axes:
+        ax.scatter(modes[:, 0], modes[:, 1], marker="x", color="C3", s=30, zorder=4)
+        ax.set_xlim(-3, 3)
+        ax.set_ylim(-3, 3)
+        ax.set_aspect("equal")
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.suptitle("A flow-matching velocity field learned on chapter 01's ring (x: the 8 modes)")
+    return finish(fig)
+
+
+@register("diffusion-ring-field", "A learned velocity field on chapter 01's ring",
+          "§2.2 (chapter 01's ring), beyond the article", "08_diffusion",
+          "A 3-layer MLP trained by flow matching on the ring of 8 Gaussians (seed 0, seconds); "
+          "its field -v at four times and 32 Euler paths from noise to the ring.")
+def diffusion_ring_field() -> Figure:
+    ring = flow_toy.Ring.of()
+    with config.one_thread():
+        net = flow_toy.train_velocity(ring)[0]
+    return ring_field_figure(ring, net)

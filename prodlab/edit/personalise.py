@@ -27,10 +27,12 @@ def lerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
 
 
 def slerp(z0: Tensor, z1: Tensor, t: Tensor) -> Tensor:
-    """Spherical interpolation (Shoemake 1985; White 2016 for generative models): along the great circle, the norm
-    interpolated between ``|z0|`` and ``|z1|``. Why: in d dimensions a N(0, I) code has norm about sqrt(d), but the
-    straight line's midpoint has norm about sqrt(d / 2) (two independent codes are nearly orthogonal), a region the
-    decoder almost never saw in training; slerp stays on the shell where the codes live. T x d.
+    """Spherical interpolation (Shoemake 1985): the direction along the great circle between the unit codes, the
+    norm interpolated linearly between ``|z0|`` and ``|z1|``. (White 2016 applies Shoemake's formula to the raw
+    vectors instead, another convention with the same end points.) Why: in d dimensions a N(0, I) code has norm
+    about sqrt(d), but the straight line's midpoint has norm about sqrt(d / 2) (two independent codes are nearly
+    orthogonal), a region the decoder almost never saw in training; slerp stays on the shell where the codes live.
+    T x d.
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """

@@ -1,4 +1,4 @@
-"""Exercise checkers of chapter 02 (GANs: §2.2, §3.1.2 steps 5-7, §4; the truncation trick and the EMA of G)."""
+"""Exercise checkers of chapter 02 (GANs: the hinge loss, step 5's R1 penalty, the truncation trick, the EMA of G)."""
 
 from __future__ import annotations
 
@@ -10,7 +10,6 @@ from torch import Tensor, nn
 from prodlab import data, losses
 from prodlab.exercises.core import ExerciseFailed, call, close, verdict
 from prodlab.models import gan as gan_models
-from prodlab.training.gan import GAN_LOSSES, gan_step
 
 SMALL = gan_models.GANConfig(data.spec(), latent_dim=8, width=4)  # a GAN small enough to check in milliseconds
 LOGITS = 32  # per batch in the loss checks: four confident cases, the rest random
@@ -24,93 +23,66 @@ def _logit_pair() -> tuple[Tensor, Tensor]:
     return real, fake
 
 
-def check_discriminator_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Exercise 02.1: the article's ``L_D`` from the logits with binary cross-entropy, as
-    :func:`prodlab.losses.discriminator_loss`; must stay finite for logits of +-200."""
-    title = "discriminator loss"
+def check_hinge_loss(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
+    """Exercise 02.1: the hinge discriminator loss ``E[max(0, 1 - l_real)] + E[max(0, 1 + l_fake)]`` from the
+    logits, as :func:`prodlab.losses.discriminator_loss_hinge`."""
+    title = "hinge loss"
     real, fake = _logit_pair()
-    want = losses.discriminator_loss(real, fake)
-    sp = torch.nn.functional.softplus
+    want = losses.discriminator_loss_hinge(real, fake)
+    relu = torch.nn.functional.relu
     mistakes = {
-        "half of L_D: BCE on the concatenated batch averages over 2N; average real and fake each over its own N.":
-            want / 2,
-        "labels swapped: real images have label 1, fakes label 0.": losses.discriminator_loss(fake, real),
-        "a sum over the batch: L_D averages each term (1/N).": sp(-real).sum() + sp(fake).sum(),
-        "wrong sign: L_D = -[log D(x) + log(1 - D(G(z)))] is positive.": -want,
+        "real and fake swapped: D wants real logits above +1 and fake logits below -1.":
+            losses.discriminator_loss_hinge(fake, real),
+        "no max(0, .): without the hinge D keeps pushing logits that are already past the margin (the loss is "
+        "unbounded below).": (1 - real).mean() + (1 + fake).mean(),
+        "margin 0: the hinge sits at 1 - l for real and 1 + l for fake.": relu(-real).mean() + relu(fake).mean(),
+        "a sum over the batch: average each term over its own batch (1/N).":
+            relu(1 - real).sum() + relu(1 + fake).sum(),
     }
     got = call(title, fn, real.clone(), fake.clone())
-    verdict(title, got, want, mistakes, "BCE(real logits, 1) + BCE(fake logits, 0), e.g. with "
-            "F.binary_cross_entropy_with_logits, which stays finite for any logit.")
+    verdict(title, got, want, mistakes, "relu(1 - real_logits).mean() + relu(1 + fake_logits).mean().")
 
 
-def _small_gan(seed: int) -> tuple[gan_models.GAN, torch.optim.Optimizer, torch.optim.Optimizer]:
-    torch.manual_seed(seed)
-    gan = gan_models.GAN(SMALL)
-    opt_g = torch.optim.Adam(gan.generator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    opt_d = torch.optim.Adam(gan.discriminator.parameters(), lr=2e-4, betas=(0.5, 0.999))
-    for p in gan.discriminator.parameters():  # stale gradients of an earlier step: a D step must clear them
-        p.grad = torch.full_like(p, 0.5)
-    return gan, opt_g, opt_d
+def _small_discriminator() -> nn.Module:
+    torch.manual_seed(0)
+    return gan_models.Discriminator(SMALL)
 
 
-def _flat(params) -> Tensor:
-    return torch.cat([p.detach().flatten() for p in params]).double()
+def _input_grads(x: Tensor, out: Callable[[Tensor], Tensor]) -> Tensor:
+    """The gradient of ``out(D(x)).sum()`` with respect to ``x``, one flat row per image (small D, seed 0)."""
+    x = x.clone().requires_grad_(True)
+    (grad,) = torch.autograd.grad(out(_small_discriminator()(x)).sum(), x)
+    return grad.flatten(1)
 
 
-def _d_step_by(step: Callable[..., object], real: Tensor) -> tuple[gan_models.GAN, object]:
-    """A fresh small GAN (seed 0), its fakes G(z) for seed-1 noise, and ``step(d, opt_d, x, fake)`` applied."""
-    gan, _, opt_d = _small_gan(0)
-    fake = gan.generator(gan.noise(len(real), torch.Generator().manual_seed(1)))
-    return gan, step(gan.discriminator, opt_d, real, fake)
-
-
-def _wrong_step(zero: bool, detach: bool, swap: bool, update: bool) -> Callable[..., Tensor]:
-    def step(d: nn.Module, opt_d: torch.optim.Optimizer, x: Tensor, fake: Tensor) -> Tensor:
-        real_logits, fake_logits = d(x), d(fake.detach() if detach else fake)
-        loss = losses.discriminator_loss(*((fake_logits, real_logits) if swap else (real_logits, fake_logits)))
-        if zero:
-            opt_d.zero_grad(set_to_none=True)
-        loss.backward()
-        if update:
-            opt_d.step()
-        return loss
-    return step
-
-
-def check_discriminator_step(fn: Callable[[nn.Module, torch.optim.Optimizer, Tensor, Tensor], Tensor]) -> None:
-    """Exercise 02.2: §3.1.2 step 5, ``fn(d, opt_d, x, fake)`` updates D once with ``L_D`` and returns the loss.
-
-    Compared with the D that :func:`prodlab.training.gan.gan_step` leaves on the same small GAN, batch and noise
-    (D's parameters only: step 6 moves D's BN running statistics but never its weights); G must get no gradient.
-    """
-    title = "discriminator step"
-    real = torch.rand(16, *SMALL.image.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
-    ref, opt_g, opt_d = _small_gan(0)
-    row = gan_step(ref, opt_g, opt_d, GAN_LOSSES["bce"], real, None, torch.Generator().manual_seed(1))
-    want = _flat(ref.discriminator.parameters())
-    gan, loss = _d_step_by(lambda *a: call(title, fn, *a), real)
-    if any(p.grad is not None and p.grad.abs().sum() > 0 for p in gan.generator.parameters()):
-        raise ExerciseFailed(f"{title}: G's parameters got gradients: detach the fakes (fake.detach()) in step 5, "
-                             "so L_D moves D only.")
-    try:
-        loss_value = float(loss.detach() if isinstance(loss, Tensor) else loss)
-    except (TypeError, ValueError, RuntimeError):
-        kind = type(loss).__name__
-        raise ExerciseFailed(f"{title}: return the loss L_D (a tensor or a number), not {kind}") from None
-    got = _flat(gan.discriminator.parameters())
-    if close(got, want, 1e-5, 1e-6) and abs(loss_value - row["loss_d"]) > 1e-5:
-        raise ExerciseFailed(f"{title}: D is right but the returned loss {loss_value:.6f} is not L_D "
-                             f"({row['loss_d']:.6f}) before the update.")
+def check_r1_penalty(fn: Callable[[nn.Module, Tensor, float], Tensor]) -> None:
+    """Exercise 02.2: ``fn(d, x, gamma)`` -> the R1 penalty ``gamma/2 E||grad_x l(x)||^2`` on the real batch ``x``,
+    as :func:`prodlab.losses.r1_penalty`, and differentiable in D's weights (``create_graph=True``)."""
+    title = "R1 penalty"
+    x = torch.rand(16, *SMALL.image.shape, generator=torch.Generator().manual_seed(2)) * 2 - 1
+    gamma = 10.0
+    want = losses.r1_penalty(_small_discriminator(), x, gamma)
+    d = _small_discriminator()
+    got = call(title, fn, d, x.clone(), gamma)
+    if isinstance(got, Tensor) and close(got.detach().double(), want.detach().double(), 1e-4, 1e-6):
+        if not got.requires_grad:
+            raise ExerciseFailed(f"{title}: the value is right, but it does not depend on D's weights: compute "
+                                 "the gradient with torch.autograd.grad(..., create_graph=True), so that the "
+                                 "penalty can train D.")
+        got.backward()
+        if all(p.grad is None or not p.grad.any() for p in d.parameters()):
+            raise ExerciseFailed(f"{title}: no gradient reaches D's weights: use create_graph=True.")
+    g_logit = _input_grads(x, lambda t: t)
     mistakes = {
-        "D's weights did not move: call opt_d.step() after loss.backward().":
-            _flat(_d_step_by(_wrong_step(True, True, False, False), real)[0].discriminator.parameters()),
-        "stale gradients were added to this step's: call opt_d.zero_grad() before loss.backward().":
-            _flat(_d_step_by(_wrong_step(False, True, False, True), real)[0].discriminator.parameters()),
-        "labels swapped: D must raise its logits on real images and lower them on fakes.":
-            _flat(_d_step_by(_wrong_step(True, True, True, True), real)[0].discriminator.parameters()),
+        "that is the gradient of D = sigmoid(l): R1 penalises the gradient of the logit l.":
+            0.5 * gamma * _input_grads(x, torch.sigmoid).pow(2).sum(1).mean(),
+        "the norm is not squared: R1 is gamma/2 times the squared norm of the gradient.":
+            0.5 * gamma * g_logit.norm(dim=1).mean(),
+        "the factor 1/2 is missing: R1 = gamma/2 E||grad||^2.": 2 * want,
+        "summed over the images: average the squared norms over the batch.": 0.5 * gamma * g_logit.pow(2).sum(),
     }
-    verdict(title, got, want, mistakes,
-            "d(x) and d(fake.detach()), L_D = losses.discriminator_loss, zero_grad, backward, opt_d.step().")
+    verdict(title, got, want, mistakes, "x.requires_grad_(True), g = torch.autograd.grad(d(x).sum(), x, "
+            "create_graph=True)[0], then gamma / 2 * squared norm per image, averaged.", rtol=1e-4)
 
 
 def check_truncated_normal(fn: Callable[[Tensor, float], Tensor]) -> None:

@@ -63,28 +63,30 @@ def check_broken_sample(fn: Callable[[Tensor, Tensor, torch.Generator], Tensor])
     print(f"{title}: correct")
 
 
-def check_kl_per_dimension(fn: Callable[[Tensor, Tensor], Tensor]) -> None:
-    """Exercise 03.2: ``fn(mu, logvar)`` (N x d encoder outputs) -> the average over the N images of each latent
-    dimension's KL to the prior, shape (d,), as :func:`prodlab.models.vae.kl_per_dimension`; on the shipped vae's
-    codes of 1,000 test images."""
-    title = "KL per latent dimension"
+def check_free_bits(fn: Callable[[Tensor, Tensor, float], Tensor]) -> None:
+    """Exercise 03.2: ``fn(mu, logvar, free_bits)`` (N x d encoder outputs) -> the KL term with free bits,
+    ``sum_j max(lambda, mean_i KL_ij)``, as :func:`prodlab.losses.free_bits_kl`; on the shipped vae's codes of 1,000
+    test images, with ``lambda`` = 0.5 nats, where some dimensions lie below it and some above."""
+    title = "free bits"
     model, x = _vae_and_images(1000)
     with torch.no_grad():
         mu, logvar = model.encode(x)
-    want = vae_models.kl_per_dimension(model, x)
+    lam = 0.5
+    want = losses.free_bits_kl(mu, logvar, lam)
     per_image_dim = 0.5 * (mu.pow(2) + logvar.exp() - 1.0 - logvar)
+    per_dim = per_image_dim.mean(0)
     mistakes = {
-        "that is one KL per image (summed over dimensions): average over the images instead (axis 0).":
-            per_image_dim.sum(1),
-        "summed over the images: take the mean over them so the threshold (0.01 nats) does not depend on N.":
-            per_image_dim.sum(0),
-        "twice too large: the closed form has a factor 1/2.": 2 * want,
-        "logvar is log sigma^2, so sigma^2 = exp(logvar), not exp(2 logvar).":
-            (0.5 * (mu.pow(2) + (2 * logvar).exp() - 1.0 - 2 * logvar)).mean(0),
+        "clamped per image: free bits clamp each dimension's KL after averaging it over the batch.":
+            per_image_dim.clamp(min=lam).sum(1).mean(),
+        "no free bits: that is the plain KL term; each dimension counts at least lambda nats.": per_dim.sum(),
+        "min instead of max: a dimension's KL counts at least lambda, so max(lambda, KL_j).":
+            per_dim.clamp(max=lam).sum(),
+        "a mean over the dimensions: the KL of the vector is the sum over its dimensions.":
+            per_dim.clamp(min=lam).mean(),
     }
-    got = call(title, fn, mu.clone(), logvar.clone())
-    verdict(title, got, want, mistakes, "Per image and dimension: 1/2 (mu^2 + sigma^2 - 1 - log sigma^2); "
-            "then the mean over the images.", rtol=1e-4, atol=1e-5)
+    got = call(title, fn, mu.clone(), logvar.clone(), lam)
+    verdict(title, got, want, mistakes, "KL of every image and dimension, mean over the images (axis 0), "
+            "clamp(min=lambda), sum over the dimensions.", rtol=1e-4, atol=1e-4)
 
 
 def check_implied_beta(fn: Callable[[tuple[int, int, int]], float]) -> None:

@@ -13,7 +13,11 @@ from prodlab.exercises.core import ExerciseFailed, call, verdict
 
 def check_slerp(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
     """Exercise 05.1: ``fn(z0, z1, t)`` -> T x d codes along the great circle from ``z0`` to ``z1``, the norm
-    interpolated linearly, as :func:`prodlab.edit.slerp`; two codes of equal norm keep it all the way."""
+    interpolated linearly, as :func:`prodlab.edit.slerp`; two codes of equal norm keep it all the way.
+
+    The convention asked for: the unit vectors along the great circle, scaled by ``(1 - t)|z0| + t|z1|``. The other
+    convention, the slerp of the raw vectors (White 2016), agrees with it for codes of equal norm; the checker's codes
+    differ in norm, so it names that convention instead of passing it."""
     title = "slerp"
     gen = torch.Generator().manual_seed(3)
     z0, z1 = torch.randn(16, generator=gen, dtype=torch.float64), 1.5 * torch.randn(16, generator=gen,
@@ -27,12 +31,12 @@ def check_slerp(fn: Callable[[Tensor, Tensor, Tensor], Tensor]) -> None:
             edit.lerp(z0, z1, t),
         "every code has norm 1: after the great circle on the unit vectors, scale by (1 - t)|z0| + t|z1|.":
             want / ((1 - t[:, None]) * z0.norm() + t[:, None] * z1.norm()),
-        "that is the textbook slerp of the raw vectors, whose norm sags between codes of different length: "
-        "normalise z0 and z1 first, then scale by the linearly interpolated norm.": raw,
+        "that is the slerp of the raw vectors (White 2016), another convention, not a mistake; this exercise asks "
+        "for the norm-interpolating one: normalise z0 and z1 first, then scale by (1 - t)|z0| + t|z1|.": raw,
     }
     got = call(title, fn, z0.clone(), z1.clone(), t.clone())
-    verdict(title, got, want, mistakes, "omega = arccos(u0 . u1) of the unit vectors; (sin((1-t) omega) u0 + "
-            "sin(t omega) u1) / sin(omega), times (1 - t)|z0| + t|z1|.")
+    verdict(title, got, want, mistakes, "the convention asked for: omega = arccos(u0 . u1) of the unit vectors; "
+            "(sin((1-t) omega) u0 + sin(t omega) u1) / sin(omega), times (1 - t)|z0| + t|z1|.")
 
 
 def check_crossover(fn: Callable[[Sequence[float], Sequence[float], Sequence[float]], float | None]) -> None:

@@ -1,11 +1,11 @@
-"""Exercise checkers of chapter 06 (product search, §2.4 item 3): precision@k, AP@k and cosine top-k by hand."""
+"""Exercise checkers of chapter 06 (product search, §2.4 item 3): two ranking measures the notebook does not
+compute (reciprocal rank, NDCG@k) and exact search over a sharded catalogue."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import Tensor
 
 from prodlab import search
@@ -18,69 +18,81 @@ def _ranked_lists() -> tuple[Tensor, Tensor]:
     relevant[0] = True  # a perfect list
     relevant[1] = False  # nothing found
     relevant[2] = torch.tensor([0, 0, 0, 0, 0, 0, 0, 0, 0, 1], dtype=torch.bool)  # found last
+    relevant[3] = torch.tensor([0, 1, 1, 0, 0, 0, 0, 0, 0, 0], dtype=torch.bool)  # first found at rank 2
     return relevant, torch.tensor([12, 4, 1, 3, 20, 7])
 
 
-def check_precision_at_k(fn: Callable[[Tensor, int], Tensor]) -> None:
-    """Exercise 06.1: ``precision_at_k(relevant, k)``, per query the share of relevant results among the first
-    ``k``, as :func:`prodlab.search.precision_at_k`, for k = 1, 3 and 10."""
-    title = "precision@k"
+def check_reciprocal_rank(fn: Callable[[Tensor], Tensor]) -> None:
+    """Exercise 06.1: ``reciprocal_rank(relevant)``, per query 1 / (rank of the first relevant result), 0 when the
+    list holds none; its mean over the queries is the mean reciprocal rank (MRR). As
+    :func:`prodlab.search.reciprocal_rank`."""
+    title = "reciprocal rank"
     relevant, _ = _ranked_lists()
-    for k in (1, 3, 10):
-        want = search.precision_at_k(relevant, k)
-        mistakes = {
-            "that counts the relevant results: divide by k to get a share.": relevant[:, :k].float().sum(1),
-            "that looks at the whole list: keep only the first k results (relevant[:, :k]).":
-                relevant.float().mean(1),
-            "one number for all queries: return one precision per query (mean over axis 1 only).":
-                want.mean(),
-        }
-        got = call(title, fn, relevant.clone(), k)
-        verdict(f"{title} (k = {k})", got, want, mistakes, "P@k = (number of True in relevant[:, :k]) / k, per row.")
+    want = search.reciprocal_rank(relevant)
+    rel = relevant.float()
+    mistakes = {
+        "a list without any relevant result scores 0: argmax of an all-False row is 0, so check relevant.any(1).":
+            1.0 / (rel.argmax(1) + 1),
+        "that is the share of relevant results: the reciprocal rank looks only at the first relevant one.":
+            rel.mean(1),
+        "one number for all queries: return one value per query (the MRR is their mean, taken afterwards).":
+            want.mean(),
+    }
+    got = call(title, fn, relevant.clone())
+    verdict(title, got, want, mistakes, "ranks count from 1: rank = relevant.float().argmax(1) + 1, then 1 / rank.")
 
 
-def check_average_precision(fn: Callable[[Tensor, Tensor, int], Tensor]) -> None:
-    """Exercise 06.2: ``average_precision(relevant, n_relevant, k)``, AP@k = (1 / min(k, R)) sum_i P@i rel_i per
-    query, as :func:`prodlab.search.average_precision_at_k`."""
-    title = "AP@k"
+def check_ndcg(fn: Callable[[Tensor, Tensor, int], Tensor]) -> None:
+    """Exercise 06.2: ``ndcg(relevant, n_relevant, k)``, per query DCG@k / IDCG@k with gains 0 or 1 and the
+    discount 1 / log2(i + 1) of rank i (from 1); the ideal list has min(k, R) relevant results first. As
+    :func:`prodlab.search.ndcg_at_k`."""
+    title = "NDCG@k"
     relevant, n_relevant = _ranked_lists()
     k = relevant.shape[1]
-    want = search.average_precision_at_k(relevant, n_relevant, k)
-    rel = relevant.float()
-    precision = rel.cumsum(1) / torch.arange(1, k + 1)
+    want = search.ndcg_at_k(relevant, n_relevant, k)
+    discount = 1 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
+    dcg = (relevant.double() * discount).sum(1)
     mistakes = {
-        "that averages P@i over every position: only the positions of relevant results count (multiply by rel_i).":
-            precision.mean(1),
-        "that divides by the relevant results found: divide by min(k, R), so a list that misses some scores less.":
-            (precision * rel).sum(1) / rel.sum(1).clamp(min=1),
-        "that divides by k: a query with fewer than k relevant items could never reach 1 (divide by min(k, R)).":
-            (precision * rel).sum(1) / k,
-        "that divides by R: the list has only k places, so divide by min(k, R).":
-            (precision * rel).sum(1) / n_relevant.float(),
+        "that is DCG alone: divide by the DCG of the ideal list, so a perfect list scores 1.": dcg,
+        "the ideal list holds min(k, R) relevant results, not k: a query with R < k can still score 1.":
+            dcg / discount.sum(),
+        "that is AP@k, not NDCG: discount rank i by 1 / log2(i + 1).":
+            search.average_precision_at_k(relevant, n_relevant, k).double(),
     }
     got = call(title, fn, relevant.clone(), n_relevant.clone(), k)
-    verdict(title, got, want, mistakes, "P@i = cumsum(rel)[i] / i; AP@k = sum(P@i * rel_i) / min(k, R).")
+    verdict(title, got, want, mistakes, "rank i (from 1) weighs 1 / log2(i + 1); rank 1 weighs 1.")
 
 
-def check_cosine_top_k(fn: Callable[[Tensor, Tensor, int], tuple[Tensor, Tensor]]) -> None:
-    """Exercise 06.3: ``cosine_top_k(queries, vectors, k)`` -> (scores, ids), both M x k best first, as
-    :meth:`prodlab.search.Index.search` over ``vectors`` (not normalised: the function normalises)."""
-    title = "cosine top-k"
+def _shards() -> tuple[Tensor, list[Tensor]]:
+    """Seeded unit queries (8 x 16) and a catalogue of 900 unit vectors cut into shards of unequal size."""
     gen = torch.Generator().manual_seed(7)
-    vectors = torch.randn(500, 16, generator=gen) * torch.rand(500, 1, generator=gen) * 5  # lengths differ
-    queries = torch.randn(8, 16, generator=gen) * 3
+    vectors = torch.nn.functional.normalize(torch.randn(900, 16, generator=gen), dim=1)
+    queries = torch.nn.functional.normalize(torch.randn(8, 16, generator=gen), dim=1)
+    return queries, list(vectors.split([400, 300, 200]))
+
+
+def check_sharded_top_k(fn: Callable[[Tensor, Sequence[Tensor], int], tuple[Tensor, Tensor]]) -> None:
+    """Exercise 06.3: ``sharded_top_k(queries, shards, k)`` -> (scores, ids), both M x k best first: the exact top-k
+    over the catalogue ``torch.cat(shards)`` (unit rows; ids are rows of that whole catalogue), found from each
+    shard's own top-k, as a search service that splits its catalogue over machines does
+    (:func:`prodlab.search.sharded_search`)."""
+    title = "sharded top-k"
+    queries, shards = _shards()
     k = 5
-    want_scores, want_ids = search.Index.build("exercise", "-", vectors, torch.zeros(500)).search(queries, k)
-    got = call(title, fn, queries.clone(), vectors.clone(), k)
+    whole = torch.cat(shards)
+    want_scores, want_ids = search.Index.build("exercise", "-", whole, torch.zeros(len(whole))).search(queries, k)
+    got = call(title, fn, queries.clone(), [s.clone() for s in shards], k)
     if not isinstance(got, tuple) or len(got) != 2:
         raise ExerciseFailed(f"{title}: return a pair (scores, ids), got {type(got).__name__}")
     scores, ids = (torch.as_tensor(t) for t in got)
-    dot_ids = (queries @ vectors.T).topk(k, dim=1).indices
-    if ids.shape == want_ids.shape and torch.equal(ids.long(), dot_ids) and not torch.equal(dot_ids, want_ids):
-        raise ExerciseFailed(f"{title}: those are the largest dot products; normalise queries and vectors to length "
-                             "1 first (F.normalize(x, dim=1)), so long vectors do not win.")
-    worst = (F.normalize(queries, dim=1) @ F.normalize(vectors, dim=1).T).topk(k, dim=1, largest=False).indices
-    if ids.shape == want_ids.shape and torch.equal(ids.long(), worst):
-        raise ExerciseFailed(f"{title}: those are the k least similar: topk keeps the largest by default.")
-    verdict(f"{title} (ids)", ids.long(), want_ids, {}, "normalise both, one matrix product q @ V.T, then topk(k).")
-    verdict(f"{title} (scores)", scores, want_scores, {}, "the scores are the cosines: the products of unit vectors.")
+    first = (queries @ shards[0].T).topk(k, dim=1).indices
+    if ids.shape == want_ids.shape and torch.equal(ids.long(), first):
+        raise ExerciseFailed(f"{title}: that is the first shard's top-k: merge every shard's top-k, then keep the "
+                             "k best of those.")
+    local = torch.cat([(queries @ s.T).topk(k, dim=1).indices for s in shards], dim=1)
+    if ids.shape == want_ids.shape and all(i in row for row, r in zip(local.tolist(), ids.tolist(), strict=True)
+                                           for i in r) and not torch.equal(ids.long(), want_ids):
+        raise ExerciseFailed(f"{title}: those are row numbers within a shard: add the shard's offset (the sizes "
+                             "of the shards before it) to make them ids of the whole catalogue.")
+    verdict(f"{title} (ids)", ids.long(), want_ids, {}, "per shard topk(k), ids + offset, concatenate, topk(k) again.")
+    verdict(f"{title} (scores)", scores, want_scores, {}, "the scores are the cosines q @ shard.T of the kept results.")

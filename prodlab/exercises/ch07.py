@@ -1,5 +1,5 @@
-"""Exercise checkers of chapter 07 (the latent explorer, §2.2-§2.3, §2.4 items 2-3): what a slider does to a code,
-the interpolation mix, and a new property to make a slider from."""
+"""Exercise checkers of chapter 07 (the latent explorer, §2.2-§2.3, §2.4 items 2-3): the slider values that reach a
+code, the interpolation mix, and a new property to make a slider from."""
 
 from __future__ import annotations
 
@@ -12,23 +12,38 @@ from prodlab import data, edit
 from prodlab.exercises.core import ExerciseFailed, call, verdict
 
 
-def check_moved_code(fn: Callable[[Tensor, Mapping[str, Tensor], Mapping[str, float]], Tensor]) -> None:
-    """Exercise 07.1: ``moved_code(z, steps, offsets)`` = ``z + sum_prop offsets[prop] * steps[prop]``, what the
-    latent sliders do to the code before it is decoded (as ``prodlab.widgets.moved_code``)."""
-    title = "slider move"
+def slider_values(z: Tensor, target: Tensor, steps: Mapping[str, Tensor]) -> Tensor:
+    """The slider values t (one per direction, in ``steps``' order) that bring ``z + sum_p t_p steps[p]`` closest to
+    ``target`` (both 1 x d): least squares, the normal equations (D^T D) t = D^T (target - z) with D = the d x P
+    matrix of directions, which need not be orthogonal."""
+    d = torch.stack(list(steps.values()), dim=1)
+    return torch.linalg.solve(d.T @ d, d.T @ (target - z)[0])
+
+
+def check_slider_values(fn: Callable[[Tensor, Tensor, Mapping[str, Tensor]], Tensor]) -> None:
+    """Exercise 07.1: ``slider_values(z, target, steps)``, the slider settings that move code ``z`` as close as the
+    sliders can to ``target``: the least-squares solution over the (correlated) directions ``steps``."""
+    title = "slider values"
     gen = torch.Generator().manual_seed(8)
-    z = torch.randn(1, 16, generator=gen, dtype=torch.float64)
-    steps = {p: torch.randn(16, generator=gen, dtype=torch.float64) for p in ("brightness", "width", "pattern")}
-    offsets = {"brightness": 1.5, "width": -0.5, "pattern": 0.0}
-    want = z + sum(t * steps[p] for p, t in offsets.items())
+    z, target = torch.randn(1, 16, generator=gen, dtype=torch.float64), torch.randn(1, 16, generator=gen,
+                                                                                       dtype=torch.float64)
+    shared = torch.randn(16, generator=gen, dtype=torch.float64)  # the directions share a part: not orthogonal
+    steps = {p: shared + torch.randn(16, generator=gen, dtype=torch.float64) * 0.8
+             for p in ("brightness", "width", "pattern")}
+    want = slider_values(z, target, steps)
+    d = torch.stack(list(steps.values()), dim=1)
+    delta = (target - z)[0]
     mistakes = {
-        "each direction is added once: scale it by its slider's value (offsets[prop]).": z + sum(steps.values()),
-        "only the last slider counts: add every slider's step to the code.": z + offsets["pattern"] * steps["pattern"],
-        "wrong sign: a positive slider value moves along +direction.": z - (want - z),
-        "the starting code is missing: the move is added to z.": want - z,
+        "that is each direction's dot product with the move: divide by the direction's squared length, and more.":
+            d.T @ delta,
+        "those are separate projections, right only for orthogonal directions: these share a part, so solve "
+        "(D^T D) t = D^T (target - z) (torch.linalg.lstsq(D, target - z)).": d.T @ delta / (d * d).sum(0),
+        "wrong sign: solve for the move from z to the target, target - z.": -want,
     }
-    got = call(title, fn, z.clone(), {p: d.clone() for p, d in steps.items()}, dict(offsets))
-    verdict(title, got, want, mistakes, "z + offsets['brightness'] * steps['brightness'] + ... for every slider.")
+    got = call(title, fn, z.clone(), target.clone(), {p: v.clone() for p, v in steps.items()})
+    got = torch.as_tensor(got).reshape(-1) if torch.is_tensor(got) and torch.as_tensor(got).numel() == 3 else got
+    verdict(title, got, want, mistakes, "D = torch.stack(list(steps.values()), 1) (d x P); least squares "
+            "D t ≈ target[0] - z[0].")
 
 
 def check_mix_code(fn: Callable[[Tensor, Tensor, float, bool], Tensor]) -> None:
@@ -54,13 +69,14 @@ def check_mix_code(fn: Callable[[Tensor, Tensor, float, bool], Tensor]) -> None:
                     "edit.slerp(za[0], zb[0], torch.tensor([mix])) or edit.lerp(...): a 1 x d code.")
 
 
-def shoes(heights: list[int], level: float = 1.0) -> Tensor:
+def shoes(heights: list[int], level: float = 1.0, lift: int = 0) -> Tensor:
     """Synthetic side views of a shoe, toe on the left as in Fashion-MNIST, whose back (heel end) is raised ``h``
     pixels above the ground on a heel block: N x C x H x W in [0, ``level``] of Fashion-MNIST's spec
-    (``data.spec()``; on 28 x 28: the sole on rows 20-23, the front on columns 2-15, the back on 16-25)."""
+    (``data.spec()``; on 28 x 28: the sole on rows 20-23, the front on columns 2-15, the back on 16-25). ``lift``
+    draws the whole shoe that many rows higher in the frame, its heel unchanged."""
     spec = data.spec()
     sole = spec.height // 7  # the sole's thickness (4 rows on 28 x 28)
-    ground = spec.height - sole  # the row below the sole
+    ground = spec.height - sole - lift  # the row below the sole
     toe, middle, back = spec.width // 14, spec.width * 4 // 7, spec.width - spec.width // 14
     x = torch.zeros(len(heights), *spec.shape)
     for i, h in enumerate(heights):
@@ -72,8 +88,9 @@ def shoes(heights: list[int], level: float = 1.0) -> Tensor:
 
 def check_heel_height(fn: Callable[[Tensor], Tensor]) -> None:
     """Exercise 07.3: a property function ``heel_height(x)`` (images N x C x H x W -> N values) that grows with
-    how high a shoe's heel end stands, does not change when the product is darker, and returns one value per image,
-    so that ``edit.property_direction`` can turn it into a slider."""
+    how high a shoe's heel end stands above its front, does not change when the whole shoe is drawn higher in the
+    frame or darker, and returns one value per image, so that ``edit.property_direction`` can turn it into a
+    slider. Counterexample the lifted shoes reject: ``-row_centre(x)``, how high the whole product sits."""
     title = "heel height"
     heights = [0, 2, 4, 6, 8]
     got = torch.as_tensor(call(title, fn, shoes(heights))).detach().double()
@@ -89,6 +106,10 @@ def check_heel_height(fn: Callable[[Tensor], Tensor]) -> None:
     if not (steps > 1e-6).all():
         raise ExerciseFailed(f"{title}: values {[round(v, 3) for v in got.tolist()]} for heels of {heights} px "
                              "must grow with every step: compare where the back's mass sits with the front's.")
+    lifted = torch.as_tensor(call(title, fn, shoes(heights, lift=6))).detach().double()
+    verdict(f"{title} (a shoe lifted whole, same heel, measures the same)", lifted, got, {},
+            "the same shoes drawn 6 rows higher in the frame changed your value: you measure how high the product "
+            "sits, not its heel; compare the back's height with the front's.", rtol=1e-4, atol=1e-4)
     darker = torch.as_tensor(call(title, fn, shoes(heights, level=0.6))).detach().double()
     verdict(f"{title} (a darker shoe measures the same)", darker, got, {},
             "weight rows by the share of the product's mass (divide by the sum), not by the raw intensity.",

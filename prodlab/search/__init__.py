@@ -11,7 +11,7 @@ images are the products searched. The package is cut by step:
 - :mod:`~prodlab.search.index`: the exact index (one matrix product) and the cached catalogue indexes;
 - :mod:`~prodlab.search.approx`: the approximate index on FAISS (IVF), for millions of products;
 - :mod:`~prodlab.search.photo`: a shopper's photo as a query of the catalogue's spec, and :func:`search_photo`;
-- :mod:`~prodlab.search.evaluate`: precision@k, AP@k, mAP and the benchmark of the embeddings;
+- :mod:`~prodlab.search.evaluate`: precision@k, AP@k, mAP, MRR, NDCG and the benchmark of the embeddings;
 - :mod:`~prodlab.search.explore`: best and worst queries, edited and generated queries, the t-SNE map;
 - :mod:`~prodlab.search.bench` and :mod:`~prodlab.search.sizing`: exact against approximate search at
   60,000 to 10,000,000 items, and what 100 million products would need (``python -m prodlab bench search``).
@@ -48,8 +48,10 @@ from prodlab.search.evaluate import (
     evaluate_embedding,
     format_table,
     mean_precision,
+    ndcg_at_k,
     precision_at_k,
     query_set,
+    reciprocal_rank,
     relevance,
     single_query_ms,
 )
@@ -72,16 +74,18 @@ from prodlab.search.index import (
     catalogue_index,
     load_index,
     query,
+    sharded_search,
     tune_queries,
 )
 from prodlab.search.photo import found_images, photo_image, search_photo
 
 __all__ = [
-    "BEST", "EDITS", "EMBEDDINGS", "K_EVAL", "KINDS", "PCA_DIM", "PREFERENCE", "ApproxIndex", "as_batch",
-    "available", "average_precision_at_k", "bench", "benchmark", "best_available", "brighten", "build_index",
-    "by_precision", "cache_path", "catalogue", "catalogue_index", "catalogue_map", "data", "data_key", "Embedder",
-    "embedder", "embedding_key", "embedding_spec", "EmbeddingSpec", "evaluate_embedding", "fit_pca", "format_table",
-    "found_images", "good_and_failed", "Index", "load_index", "mean_precision", "photo_image", "precision_at_k",
-    "query", "query_set", "recall_at_k", "recovery", "relevance", "search_photo", "SearchError", "SearchIndex",
-    "shift", "single_query_ms", "sizing", "tune_queries", "unavailable", "variant_queries",
+    "BEST", "EDITS", "EMBEDDINGS", "K_EVAL", "KINDS", "PCA_DIM", "PREFERENCE", "ApproxIndex", "as_batch", "available",
+    "average_precision_at_k", "bench", "benchmark", "best_available", "brighten", "build_index", "by_precision",
+    "cache_path", "catalogue", "catalogue_index", "catalogue_map", "data", "data_key", "Embedder", "embedder",
+    "embedding_key", "embedding_spec", "EmbeddingSpec", "evaluate_embedding", "fit_pca", "format_table",
+    "found_images", "good_and_failed", "Index", "load_index", "mean_precision", "ndcg_at_k", "photo_image",
+    "precision_at_k", "query", "query_set", "recall_at_k", "reciprocal_rank", "recovery", "relevance", "search_photo",
+    "SearchError", "SearchIndex", "sharded_search", "shift", "single_query_ms", "sizing", "tune_queries",
+    "unavailable", "variant_queries",
 ]

@@ -1,4 +1,5 @@
-"""How good a search is (notebook 06, article §2.4 item 3): precision@k, AP@k and mAP, latency, the benchmark.
+"""How good a search is (notebook 06, article §2.4 item 3): precision@k, AP@k, mAP, MRR and NDCG, latency, the
+benchmark.
 
 Every embedding is judged on one protocol: the queries are test images, the relevant results are the catalogue
 items of the query's class, in the catalogue of the same data set. :func:`benchmark` runs it for every embedding
@@ -40,6 +41,23 @@ def average_precision_at_k(relevant: Tensor, n_relevant: Tensor, k: int = K_EVAL
     rel = relevant[:, :k].float()
     precision = rel.cumsum(1) / torch.arange(1, rel.shape[1] + 1)
     return (precision * rel).sum(1) / n_relevant.clamp(max=k, min=1).float()
+
+
+def reciprocal_rank(relevant: Tensor) -> Tensor:
+    """Per query: 1 / (rank of the first relevant result), ranks from 1, or 0 when the list holds none; the mean over
+    queries is the mean reciprocal rank (MRR). Chapter 06 (notebooks/06_search.ipynb), exercise 06.1."""
+    first = relevant.float().argmax(1) + 1  # argmax finds the first True; an all-False row gives 0, masked below
+    return torch.where(relevant.any(1), 1.0 / first, torch.zeros(len(relevant)))
+
+
+def ndcg_at_k(relevant: Tensor, n_relevant: Tensor, k: int = K_EVAL) -> Tensor:
+    r"""Per query: NDCG@k with gains 0 or 1, :math:`\sum_{i \le k} \mathrm{rel}_i / \log_2(i + 1)` divided by the same
+    sum for the ideal list, whose first ``min(k, R)`` results are relevant (``R``: ``n_relevant``). Chapter 06
+    (notebooks/06_search.ipynb), exercise 06.2."""
+    discount = 1 / torch.log2(torch.arange(2, k + 2, dtype=torch.float64))
+    dcg = (relevant[:, :k].double() * discount[: relevant[:, :k].shape[1]]).sum(1)
+    ideal = (torch.arange(k)[None, :] < n_relevant[:, None].clamp(max=k)).double()
+    return (dcg / (ideal * discount).sum(1).clamp_min(1e-12)).float()
 
 
 def relevance(index: SearchIndex, ids: Tensor, query_labels: Tensor) -> tuple[Tensor, Tensor]:

@@ -16,6 +16,7 @@ from __future__ import annotations
 import dataclasses
 import re
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Protocol
@@ -129,6 +130,20 @@ class Index:
         if not isinstance(index, cls):
             raise SearchError(f"cannot read the search index {path}: it is a {index.kind} index, not an exact one")
         return index
+
+
+@torch.no_grad()
+def sharded_search(queries: Tensor, shards: Sequence[Tensor], k: int = 10) -> tuple[Tensor, Tensor]:
+    """Exact top-``k`` over the catalogue ``torch.cat(shards)`` (unit rows) from each shard's own top-``k``: what a
+    service that splits its catalogue over machines does. A top-k of top-k's is exact: each of the k best is among
+    the k best of its shard. Ids are rows of the whole catalogue; scores are cosines of unit ``queries`` (M x D).
+    Chapter 06 (notebooks/06_search.ipynb), exercise 06.3."""
+    offsets = torch.tensor([0, *(len(s) for s in shards)]).cumsum(0)
+    tops = [(queries.float() @ shard.T).topk(min(k, len(shard)), dim=1) for shard in shards]
+    scores = torch.cat([t.values for t in tops], dim=1)
+    ids = torch.cat([t.indices + offsets[i] for i, t in enumerate(tops)], dim=1)
+    best, where = scores.topk(k, dim=1)
+    return best, ids.gather(1, where)
 
 
 def load_index(path: Path) -> Index | approx.ApproxIndex:

@@ -8,14 +8,11 @@ import torch.nn.functional as F
 from prodlab import exercises, losses
 
 
-def d_step(d, opt_d, x, fake, detach=True, zero=True, update=True):
-    loss = losses.discriminator_loss(d(x), d(fake.detach() if detach else fake))
-    if zero:
-        opt_d.zero_grad()
-    loss.backward()
-    if update:
-        opt_d.step()
-    return loss
+def r1(d, x, gamma, out=lambda logits: logits, create_graph=True, square=True, half=True, mean=True):
+    x = x.requires_grad_(True)
+    (grad,) = torch.autograd.grad(out(d(x)).sum(), x, create_graph=create_graph)
+    norms = grad.flatten(1).pow(2).sum(1) if square else grad.flatten(1).norm(dim=1)
+    return (0.5 if half else 1.0) * gamma * (norms.mean() if mean else norms.sum())
 
 
 def ndtri_window(u, t):
@@ -38,22 +35,23 @@ def ema_all_floats(ema, model, decay):
 
 
 CASES = {
-    exercises.check_discriminator_loss: (
-        lambda r, f: F.binary_cross_entropy_with_logits(r, torch.ones_like(r))
-        + F.binary_cross_entropy_with_logits(f, torch.zeros_like(f)),
-        [(lambda r, f: F.binary_cross_entropy_with_logits(torch.cat([r, f]), torch.cat([r * 0 + 1, f * 0])), "2N"),
-         (lambda r, f: losses.discriminator_loss(f, r), "swapped"),
-         (lambda r, f: -(torch.log(torch.sigmoid(r)) + torch.log(1 - torch.sigmoid(f))).mean(), "inf"),
-         (lambda r, f: -losses.discriminator_loss(r, f), "sign")],
+    exercises.check_hinge_loss: (
+        lambda r, f: F.relu(1 - r).mean() + F.relu(1 + f).mean(),
+        [(lambda r, f: F.relu(1 + r).mean() + F.relu(1 - f).mean(), "swapped"),
+         (lambda r, f: (1 - r).mean() + (1 + f).mean(), "max(0"),
+         (lambda r, f: F.relu(-r).mean() + F.relu(f).mean(), "margin"),
+         (lambda r, f: F.relu(1 - r).sum() + F.relu(1 + f).sum(), "sum over the batch"),
+         (lambda r, f: losses.discriminator_loss(r, f), "wrong values")],
     ),
-    exercises.check_discriminator_step: (
-        d_step,
-        [(lambda d, o, x, f: d_step(d, o, x, f, detach=False), "detach"),
-         (lambda d, o, x, f: d_step(d, o, x, f, zero=False), "zero_grad"),
-         (lambda d, o, x, f: d_step(d, o, x, f, update=False), "opt_d.step"),
-         (lambda d, o, x, f: d_step(d, o, f.detach(), x), "swapped"),
-         (lambda d, o, x, f: d_step(d, o, x, f).item() + 1.0, "returned loss"),
-         (lambda d, o, x, f: None, "return the loss")],
+    exercises.check_r1_penalty: (
+        r1,
+        [(lambda d, x, g: r1(d, x, g, out=torch.sigmoid), "logit"),
+         (lambda d, x, g: r1(d, x, g, square=False), "squared"),
+         (lambda d, x, g: r1(d, x, g, half=False), "1/2"),
+         (lambda d, x, g: r1(d, x, g, mean=False), "average"),
+         (lambda d, x, g: r1(d, x, g, create_graph=False), "create_graph"),
+         (lambda d, x, g: r1(d, x, g).detach(), "create_graph"),
+         (lambda d, x, g: None, "expected a tensor")],
     ),
     exercises.check_truncated_normal: (
         ndtri_window,

@@ -14,8 +14,12 @@ def broken_sample(mu, logvar, generator):
     return torch.normal(mu, (0.5 * logvar).exp(), generator=generator)
 
 
-def kl_per_dimension(mu, logvar):
-    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).mean(0)
+def kl_terms(mu, logvar):
+    return 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar)
+
+
+def free_bits(mu, logvar, lam):
+    return kl_terms(mu, logvar).mean(0).clamp(min=lam).sum()
 
 
 def iwae(model, x, k, generator, inner=lambda log_w, k: math.log(k) - log_w.logsumexp(1)):
@@ -37,12 +41,15 @@ CASES = {
          (lambda mu, logvar, g: mu.detach(), "random"),
          (lambda mu, logvar, g: mu[:, :3], "shape")],
     ),
-    exercises.check_kl_per_dimension: (
-        kl_per_dimension,
-        [(lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(1), "one KL per image"),
-         (lambda mu, logvar: 0.5 * (mu.pow(2) + logvar.exp() - 1 - logvar).sum(0), "summed over the images"),
-         (lambda mu, logvar: 2 * kl_per_dimension(mu, logvar), "1/2"),
-         (lambda mu, logvar: kl_per_dimension(mu, 2 * logvar), "exp(2 logvar)")],
+    exercises.check_free_bits: (
+        free_bits,
+        [(lambda mu, logvar, lam: kl_terms(mu, logvar).clamp(min=lam).sum(1).mean(), "per image"),
+         (lambda mu, logvar, lam: kl_terms(mu, logvar).mean(0).sum(), "no free bits"),
+         (lambda mu, logvar, lam: kl_terms(mu, logvar).mean(0).sum().clamp(min=lam), "no free bits"),
+         (lambda mu, logvar, lam: kl_terms(mu, logvar).mean(0).clamp(max=lam).sum(), "min instead of max"),
+         (lambda mu, logvar, lam: kl_terms(mu, logvar).mean(0).clamp(min=lam).mean(), "sum over its dimensions"),
+         (lambda mu, logvar, lam: torch.maximum(kl_terms(mu, logvar), torch.tensor(lam)).mean(0).sum(), "per image"),
+         (lambda mu, logvar, lam: free_bits(mu, 2 * logvar, lam), "wrong values")],
     ),
     exercises.check_implied_beta: (
         lambda shape: math.prod(shape),

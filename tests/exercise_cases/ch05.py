@@ -17,6 +17,13 @@ def slerp(z0, z1, t):
     return on_circle * ((1 - t) * z0.norm() + t * z1.norm())
 
 
+def raw_slerp(z0, z1, t):
+    """White's (2016) convention: the great-circle formula applied to the raw vectors."""
+    t = t.reshape(-1, 1)
+    omega = torch.arccos(torch.dot(z0 / z0.norm(), z1 / z1.norm()))
+    return (torch.sin((1 - t) * omega) * z0 + torch.sin(t * omega) * z1) / torch.sin(omega)
+
+
 def crossover(levels, a, b):
     gap = [u - v for u, v in zip(a, b, strict=True)]
     for i in range(1, len(gap)):
@@ -43,7 +50,8 @@ CASES = {
         slerp,
         [(edit.lerp, "straight line"),
          (lambda z0, z1, t: slerp(z0 / z0.norm(), z1 / z1.norm(), t), "norm 1"),
-         (lambda z0, z1, t: slerp(z0, z1, t) * 1.01, "wrong values")],
+         (lambda z0, z1, t: slerp(z0, z1, t) * 1.01, "wrong values"),
+         (raw_slerp, "convention")],
     ),
     exercises.check_crossover: (
         crossover,
