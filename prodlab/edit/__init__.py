@@ -83,6 +83,7 @@ from prodlab.edit.personalise import (  # noqa: F401
     property_direction,
     render,
     slerp,
+    slider_values,
     walk,
     width,
 )

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import functools
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any
 
 import torch
@@ -209,6 +209,17 @@ def walk(name: str, z: Tensor, d: Tensor, steps: Tensor = STEPS, labels: Tensor 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
     return torch.stack([render(name, z + t * d, labels) for t in steps], dim=1)
+
+
+def slider_values(z: Tensor, target: Tensor, steps: Mapping[str, Tensor]) -> Tensor:
+    """The slider values ``t`` (one per direction, in ``steps``' order) that bring ``z + sum_p t_p steps[p]``
+    closest to ``target`` (both 1 x d): least squares over the d x P matrix of directions, which need not be
+    orthogonal (separate projections are right only when they are).
+
+    Chapter 07 (notebooks/07_explorer.ipynb), exercise 07.1.
+    """
+    d = torch.stack(list(steps.values()), dim=1)
+    return torch.linalg.lstsq(d, (target - z)[0]).solution
 
 
 def direction_report(name: str, prop: str, n: int = 200, seed: int = 1,

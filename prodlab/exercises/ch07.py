@@ -12,14 +12,6 @@ from prodlab import data, edit
 from prodlab.exercises.core import ExerciseFailed, call, verdict
 
 
-def slider_values(z: Tensor, target: Tensor, steps: Mapping[str, Tensor]) -> Tensor:
-    """The slider values t (one per direction, in ``steps``' order) that bring ``z + sum_p t_p steps[p]`` closest to
-    ``target`` (both 1 x d): least squares, the normal equations (D^T D) t = D^T (target - z) with D = the d x P
-    matrix of directions, which need not be orthogonal."""
-    d = torch.stack(list(steps.values()), dim=1)
-    return torch.linalg.solve(d.T @ d, d.T @ (target - z)[0])
-
-
 def check_slider_values(fn: Callable[[Tensor, Tensor, Mapping[str, Tensor]], Tensor]) -> None:
     """Exercise 07.1: ``slider_values(z, target, steps)``, the slider settings that move code ``z`` as close as the
     sliders can to ``target``: the least-squares solution over the (correlated) directions ``steps``."""
@@ -30,7 +22,7 @@ def check_slider_values(fn: Callable[[Tensor, Tensor, Mapping[str, Tensor]], Ten
     shared = torch.randn(16, generator=gen, dtype=torch.float64)  # the directions share a part: not orthogonal
     steps = {p: shared + torch.randn(16, generator=gen, dtype=torch.float64) * 0.8
              for p in ("brightness", "width", "pattern")}
-    want = slider_values(z, target, steps)
+    want = edit.slider_values(z, target, steps)
     d = torch.stack(list(steps.values()), dim=1)
     delta = (target - z)[0]
     mistakes = {
@@ -41,7 +33,8 @@ def check_slider_values(fn: Callable[[Tensor, Tensor, Mapping[str, Tensor]], Ten
         "wrong sign: solve for the move from z to the target, target - z.": -want,
     }
     got = call(title, fn, z.clone(), target.clone(), {p: v.clone() for p, v in steps.items()})
-    got = torch.as_tensor(got).reshape(-1) if torch.is_tensor(got) and torch.as_tensor(got).numel() == 3 else got
+    if torch.is_tensor(got) and got.numel() == len(steps):  # a P x 1 or 1 x P answer is the same settings
+        got = got.reshape(-1)
     verdict(title, got, want, mistakes, "D = torch.stack(list(steps.values()), 1) (d x P); least squares "
             "D t ≈ target[0] - z[0].")
 

@@ -7,9 +7,9 @@ import torch
 from prodlab import edit, exercises
 
 
-def slider_values(z, target, steps):
+def slider_values(z, target, steps):  # the normal equations, not the package's lstsq
     d = torch.stack(list(steps.values()), dim=1)
-    return torch.linalg.lstsq(d, (target - z)[0]).solution
+    return torch.linalg.solve(d.T @ d, d.T @ (target - z)[0])
 
 
 def mix_code(za, zb, mix, spherical):
