@@ -196,7 +196,8 @@ def bright_on_black(grey: np.ndarray, framing: Framing) -> np.ndarray:
     if background > 127.5:  # light background: dark product on white, as shops photograph it
         grey, background = 255.0 - grey, 255.0 - background
     product = np.clip(grey - background, 0.0, None)
-    return product * (255.0 / product.max()) if product.max() > 0 else product
+    # clipped: in float32, max * (255 / max) can round to a hair above 255 (a pixel of 1.0000001 after / 255)
+    return np.clip(product * (255.0 / product.max()), 0.0, 255.0) if product.max() > 0 else product
 
 
 def product_box(product: np.ndarray, tolerance: float) -> tuple[int, int, int, int] | None:

@@ -6,6 +6,7 @@ Every figure is registered in the catalogue (``python -m prodlab figures``); the
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Mapping, Sequence
 
 import numpy as np
@@ -13,6 +14,7 @@ import torch
 from matplotlib.figure import Figure
 
 from prodlab import config, data, datasets, plotting
+from prodlab.datasets import colour
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
 
@@ -119,4 +121,52 @@ def data_augmentation() -> Figure:
         steps[name] = torch.stack([transform(img) for img in x])
     return augmentation_table(x, steps, suptitle="§3.3 step 2: each augmentation on the same ten products")
 
+
+def _first_of_each(labels: torch.Tensor, attribute: torch.Tensor, n_classes: int, n_values: int) -> torch.Tensor:
+    """Index of the first product of every (attribute value, class) pair: n_values x n_classes."""
+    return torch.tensor([[int(torch.nonzero((attribute == v) & (labels == c))[0]) for c in range(n_classes)]
+                         for v in range(n_values)])
+
+
+@functools.lru_cache(maxsize=1)
+def _colour_test_split() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The colour catalogue's test split, made once per process for the figures that show it (seconds)."""
+    return colour.make_split("test")
+
+
+def _colour_rows(attribute: int, suptitle: str) -> Figure:
+    """One row per value of the colour catalogue's ``attribute`` (0 colour, 1 pattern), one column per class."""
+    images, labels, attributes = _colour_test_split()
+    names = colour.ATTRIBUTES[attribute][1]
+    classes = data.spec().class_names
+    index = _first_of_each(labels, attributes[:, attribute], len(classes), len(names))
+    return plotting.labelled_rows([images[row] for row in index], names, suptitle=suptitle, cell=0.8,
+                                  col_titles=[c.replace("/", "/\n") for c in classes])
+
+
+@register("colour-catalogue", "The colour catalogue: every class in every colour", "§3.3 step 1", "00_products",
+          "The first test product of each (colour, class), made from Fashion-MNIST by prodlab.datasets.colour "
+          "(seeded, offline): exactly the stored catalogue's test split.")
+def colour_catalogue() -> Figure:
+    return _colour_rows(0, "The colour catalogue: one product per colour and class (any pattern)")
+
+
+@register("colour-patterns", "The colour catalogue's four patterns", "§3.3 step 1", "00_products",
+          "The first test product of each (pattern, class) of the colour catalogue (any colour).")
+def colour_patterns() -> Figure:
+    return _colour_rows(1, "The colour catalogue: one product per pattern and class (any colour)")
+
+
+@register("colour-steps", "Making a colour product, step by step", "§3.3 step 1", "00_products",
+          "prodlab.datasets.colour.render_stages on the first test product of each class (seeded colours and "
+          "patterns): every stage from the grey original to the studio photo.")
+def colour_steps() -> Figure:
+    images, labels = data.showcase()
+    gen = torch.Generator().manual_seed(SHOWCASE_SEED)
+    attributes = colour.draw_attributes(len(images), gen)
+    stages = colour.render_stages(images, attributes[:, 0], attributes[:, 1], gen)
+    titles = ["grey original", "shape", "shade", "pattern", "surface", "product", "background + shadow",
+              "photo"]
+    return plotting.labelled_rows(list(stages.values()), titles, cell=0.8, label_width=1.6,
+                                  suptitle="From a grey product to a colour photo (prodlab.datasets.colour)")
 

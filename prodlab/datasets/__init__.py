@@ -12,7 +12,7 @@ from functools import lru_cache
 import torch
 
 from prodlab import config, files
-from prodlab.datasets import fashion_mnist, store
+from prodlab.datasets import colour, fashion_mnist, store
 from prodlab.datasets.spec import ImageSpec
 
 DEFAULT = fashion_mnist.NAME
@@ -51,6 +51,8 @@ def attributes(name: str, split: str = "train") -> torch.Tensor | None:
 @lru_cache(maxsize=4)
 def _catalogue(home: str, name: str) -> tuple[ImageSpec, dict[str, torch.Tensor]]:
     # ``home`` (the data folder) is part of the key: tests and users may point PRODLAB_DATA elsewhere
+    if name == colour.NAME and not colour.is_current():  # made from Fashion-MNIST on first use, like its cache
+        colour.build()
     return store.read_catalogue(name)
 
 

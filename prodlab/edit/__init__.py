@@ -100,6 +100,7 @@ from prodlab.edit.restore import (  # noqa: F401
     gaussian_filter,
     inpaint,
     invert,
+    load_trained,
     mean_fill,
     mean_image,
     median_filter,
@@ -107,5 +108,6 @@ from prodlab.edit.restore import (  # noqa: F401
     product_image,
     shipped,
     superresolve,
+    trained,
     vae_prior,
 )

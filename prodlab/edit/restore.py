@@ -265,15 +265,54 @@ def superresolve(p: Prior, y_small: Tensor) -> Tensor:
     return _batched(lambda t: decode(p, invert(p, t, downsample, bicubic(t))), y_small)
 
 
-def inpaint(p: Prior, y: Tensor, missing: Tensor) -> Tensor:
+def inpaint(p: Prior, y: Tensor, missing: Tensor, dataset: str = data.DEFAULT) -> Tensor:
     """Fill the missing pixels with those of ``dec(z*)``, ``z*`` fitted to the visible pixels only; the visible
-    pixels are kept as observed (start: the diffusion fill).
+    pixels are kept as observed (start: the diffusion fill, from the mean product of ``dataset``, the prior's).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
 
     def one(t: Tensor, m: Tensor) -> Tensor:
-        z = invert(p, t, _identity, diffusion_fill(t, m), observed=~m)
+        z = invert(p, t, _identity, diffusion_fill(t, m, dataset=dataset), observed=~m)
         return torch.where(m, decode(p, z), t)
 
     return _batched(one, y, missing)
+
+
+# ---------------------------------------------------------------- the models of a catalogue
+
+
+def trained(name: str, dataset: str = data.DEFAULT) -> tuple[str, Path]:
+    """``(checkpoint, folder)`` of model ``name`` (``"vae"``, ``"dcgan"``, ``"diffusion"``) trained on ``dataset``:
+    the shipped checkpoint for the default data set (a missing one raises ``CheckpointError`` with the command that
+    re-creates it); for another data set its shipped ``DATASET-NAME``, else the newest
+    ``python -m prodlab train NAME --data DATASET`` run (``runs/DATASET/``), else ``CheckpointError`` naming that
+    command. The priors' counterpart of ``ruler.find``.
+
+    Chapter 05 (notebooks/05_editing.ipynb).
+    """
+    if dataset == data.DEFAULT:
+        checkpoints.read_meta(name)  # missing or damaged: says so, with the command that re-creates it
+        return name, config.CHECKPOINT_DIR
+    if checkpoints.exists(f"{dataset}-{name}"):
+        return f"{dataset}-{name}", config.CHECKPOINT_DIR
+    runs_of = [p for p in (config.RUNS_DIR / dataset).glob(f"{name}*/{name}.json")
+               if p.with_suffix(".safetensors").is_file()]
+    if not runs_of:
+        raise checkpoints.CheckpointError(
+            f"no {name} model has been trained on data set {dataset!r} (the shipped {name} is "
+            f"{data.DEFAULT}'s), so it cannot edit its images; train it with: "
+            f"python -m prodlab train {name} --data {dataset}")
+    return name, max(runs_of, key=lambda p: p.stat().st_mtime).parent
+
+
+def load_trained(name: str, dataset: str = data.DEFAULT, kind: str | None = None) -> torch.nn.Module:
+    """Model ``name`` trained on ``dataset`` (:func:`trained`), of family ``kind`` when given, checked to read that
+    data set's images; eval mode, no gradients.
+
+    Chapter 05 (notebooks/05_editing.ipynb).
+    """
+    checkpoint, folder = trained(name, dataset)
+    model = checkpoints.load(checkpoint, folder, kind=kind)
+    data.check_fits(model.cfg.image, dataset)
+    return model.eval().requires_grad_(False)

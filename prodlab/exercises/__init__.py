@@ -12,7 +12,7 @@ The common part is ``prodlab.exercises.core``; each chapter's checkers are in ``
 gathered here, so a notebook writes ``exercises.check_gaussian_kl(my_kl)``.
 """
 
-from prodlab.exercises.ch00 import check_class_means, check_mirror_asymmetry  # noqa: F401
+from prodlab.exercises.ch00 import check_class_means, check_mirror_asymmetry, check_name_colours  # noqa: F401
 from prodlab.exercises.ch01 import (  # noqa: F401
     check_gaussian_kl,
     check_gradient_ratio,

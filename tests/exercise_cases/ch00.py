@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import torch
+import torch.nn.functional as F
 
 from prodlab import data, exercises
+from prodlab.datasets import colour
 
 SPEC = data.spec()
 
@@ -20,6 +22,22 @@ def channels_last(images, labels):
     return torch.stack([x[labels == c].mean(0) for c in range(SPEC.n_classes)])
 
 
+def whole_image_colour(images):
+    """The nearest named colour of the whole image's mean: the light background wins."""
+    ref = torch.tensor([rgb for _, rgb in colour.COLOURS])
+    return torch.cdist(images.float().div(255).mean((1, 2)), ref).argmin(1)
+
+
+def direction_only(images):
+    """Coloured and dark pixels, named by direction alone: black and white (both grey) are confused."""
+    x = images.float() / 255
+    ref = F.normalize(torch.tensor([rgb for _, rgb in colour.COLOURS]), dim=1)
+    bright = x.amax(-1)
+    keep = ((bright - x.amin(-1)) / bright.clamp_min(1e-6) > 0.4) | (bright < 0.3)
+    means = torch.stack([x[i][keep[i]].mean(0) if keep[i].any() else x[i].mean((0, 1)) for i in range(len(x))])
+    return (F.normalize(means, dim=1) @ ref.T).argmax(1)
+
+
 CASES = {
     exercises.check_class_means: (
         class_means,
@@ -32,5 +50,9 @@ CASES = {
         data.mirror_asymmetry,
         [(lambda m: (m - m.flip(-2)).flatten(1).norm(dim=1) / m.flatten(1).norm(dim=1), "top to bottom"),
          (lambda m: (m - m.flip(-1)).flatten(1).norm(dim=1), "relative")],
+    ),
+    exercises.check_name_colours: (
+        colour.name_colours,
+        [(whole_image_colour, "product's pixels"), (direction_only, "brightness")],
     ),
 }
