@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prodlab import checkpoints, config, data, files, metrics
+from prodlab import checkpoints, config, data, datasets, files, metrics
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import vae as vae_models
 from prodlab.models.classifier import ProductClassifier
@@ -153,6 +153,50 @@ def classifier_report(model: ProductClassifier, split: str = "test", batch_size:
     }
 
 
+@torch.no_grad()
+def attribute_fidelity(r: Ruler | ProductClassifier, images: torch.Tensor | np.ndarray,
+                       labels: torch.Tensor | np.ndarray, attributes: torch.Tensor | np.ndarray | None = None,
+                       batch_size: int = 250) -> dict[str, float]:
+    """The share of ``images`` whose predicted class, and each predicted attribute, is the one asked for.
+
+    ``labels`` (int64 N) are the classes and ``attributes`` (int64 N x K, in the order of the spec's attributes,
+    as ``prodlab.datasets.attributes`` stores them) the attributes a generator was asked for; on real images with
+    their own labels the result is the ruler's accuracy per head. Returns ``{"class": ..., "colour": ...,
+    "pattern": ...}``: the class, and each attribute only when ``attributes`` is given (the ruler must have a head
+    for each). Measured with the ruler's heads, so a share is only as good as the ruler's accuracy on real images.
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    model = r.model if isinstance(r, Ruler) else r
+    names = model.cfg.image.attribute_names
+    x = data.as_batch(images, model.cfg.image)
+    labels = torch.as_tensor(labels)
+    attributes = None if attributes is None else torch.as_tensor(attributes)
+    if attributes is not None and tuple(attributes.shape) != (len(x), len(names)):
+        raise ValueError(f"expected attributes of shape ({len(x)}, {len(names)}) (one column per attribute of the "
+                         f"ruler: {', '.join(names) or 'none'}), got {tuple(attributes.shape)}")
+    if len(labels) != len(x):
+        raise ValueError(f"expected one label per image ({len(x)}), got {len(labels)}")
+    preds = model.predict_attributes(x, batch_size)
+    asked = {"class": labels, **({name: attributes[:, j] for j, name in enumerate(names)}
+                                 if attributes is not None else {})}
+    return {name: float((preds[name] == want.to(preds[name].device)).double().mean()) for name, want in asked.items()}
+
+
+def attribute_accuracies(model: ProductClassifier, split: str = "test", dataset: str = data.DEFAULT
+                         ) -> dict[str, float]:
+    """The accuracy of each attribute head on a split of ``dataset`` (``{split}_accuracy_{attribute}``, rounded
+    like :func:`classifier_report`'s); empty for a model without attribute heads.
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    if not model.cfg.image.attributes:
+        return {}
+    images, labels = data.load(split, dataset=dataset)
+    shares = attribute_fidelity(model, images, labels, datasets.attributes(dataset, split))
+    return {f"{split}_accuracy_{name}": round(v, 4) for name, v in shares.items() if name != "class"}
+
+
 def confident_errors(r: Ruler, k: int = 12) -> dict[str, torch.Tensor]:
     """The ``k`` test images the classifier gets wrong with the highest confidence (index, label, pred, prob).
 
@@ -227,9 +271,10 @@ def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None =
     meta = checkpoints.read_meta(name, directory)
     if meta["kind"] == "classifier":
         model = checkpoints.load(name, directory)
-        report = classifier_report(model, "test", dataset=meta.get("dataset", data.DEFAULT))
+        dataset = meta.get("dataset", data.DEFAULT)
+        report = classifier_report(model, "test", dataset=dataset)
         del report["test_confusion"]
-        return {"model": name, **report}
+        return {"model": name, **report, **attribute_accuracies(model, "test", dataset)}
     report = evaluate_generator(name, n, seed, directory, device)
     if meta["kind"] == "vae":  # notebook 03: the likelihood of test images as well
         report.update(vae_likelihoods(name, directory, seed))

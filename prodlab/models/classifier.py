@@ -12,6 +12,11 @@ channels, each stage with a 2x2 max-pool (28 -> 14 -> 7 -> 3 pixels), then a 256
 Fashion-MNIST: about 0.54 M parameters). The input is standardised per channel with the spec's pixel statistics.
 The second convolution sits in the cheapest place, at 7 x 7 pixels, so that training stays within 10 minutes on
 2 CPU cores.
+
+A data set whose spec names attributes (the colour catalogue's colour and pattern, issue 25) gets one more linear
+head per attribute on the same features, after the same dropout: the ruler then also reads colour and pattern, so
+it can judge whether a generated product has the attributes it was asked for. ``forward`` still gives the class
+logits alone; a spec without attributes (Fashion-MNIST) builds exactly the network and tensor names it did before.
 """
 
 from __future__ import annotations
@@ -76,6 +81,10 @@ class ProductClassifier(nn.Module):
         )
         self.dropout = nn.Dropout(cfg.dropout)
         self.head = nn.Linear(cfg.hidden, cfg.image.n_classes)
+        # built after the class head (whose initial weights stay those of a network without attributes); empty for
+        # a spec without attributes, so it adds no tensor to the state dict
+        self.attribute_heads = nn.ModuleDict({name: nn.Linear(cfg.hidden, len(values))
+                                              for name, values in _attribute_heads(cfg.image)})
         shape = (1, cfg.image.channels, 1, 1)
         self.register_buffer("pixel_mean", torch.tensor(cfg.image.mean).reshape(shape), persistent=False)
         self.register_buffer("pixel_std", torch.tensor(cfg.image.std).reshape(shape), persistent=False)
@@ -88,9 +97,21 @@ class ProductClassifier(nn.Module):
         """Penultimate-layer activations (N x ``hidden``, non-negative): the feature space of the metrics."""
         return self.body((x - self.pixel_mean) / self.pixel_std)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        """Class logits (N x number of classes)."""
-        return self.head(self.dropout(self.features(x)))
+    def forward(self, x: torch.Tensor, *, all_heads: bool = False) -> torch.Tensor | dict[str, torch.Tensor]:
+        """Class logits (N x number of classes); with ``all_heads`` the dict of :meth:`attribute_logits`.
+
+        The flag exists for training: a model wrapped in DistributedDataParallel must be called through ``forward``
+        for the gradients of every head to be averaged across ranks. Chapter 04 (notebooks/04_evaluation.ipynb).
+        """
+        h = self.dropout(self.features(x))
+        if not all_heads:
+            return self.head(h)
+        return {"class": self.head(h), **{name: head(h) for name, head in self.attribute_heads.items()}}
+
+    def attribute_logits(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+        """The logits of every head: ``"class"`` (N x classes) and each attribute of the spec (N x its values), all
+        from the same features and dropout mask. Chapter 04 (notebooks/04_evaluation.ipynb)."""
+        return self(x, all_heads=True)
 
     @torch.no_grad()
     def predict(self, x: torch.Tensor, batch_size: int = 250) -> torch.Tensor:
@@ -101,3 +122,28 @@ class ProductClassifier(nn.Module):
         preds = torch.cat([self(x[i : i + batch_size]).argmax(1) for i in range(0, len(x), batch_size)])
         self.train(was_training)
         return preds
+
+    @torch.no_grad()
+    def predict_attributes(self, x: torch.Tensor, batch_size: int = 250) -> dict[str, torch.Tensor]:
+        """What every head predicts for each image (``"class"`` and each attribute: int64 N), in eval mode and
+        batches like :meth:`predict` (deterministic; the training flag is restored).
+
+        Chapter 04 (notebooks/04_evaluation.ipynb).
+        """
+        was_training = self.training
+        self.eval()
+        try:
+            parts = [self.attribute_logits(x[i : i + batch_size]) for i in range(0, len(x), batch_size)]
+        finally:
+            self.train(was_training)
+        names = ("class", *self.attribute_heads)
+        return {name: torch.cat([p[name].argmax(1) for p in parts]) for name in names}
+
+
+def _attribute_heads(image: ImageSpec) -> tuple[tuple[str, tuple[str, ...]], ...]:
+    """The spec's attributes, each checked to name a head: not ``class`` (the class head's key in every dict of
+    predictions), an identifier, and no name a ``ModuleDict`` already has (``type``, ``keys``, ...)."""
+    for name, _ in image.attributes:
+        if name == "class" or not name.isidentifier() or hasattr(nn.ModuleDict, name):
+            raise ValueError(f"attribute {name!r} cannot name a classifier head: rename it in the data set's spec")
+    return image.attributes
