@@ -231,13 +231,35 @@ def balanced_labels(n: int, n_classes: int) -> torch.Tensor:
     return torch.arange(n, dtype=torch.int64) % n_classes
 
 
+def condition_sizes(model: nn.Module) -> tuple[int, ...]:
+    """What a generative model's ``sample`` is conditioned on, as value counts per label column: () unconditional,
+    the class count, then (a GAN on a spec with attributes) each attribute's (``GANConfig.condition_sizes``)."""
+    if not models.is_conditional(model):
+        return ()
+    return getattr(model.cfg, "condition_sizes", (model.cfg.n_classes,))
+
+
+def balanced_conditions(n: int, sizes: tuple[int, ...], seed: int = 0) -> torch.Tensor:
+    """``n`` requests for a model conditioned on ``sizes`` (:func:`condition_sizes`): the balanced classes of
+    :func:`balanced_labels` (int64 N) when there is one condition; else N x len(sizes), each further column balanced
+    too and shuffled by ``seed`` (its own generator), so the combinations vary and no column follows another."""
+    classes = balanced_labels(n, sizes[0])
+    if len(sizes) == 1:
+        return classes
+    shuffle = torch.Generator().manual_seed(seed)
+    return torch.stack([classes, *(balanced_labels(n, k)[torch.randperm(n, generator=shuffle)] for k in sizes[1:])], 1)
+
+
 @torch.no_grad()
 def generate(
     name: str, n: int, seed: int = 0, directory: Path | None = None, batch_size: int = 1000,
-    model: nn.Module | None = None, device: torch.device | None = None,
+    model: nn.Module | None = None, device: torch.device | None = None, labels: torch.Tensor | None = None,
 ) -> tuple[torch.Tensor, torch.Tensor | None]:
     """``n`` samples of generative model ``name``: uint8 images N x H x W x C and, for a class-conditional model,
-    their requested labels (int64, balanced); ``None`` otherwise. On ``device`` (default the CPU), in batches.
+    their requested classes (int64 N); ``None`` otherwise. On ``device`` (default the CPU), in batches.
+
+    ``labels``: what to ask for, one row per image (default :func:`balanced_conditions`); a GAN conditioned on
+    attributes takes N x (1 + K), the class then each attribute, and the classes (column 0) come back.
 
     Deterministic for a given seed: the model draws its noise from one CPU ``torch.Generator`` seeded with
     ``seed``. A request whose images would not fit in memory is refused at once (``files.check_memory``).
@@ -250,11 +272,13 @@ def generate(
     files.check_memory(n * model.cfg.image.num_pixels, f"{n:,} images of {name}")
     model.eval().to(device or "cpu")
     generator = torch.Generator().manual_seed(seed)
-    labels = balanced_labels(n, model.cfg.n_classes) if models.is_conditional(model) else None
+    sizes = condition_sizes(model)
+    if labels is None and sizes:
+        labels = balanced_conditions(n, sizes, seed)
     chunks = []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)
         x = model.sample(stop - start, generator, labels=None if labels is None else labels[start:stop])
         chunks.append(data.to_uint8(x.cpu()))
     model.cpu()
-    return torch.cat(chunks), labels
+    return torch.cat(chunks), labels if labels is None or labels.ndim == 1 else labels[:, 0]

@@ -1,7 +1,8 @@
 """``python -m prodlab sample MODEL``: draw images into an .npz file; ``evaluate MODEL``: measure a checkpoint.
 
 Both take a model by name (a shipped checkpoint) or by its run folder, and ``--device``. The images are uint8
-N x H x W x C, with the image spec they follow and the labels a conditional model was asked for."""
+N x H x W x C, with the image spec they follow and the labels a conditional model was asked for: balanced, or fixed
+with ``--where NAME=VALUE`` (``class=Dress``, and for a GAN conditioned on attributes ``colour=red``, ...)."""
 
 from __future__ import annotations
 
@@ -11,9 +12,11 @@ import time
 from pathlib import Path
 
 import numpy as np
+import torch
 
 from prodlab import checkpoints, config, files, ruler
 from prodlab.cli.common import add_checkpoint, add_device, command, locate
+from prodlab.datasets.spec import ImageSpec
 
 MAX_SAMPLES = 10_000_000  # more than any measurement here needs; larger requests are refused in one line
 
@@ -28,15 +31,63 @@ def cmd_sample(args: argparse.Namespace) -> int:
     nbytes = args.n * image["channels"] * image["height"] * image["width"]
     files.check_memory(nbytes, f"{args.n:,} images of {name}")
     files.check_disk(nbytes, args.out, f"{args.n:,} images of {name}")
-    images, labels = checkpoints.generate(name, args.n, args.seed, folder, device=config.use_device(args.device))
-    arrays = {"images": images.numpy(), "class_names": np.array(image["class_names"])}
-    if labels is not None:
-        arrays["labels"] = labels.numpy()
+    model = checkpoints.load(name, folder)
+    spec, sizes = model.cfg.image, checkpoints.condition_sizes(model)
+    conditions = ("class", *spec.attribute_names)[: len(sizes)]  # the label columns, in order
+    fixed = _fixed(args.where, spec, conditions, name)
+    asked = _requests(args.n, sizes, fixed, args.seed)
+    images, _ = checkpoints.generate(name, args.n, args.seed, model=model, labels=asked,
+                                     device=config.use_device(args.device))
+    arrays = {"images": images.numpy(), "class_names": np.array(spec.class_names), **_label_arrays(asked, spec,
+                                                                                                conditions)}
     args.out.parent.mkdir(parents=True, exist_ok=True)
     files.write_with(args.out, lambda tmp: _write_npz(tmp, arrays))
+    said = ", ".join(f"{c}={spec.values(c)[fixed[j]]}" if j in fixed else f"{c} balanced"
+                     for j, c in enumerate(conditions))
     print(f"Wrote {len(images):,} samples of {name} (seed {args.seed}), uint8 {' x '.join(map(str, images.shape))}"
-          f", to {args.out}" + (" with balanced labels" if labels is not None else ""))
+          f", to {args.out}" + (f" with labels: {said}" if conditions else ""))
     return 0
+
+
+def _fixed(where: list[str], spec: ImageSpec, conditions: tuple[str, ...], name: str) -> dict[int, int]:
+    """``--where NAME=VALUE`` options as {label column: value index}; one-line ``ValueError`` naming the valid
+    conditions or values (matched without regard to case) otherwise."""
+    fixed: dict[int, int] = {}
+    for item in where:
+        key, sep, value = item.partition("=")
+        if not conditions:
+            raise ValueError(f"--where {item}: {name} is unconditional: it takes no --where")
+        if not sep or key not in conditions:
+            raise ValueError(f"--where {item}: expected NAME=VALUE with NAME one of {', '.join(conditions)} "
+                             f"(what {name} is conditioned on)")
+        values = spec.values(key)
+        found = [i for i, v in enumerate(values) if v.casefold() == value.casefold()]
+        if not found:
+            raise ValueError(f"--where {item}: unknown {key} {value!r}; {key} values: {', '.join(values)}")
+        fixed[conditions.index(key)] = found[0]
+    return fixed
+
+
+def _requests(n: int, sizes: tuple[int, ...], fixed: dict[int, int], seed: int) -> torch.Tensor | None:
+    """The labels to ask for: balanced (``checkpoints.balanced_conditions``), the ``--where`` columns fixed."""
+    if not sizes:
+        return None
+    asked = checkpoints.balanced_conditions(n, sizes, seed)
+    for column, value in fixed.items():
+        asked.view(n, -1)[:, column] = value
+    return asked
+
+
+def _label_arrays(asked: torch.Tensor | None, spec: ImageSpec, conditions: tuple[str, ...]) -> dict[str, np.ndarray]:
+    """The .npz arrays of the labels asked for: ``labels`` (the classes), then per attribute its values (``colour``)
+    and their names (``colour_names``)."""
+    if asked is None:
+        return {}
+    columns = asked.view(len(asked), -1).numpy()
+    arrays = {"labels": columns[:, 0]}
+    for j, attribute in enumerate(conditions[1:], start=1):
+        arrays.update({attribute: columns[:, j], f"{attribute}_names": np.array(spec.values(attribute))})
+    return arrays
 
 
 def _write_npz(path: Path, arrays: dict[str, np.ndarray]) -> None:
@@ -77,11 +128,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "sample", "draw samples of a generative model into an .npz file", cmd_sample,
-                "python -m prodlab sample cdcgan --n 16 --out samples.npz")
+                "python -m prodlab sample cdcgan --n 16 --where class=Sneaker --out samples.npz")
     add_checkpoint(p, "generative model")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", type=Path, required=True,
-                   help="output .npz (arrays: images uint8 N x H x W x C, class_names, labels if conditional)")
+                   help="output .npz (arrays: images uint8 N x H x W x C, class_names, labels if conditional, and "
+                        "per attribute of a GAN conditioned on them its values and value names, e.g. colour, "
+                        "colour_names)")
+    p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
+                   help="ask a conditional model for one value (repeatable): class=Dress; for a GAN conditioned on "
+                        "attributes also e.g. colour=red, pattern=stripes (default: every value as often)")
     p.add_argument("--seed", type=int, default=0)
     add_device(p, "sample")
     p = command(sub, "evaluate", "measure a checkpoint (accuracy, or FID/KID/precision/recall)", cmd_evaluate,

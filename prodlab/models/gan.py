@@ -15,7 +15,11 @@ and 32 x 32 images, three for 64 x 64: ``prodlab.models.shapes``). For Fashion-M
 A third stage doubles the channels once more (8w at the bottom). The class-conditional variant (``conditional``,
 shipped as ``cdcgan``) is how one asks for "a sneaker": the generator reads the one-hot class next to ``z``
 (Mirza & Osindero 2014) and the discriminator adds the projection term ``<embed(y), features(x)>`` to its logit
-(Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just "a real product?".
+(Miyato & Koyama 2018), so it judges "a real *sneaker*?", not just "a real product?". On a spec with attributes
+(the colour catalogue's colour and pattern) a conditional GAN is conditioned on each of them as well: G reads the
+one-hots of class, colour and pattern side by side, D's projection sums one embedding per condition
+(``<embed(y) + embed_colour(a) + embed_pattern(p), features(x)>``), and labels are N x (1 + K) (the class, then
+each attribute in the spec's order: :attr:`GANConfig.condition_sizes`). Without attributes nothing changes.
 
 Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02²) (standard
 deviation 0.02), batch norm scales ~ N(1, 0.02²), biases 0.
@@ -57,6 +61,24 @@ class GANConfig:
         return self.image.n_classes if self.conditional else 0
 
     @property
+    def condition_sizes(self) -> tuple[int, ...]:
+        """How many values each condition takes, the columns of the labels: () when unconditional, else the class
+        count, then each attribute's value count in the spec's order (classes, colours, patterns)."""
+        if not self.conditional:
+            return ()
+        return (self.image.n_classes, *(len(values) for _, values in self.image.attributes))
+
+    @property
+    def condition_names(self) -> tuple[str, ...]:
+        """The name of each label column: ``class``, then the spec's attributes (empty when unconditional)."""
+        return ("class", *self.image.attribute_names) if self.conditional else ()
+
+    @property
+    def on_attributes(self) -> bool:
+        """Whether G and D read attributes beside the class: labels are then N x (1 + K), not N."""
+        return len(self.condition_sizes) > 1
+
+    @property
     def stages(self) -> int:
         """Stride-2 stages between the image and the coarsest feature map (``prodlab.models.shapes``)."""
         return shapes.halvings(self.image)
@@ -82,8 +104,65 @@ def init_dcgan(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def label_columns(cfg: GANConfig, labels: Tensor | None) -> list[Tensor]:
+    """The labels as one int64 column per condition (class, then each attribute); ``ValueError`` for a shape that
+    is not N (class only) or N x (1 + K) (with attributes). Only the shape: cheap enough for every training step.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    if labels is None:
+        raise ValueError(f"a class-conditional GAN needs class labels ({_describe(cfg)})")
+    k = len(cfg.condition_sizes)
+    if cfg.on_attributes and (labels.ndim != 2 or labels.shape[1] != k):
+        raise ValueError(f"expected labels N x {k} ({_describe(cfg)}), got shape {tuple(labels.shape)}")
+    if not cfg.on_attributes and labels.ndim != 1:
+        raise ValueError(f"expected labels of shape (N,) ({_describe(cfg)}), got shape {tuple(labels.shape)}")
+    return [labels.long()] if labels.ndim == 1 else list(labels.long().unbind(1))
+
+
+def check_labels(cfg: GANConfig, labels: Tensor, n: int) -> Tensor:
+    """``labels`` checked for ``n`` images: integers of shape N (class only) or N x (1 + K), column ``j`` in
+    ``0 .. condition_sizes[j] - 1``; one ``ValueError`` that says the expected shape and ranges otherwise.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    labels, sizes = torch.as_tensor(labels), torch.tensor(cfg.condition_sizes)
+    expected = (n, len(sizes)) if cfg.on_attributes else (n,)
+    if tuple(labels.shape) != expected or labels.is_floating_point() or not _in_range(labels, sizes):
+        found = f"{labels.dtype} {tuple(labels.shape)}" + (f", values {int(labels.min())}..{int(labels.max())}"
+                                                           if labels.numel() else "")
+        raise ValueError(f"expected integer labels of shape {expected} for {n} samples ({_describe(cfg)}), "
+                         f"got {found}")
+    return labels.long()
+
+
+def _in_range(labels: Tensor, sizes: Tensor) -> bool:
+    """Whether every column ``j`` of ``labels`` (N, or N x len(sizes)) lies in ``0 .. sizes[j] - 1``."""
+    columns = labels.reshape(len(labels), len(sizes)).cpu()
+    return bool(((columns >= 0) & (columns < sizes)).all())
+
+
+def _describe(cfg: GANConfig) -> str:
+    """``class 0..9, colour 0..7, pattern 0..3``: what each label column holds."""
+    return ", ".join(f"{name} 0..{size - 1}" for name, size in zip(cfg.condition_names, cfg.condition_sizes,
+                                                                   strict=True))
+
+
+def random_labels(cfg: GANConfig, n: int, generator: torch.Generator | None = None) -> Tensor | None:
+    """Labels for ``n`` fakes, each column uniform over its values (class N, or N x (1 + K) with attributes); None
+    when unconditional. The class-only draw is the one every earlier version made, so its runs are unchanged.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    if not cfg.conditional:
+        return None
+    columns = [torch.randint(0, size, (n,), generator=generator) for size in cfg.condition_sizes]
+    return torch.stack(columns, 1) if cfg.on_attributes else columns[0]
+
+
 class Generator(nn.Module):
-    """``G(z, y)``: noise N x latent_dim (and class labels N, if conditional) -> images N x C x H x W in [-1, 1].
+    """``G(z, y)``: noise N x latent_dim (and labels, if conditional: classes N, or N x (1 + K) with attributes)
+    -> images N x C x H x W in [-1, 1].
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -93,7 +172,8 @@ class Generator(nn.Module):
         self.cfg = cfg
         channels = [cfg.width * 2**i for i in range(cfg.stages, 0, -1)]  # 4w, 2w for two stages
         h, w = shapes.bottom(cfg.image, cfg.stages)
-        self.project = nn.Sequential(nn.Linear(cfg.latent_dim + cfg.n_classes, channels[0] * h * w, bias=False),
+        inputs = cfg.latent_dim + sum(cfg.condition_sizes)  # z, then the one-hots of class (and attributes)
+        self.project = nn.Sequential(nn.Linear(inputs, channels[0] * h * w, bias=False),
                                      nn.Unflatten(1, (channels[0], h, w)), nn.BatchNorm2d(channels[0]), nn.ReLU())
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):  # each doubles the size: 7 -> 14
@@ -104,8 +184,11 @@ class Generator(nn.Module):
         self.apply(init_dcgan)
 
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
-        if self.cfg.n_classes:
-            z = torch.cat([z, F.one_hot(_labels(labels), self.cfg.n_classes).to(z.dtype)], dim=1)
+        if self.cfg.conditional:  # one-hots side by side: class | colour | pattern
+            columns = label_columns(self.cfg, labels)
+            one_hots = torch.cat([F.one_hot(c, size) for c, size in zip(columns, self.cfg.condition_sizes,
+                                                                         strict=True)], dim=1)
+            z = torch.cat([z, one_hots.to(z.dtype)], dim=1)
         return self.upsample(self.project(z))
 
 
@@ -128,6 +211,9 @@ class Discriminator(nn.Module):
         self.body = nn.Sequential(*layers, nn.Flatten())
         self.head = norm(nn.Linear(cfg.features, 1))
         self.embed = norm(nn.Embedding(cfg.n_classes, cfg.features)) if cfg.n_classes else None
+        # one more projection embedding per attribute, in the spec's order (none without attributes: same tensors)
+        self.embed_attributes = nn.ModuleList(norm(nn.Embedding(size, cfg.features))
+                                              for size in cfg.condition_sizes[1:])
         self.apply(init_dcgan)
 
     def features(self, x: Tensor) -> Tensor:
@@ -138,15 +224,13 @@ class Discriminator(nn.Module):
     def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
         h = self.features(x)
         logit = self.head(h).squeeze(1)
-        if self.embed is not None:
-            logit = logit + (self.embed(_labels(labels)) * h).sum(1)  # projection: "is it a real product of class y?"
+        if self.embed is not None:  # projection: "is it a real product of class y (in colour a, pattern p)?"
+            columns = label_columns(self.cfg, labels)
+            e = self.embed(columns[0])
+            for embed, column in zip(self.embed_attributes, columns[1:], strict=True):
+                e = e + embed(column)
+            logit = logit + (e * h).sum(1)
         return logit
-
-
-def _labels(labels: Tensor | None) -> Tensor:
-    if labels is None:
-        raise ValueError("a class-conditional GAN needs class labels")
-    return labels.long()
 
 
 class GAN(nn.Module):
@@ -180,16 +264,14 @@ class GAN(nn.Module):
                truncation: float | None = None) -> Tensor:
         """``n`` new products as float images N x C x H x W in [0, 1] (eval mode: deterministic given the noise).
 
-        Conditional models take one class label per image (random classes from ``generator`` when None);
-        unconditional ones refuse labels. ``truncation=t``: the truncation trick (see :meth:`noise`).
+        Conditional models take one label per image: a class (N), or with attributes a row N x (1 + K) (class,
+        then each attribute: :func:`check_labels`); when None each column is drawn uniformly from ``generator``.
+        Unconditional ones refuse labels. ``truncation=t``: the truncation trick (see :meth:`noise`).
         """
         if labels is not None and not self.conditional:
             raise ValueError("this GAN is unconditional: sample() takes no labels")
         z = self.noise(n, generator, truncation)
-        if self.conditional and labels is None:
-            labels = torch.randint(0, self.cfg.n_classes, (n,), generator=generator)
-        if labels is not None and len(labels) != n:
-            raise ValueError(f"got {len(labels)} labels for {n} samples")
+        labels = random_labels(self.cfg, n, generator) if labels is None else check_labels(self.cfg, labels, n)
         return self.render(z, labels)
 
     @torch.no_grad()
@@ -241,7 +323,7 @@ def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator
     An exponential moving average of G's weights (the EMA generator) never ran a forward pass itself, so the
     running means and variances it inherits belong to other weights; in eval mode those mismatched statistics
     shift and scale every feature map. Here every BN layer is reset and re-estimated with ``momentum=None``
-    (a cumulative average) from ``n_batches`` batches of ``z`` (and random labels, if conditional).
+    (a cumulative average) from ``n_batches`` batches of ``z`` (and random labels, every column, if conditional).
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
@@ -254,8 +336,7 @@ def recompute_batchnorm(g: Generator, n_batches: int, batch_size: int, generator
     g.train()
     for _ in range(n_batches):
         z = torch.randn(batch_size, g.cfg.latent_dim, generator=generator)
-        labels = torch.randint(0, g.cfg.n_classes, (batch_size,), generator=generator) if g.cfg.n_classes else None
-        g(z, labels)
+        g(z, random_labels(g.cfg, batch_size, generator))
     for m, momentum in zip(layers, momenta, strict=True):
         m.momentum = momentum
     g.train(was_training)

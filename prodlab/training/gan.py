@@ -3,7 +3,8 @@
 :func:`gan_step` is steps 2-6 for one batch and nothing else, so a notebook can run it by hand and compare;
 :func:`train_gan` runs it in the workbook's one training loop (``prodlab.training.loop``: device, threads, torchrun,
 resume, divergence checks, history) with this family's two hooks: the moving average of G and snapshots of a fixed
-noise batch (:class:`GANFamily`).
+noise batch (:class:`GANFamily`). On a data set with attributes (the colour catalogue) a conditional GAN trains on
+the class and every attribute (:func:`training_labels`); the step is the same function.
 
 The article names neither an architecture nor an optimiser. The defaults of :class:`GANRecipe` are its losses
 (§4: ``L_D`` binary cross-entropy, the non-saturating ``L_G``) with DCGAN's Adam settings (Radford et al. 2016:
@@ -97,7 +98,8 @@ def gan_step(
     gan: gan_models.GAN | DataParallelGAN, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
     loss_fns: tuple[LossFn, LossFn], x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator,
 ) -> dict[str, float]:
-    """§3.1.2 steps 2-6 on one real batch ``x`` (labels ``y`` for a conditional GAN); chapter 02 runs it by hand.
+    """§3.1.2 steps 2-6 on one real batch ``x`` (labels ``y`` for a conditional GAN: classes N, or N x (1 + K) with
+    the attributes of a spec that has them, and the fakes' labels drawn the same way); chapter 02 runs it by hand.
 
     Returns what the loop logs: ``loss_d``, ``loss_g``, and the mean ``D(x)`` and ``D(G(z))`` before D's update.
     Deterministic given its inputs and the state of ``generator`` (the only source of randomness; a CPU
@@ -106,7 +108,8 @@ def gan_step(
     loss_d_fn, loss_g_fn = loss_fns
     g, d, n = gan.generator, gan.discriminator, len(x)
     z = gan.noise(n, generator).to(x.device)  # Step 2: sample noise z ~ N(0, I).
-    y_fake = torch.randint(0, gan.cfg.n_classes, (n,), generator=generator).to(x.device) if gan.conditional else None
+    y_fake = gan_models.random_labels(gan.cfg, n, generator)  # every condition uniform (None: unconditional)
+    y_fake = None if y_fake is None else y_fake.to(x.device)
     fake = g(z, y_fake)  # Step 3: generate fakes G(z).
     # Step 4 is the caller's: x is the real batch. Step 5: update D with L_D (fakes detached: this must not move G).
     real_logits, fake_logits = d(x, y), d(fake.detach(), y_fake)
@@ -179,6 +182,22 @@ def load_snapshots(run: runs.Run, last_step: int | None = None) -> dict[int, tor
     return {s: found[s] for s in sorted(found) if last_step is None or s <= last_step}
 
 
+def training_labels(cfg: gan_models.GANConfig, labels: torch.Tensor, dataset: str) -> torch.Tensor:
+    """What a conditional GAN trains on: the class labels (int64 N), or for a GAN conditioned on attributes the
+    class stacked with the data set's attributes, N x (1 + K) in the spec's order, so the loop's batches slice
+    them together. ``ValueError`` when the data set lacks the attributes the GAN was built for.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    if not cfg.on_attributes:
+        return labels
+    attributes = datasets.attributes(dataset, "train")
+    if attributes is None or datasets.spec(dataset).attributes != cfg.image.attributes:
+        raise ValueError(f"the GAN is conditioned on {', '.join(cfg.condition_names)}, but data set {dataset!r} "
+                         f"does not hold those attributes: build its config from data.spec({dataset!r})")
+    return torch.cat([labels[:, None], attributes], 1)
+
+
 class GANFamily(loop.Family):
     """The GAN as the training loop sees it: G and D with their Adam optimisers, :func:`gan_step` per batch, and two
     hooks, the moving average of G after every step and the fixed-noise snapshots (chapter 02).
@@ -203,14 +222,16 @@ class GANFamily(loop.Family):
         self.nets = self.gan if distributed.world().size == 1 else DataParallelGAN(
             self.gan, distributed.wrap(self.gan.generator, device), distributed.wrap(self.gan.discriminator, device))
         self.fixed_z = self.gan.noise(r.n_snapshot, torch.Generator().manual_seed(self.seed)).to(device)
-        self.fixed_y = (checkpoints.balanced_labels(r.n_snapshot, self.cfg.n_classes).to(device)
+        self.fixed_y = (checkpoints.balanced_conditions(r.n_snapshot, self.cfg.condition_sizes, self.seed).to(device)
                         if self.cfg.conditional else None)
 
     def data(self) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Step 4's source: the real images in [-1, 1] (and labels for a conditional GAN)."""
+        """Step 4's source: the real images in [-1, 1] (and labels for a conditional GAN: :func:`training_labels`)."""
         images, labels = data.load("train", dataset=self.dataset)
         x = data.normalize(data.to_float(images[: self.recipe.train_limit]))
-        return x, labels[: self.recipe.train_limit] if self.cfg.conditional else None
+        if not self.cfg.conditional:
+            return x, None
+        return x, training_labels(self.cfg, labels, self.dataset)[: self.recipe.train_limit]
 
     def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
         return gan_step(self.nets, self.optimizers["g"], self.optimizers["d"], GAN_LOSSES[self.recipe.loss], x, y,

@@ -60,12 +60,33 @@ def decode_snapshots(encoded: dict[str, Any]) -> dict[int, torch.Tensor]:
 
 def gan_report(name: str, gan: gan_models.GAN, n: int, seed: int = 0,
                dataset: str = datasets.DEFAULT) -> dict[str, Any]:
-    """The ruler's metrics of ``n`` samples of ``gan``, drawn as ``python -m prodlab evaluate NAME`` draws them.
+    """The ruler's metrics of ``n`` samples of ``gan``, drawn as ``python -m prodlab evaluate NAME`` draws them;
+    for a GAN conditioned on attributes also ``attribute_fidelity_NAME`` per attribute (the share of samples whose
+    attribute the ruler's head reads as the one asked for), when the ruler has those heads.
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
-    images, labels = checkpoints.generate(name, n, seed, model=gan)
-    return ruler.generator_report(images, labels, ruler.load(dataset=dataset), seed=seed)
+    r = ruler.load(dataset=dataset)
+    asked = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed) if gan.conditional else None
+    images, labels = checkpoints.generate(name, n, seed, model=gan, labels=asked)
+    report = ruler.generator_report(images, labels, r, seed=seed)
+    if gan.cfg.on_attributes and r.image.attributes == gan.cfg.image.attributes:
+        shares = ruler.attribute_fidelity(r, images, asked[:, 0], asked[:, 1:])
+        report.update({f"attribute_fidelity_{k}": v for k, v in shares.items() if k != "class"})
+    return report
+
+
+def unmeasured(cfg: GANConfig, dataset: str) -> list[str]:
+    """The metrics :func:`gan_report` cannot give for a GAN of ``cfg`` on ``dataset`` now: all of them without a
+    ruler, the attribute fidelities with a ruler that has no heads for the GAN's attributes; empty otherwise.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    attributes = [f"attribute_fidelity_{a}" for a in cfg.condition_names[1:]]
+    if ruler.find(dataset) is None:
+        return ["fid", "kid", "precision", "recall", "coverage_tv", "classes_covered",
+                *(["class_fidelity"] if cfg.conditional else []), *attributes]
+    return attributes if attributes and ruler.load(dataset=dataset).image.attributes != cfg.image.attributes else []
 
 
 def quick_fid(name: str, gan: gan_models.GAN, n: int, seed: int = 0) -> float:
@@ -129,7 +150,8 @@ def ablation_rows(name: str, result: GANRun, recipe: GANRecipe, reports: dict[st
              "recipe": dataclasses.asdict(recipe), "config": dataclasses.asdict(cfg),
              "cpu_minutes": round(result.cpu_seconds / 60.0, 1), "steps": int(result.history[-1]["step"]), "n": n,
              **{k: m[k] for k in ("fid", "kid", "precision", "recall", "coverage_tv", "classes_covered")},
-             "class_fidelity": m.get("class_fidelity")} for key, m in reports.items()]
+             "class_fidelity": m.get("class_fidelity"),
+             **{k: v for k, v in m.items() if k.startswith("attribute_fidelity_")}} for key, m in reports.items()]
 
 
 @dataclasses.dataclass
@@ -158,18 +180,23 @@ def measured_run(ctx: Context, recipe: GANRecipe, run: runs.Run, n: int) -> Meas
 
 
 def train_entry(recipe: GANRecipe, baseline: GANRecipe | None, ctx: Context) -> Trained:
-    """``train dcgan|cdcgan``: train and measure every generator of the run; ship the raw G or the EMA, whichever
-    measured better. On a data set without a ruler nothing can be measured: the EMA (if any) is shipped unmeasured.
+    """``train dcgan|cdcgan|colour-cdcgan``: train and measure every generator of the run; ship the raw G or the
+    EMA, whichever measured better. On a data set without a ruler nothing can be measured: the EMA (if any) is
+    shipped unmeasured. What cannot be measured (:func:`unmeasured`) is said in one line before training and recorded
+    as ``not_measured``.
 
     The baseline of the acceptance ratio is the article's recipe: a separate run of it when the entry has one
     (dcgan, whose recipe changes training itself), else the raw G of this run (the EMA only watches training).
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
+    note = _not_measured(ctx)
+    if ctx.measures and note:  # one line, before the minutes of training: what this run will not measure
+        print(f"{ctx.name} on {ctx.dataset}: not measured: {note}")
     if ruler.find(ctx.dataset) is None or not ctx.measures:
         result = train_gan(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.dataset,
                            ctx.threads)
-        return Trained(result.shipped(), {}, {"not_measured": f"no ruler for data set {ctx.dataset!r}",
+        return Trained(result.shipped(), {}, {"not_measured": note or f"no ruler for data set {ctx.dataset!r}",
                                               "history": summarise_history(result.history),
                                               "snapshots": encode_snapshots(result.snapshots)})
     n = config.budget(10_000, 500)
@@ -189,8 +216,19 @@ def train_entry(recipe: GANRecipe, baseline: GANRecipe | None, ctx: Context) -> 
         "acceptance": acceptance(shipped, best, reference),
         "history": summarise_history(shipped.result.history),
         "snapshots": encode_snapshots(shipped.result.snapshots),
+        **({"not_measured": note} if note else {}),
     }
     return Trained(shipped.variants[best], shipped.reports[best], extra)
+
+
+def _not_measured(ctx: Context) -> str:
+    """What :func:`unmeasured` leaves out and why, with the command that trains the ruler; "" when nothing."""
+    missing = unmeasured(ctx.config, ctx.dataset)
+    if not missing:
+        return ""
+    heads = " with attribute heads" if ruler.find(ctx.dataset) else ""
+    return (f"{', '.join(missing)} (no ruler{heads} for data set {ctx.dataset!r}: "
+            f"python -m prodlab train classifier --data {ctx.dataset})")  # what ruler.find finds, in any mode
 
 
 def acceptance(shipped: MeasuredRun, best: str, baseline: dict[str, Any]) -> dict[str, Any]:
@@ -285,12 +323,12 @@ def truncated_report(name: str, gan: gan_models.GAN, n: int, threshold: float | 
     """
     gan.eval()
     generator = torch.Generator().manual_seed(seed)
-    labels = checkpoints.balanced_labels(n, gan.cfg.n_classes) if gan.conditional else None
+    labels = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed) if gan.conditional else None
     chunks = [gan.sample(min(batch_size, n - start), generator,
                          None if labels is None else labels[start : start + batch_size], threshold)
               for start in range(0, n, batch_size)]
     images = data.to_uint8(torch.cat(chunks))
-    return ruler.generator_report(images, labels, seed=seed)
+    return ruler.generator_report(images, None if labels is None else labels.reshape(n, -1)[:, 0], seed=seed)
 
 
 def coverage_curve(recipe: GANRecipe, run: runs.Run, epochs: int, n: int, seed: int = 0) -> list[dict[str, Any]]:
