@@ -5,9 +5,10 @@ trains six VAEs), that work is a named *computation* registered here; its result
 kept in ``data/cache/results/NAME[-quick].safetensors`` (tensors in the file, numbers in its metadata, written
 atomically) and re-used until ``python -m prodlab compute NAME`` recomputes it. Quick mode keeps its own results.
 
-A result also records the SHA-256 of every checkpoint's weights in ``data/checkpoints`` when it was computed: once
-any of them changes (a model retrained), the result is stale and is computed again, as a notebook that read the old
-weights must be re-run (``tests/test_freshness.py``).
+A result also records the SHA-256 of the weights of every Fashion-MNIST checkpoint in ``data/checkpoints`` when it
+was computed: once any of them changes (a model retrained, one added or removed), the result is stale and is computed
+again, as a notebook that read the old weights must be re-run (``tests/test_freshness.py``). The analyses cached here
+are those of chapters 01-08, all on Fashion-MNIST, so the models of another catalogue (``colour-*``) do not count.
 
 It records :data:`FORMAT` too, the layout of what it stores: a result of another format is computed again.
 """
@@ -26,6 +27,7 @@ import torch
 from safetensors import SafetensorError, safe_open
 
 from prodlab import checkpoints, config, files
+from prodlab.datasets import DEFAULT as DEFAULT_DATA
 
 Result = dict[str, Any]  # tensors and JSON-able values (numbers, strings, lists, dicts)
 FORMAT = 2  # 2: stored uint8 images are N x H x W x C (1: N x 28 x 28, read as stale)
@@ -71,12 +73,13 @@ def path(name: str) -> Path:
 
 
 def checkpoint_hashes() -> dict[str, str]:
-    """Each checkpoint in ``config.CHECKPOINT_DIR`` (``checkpoints.names``) -> the SHA-256 of its weights
-    (``checkpoints.weights_sha256``). A damaged one is left out here: whatever loads it says so."""
+    """Each Fashion-MNIST checkpoint in ``config.CHECKPOINT_DIR`` (``checkpoints.names``) -> the SHA-256 of its
+    weights (``checkpoints.weights_sha256``). A damaged one is left out here: whatever loads it says so."""
     hashes = {}
     for name in checkpoints.names():
         with contextlib.suppress(checkpoints.CheckpointError):
-            hashes[name] = checkpoints.weights_sha256(name)
+            if checkpoints.read_meta(name).get("dataset", DEFAULT_DATA) == DEFAULT_DATA:
+                hashes[name] = checkpoints.weights_sha256(name)
     return hashes
 
 

@@ -19,7 +19,7 @@ How one image is made (:func:`render`, all in float32, one seeded draw per image
    one pixel down and right (the shadow); the product is laid over it.
 
 Build it with ``python -m prodlab data colour`` (seconds; cached in the catalogue store like an imported folder).
-Chapter 09 (notebooks/09_catalogue.ipynb).
+Chapter 00 (notebooks/00_products.ipynb).
 """
 
 from __future__ import annotations
@@ -65,7 +65,7 @@ CHUNK = 5_000  # images rendered at once: bounds the memory of a build to about 
 class BuildReport:
     """What ``python -m prodlab data colour`` prints: the catalogue's spec, images per split and where it is.
 
-    Chapter 09 (notebooks/09_catalogue.ipynb).
+    Chapter 00 (notebooks/00_products.ipynb).
     """
 
     spec: ImageSpec
@@ -77,7 +77,7 @@ class BuildReport:
 
 def caption(class_name: str, colour: str, pattern: str) -> str:
     """A shop's words for one product: ``caption("Dress", "red", "stripes") == "a red striped dress"``; a plain
-    product gets no pattern word ("an orange coat"). Chapter 09 (notebooks/09_catalogue.ipynb)."""
+    product gets no pattern word ("an orange coat"). Chapter 00 (notebooks/00_products.ipynb)."""
     if class_name not in NOUNS or colour not in dict(COLOURS) or pattern not in PATTERNS:
         raise ValueError(f"no caption for ({class_name!r}, {colour!r}, {pattern!r})")
     words = " ".join(w for w in (colour, ADJECTIVES[pattern]) if w)
@@ -89,7 +89,7 @@ def caption(class_name: str, colour: str, pattern: str) -> str:
 def captions(spec: ImageSpec, labels: torch.Tensor, attributes: torch.Tensor) -> list[str]:
     """The caption of every image of the catalogue (labels int64 N, attributes int64 N x 2: colour, pattern).
 
-    Chapter 09 (notebooks/09_catalogue.ipynb).
+    Chapter 00 (notebooks/00_products.ipynb).
     """
     colours, patterns = spec.values("colour"), spec.values("pattern")
     return [caption(spec.class_names[c], colours[a], patterns[p])
@@ -106,7 +106,7 @@ def pattern_masks(kind: torch.Tensor, params: torch.Tensor, size: int) -> torch.
     """Where each image's pattern paints (float N x size x size, 0 or 1): ``kind`` indexes :data:`PATTERNS`;
     ``params`` (int64 N x 3) holds the phase along rows and columns and, for stripes, the direction (0: horizontal).
     Stripes are 2 of every 6 pixels, dots a plus of 5 pixels on a 6-pixel grid, checks squares of 4.
-    Chapter 09 (notebooks/09_catalogue.ipynb)."""
+    Chapter 00 (notebooks/00_products.ipynb)."""
     r = torch.arange(size).view(1, size, 1) + params[:, 0].view(-1, 1, 1)
     c = torch.arange(size).view(1, 1, size) + params[:, 1].view(-1, 1, 1)
     horizontal = (params[:, 2] == 0).view(-1, 1, 1)
@@ -167,14 +167,14 @@ def render(grey: torch.Tensor, colour: torch.Tensor, pattern: torch.Tensor, gene
 
 def draw_attributes(n: int, generator: torch.Generator) -> torch.Tensor:
     """Colour and pattern of ``n`` products (int64 N x 2), each uniform and independent of the class and of each
-    other. Chapter 09 (notebooks/09_catalogue.ipynb)."""
+    other. Chapter 00 (notebooks/00_products.ipynb)."""
     return torch.stack([torch.randint(0, len(COLOURS), (n,), generator=generator),
                         torch.randint(0, len(PATTERNS), (n,), generator=generator)], 1)
 
 
 def build_split(grey: torch.Tensor, seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """The colour images (uint8 N x SIZE x SIZE x 3) and attributes (int64 N x 2) made from ``grey`` with ``seed``,
-    rendered :data:`CHUNK` images at a time. Chapter 09 (notebooks/09_catalogue.ipynb)."""
+    rendered :data:`CHUNK` images at a time. Chapter 00 (notebooks/00_products.ipynb)."""
     generator = torch.Generator().manual_seed(seed)
     attributes = draw_attributes(len(grey), generator)
     images = torch.empty(len(grey), SIZE, SIZE, len(COLOURS[0][1]), dtype=torch.uint8)
@@ -195,7 +195,7 @@ def _recipe() -> dict:
 def is_current() -> bool:
     """Whether the stored colour catalogue exists, reads back verified and was made by this recipe.
 
-    Chapter 09 (notebooks/09_catalogue.ipynb).
+    Chapter 00 (notebooks/00_products.ipynb).
     """
     try:
         store.read_catalogue(NAME)
@@ -208,7 +208,7 @@ def is_current() -> bool:
 def make_split(split: str) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
     """One split of the colour catalogue, made now from Fashion-MNIST (not read from the store): images (uint8
     N x SIZE x SIZE x 3), class labels and attributes (colour, pattern), exactly as :func:`build` stores them
-    (train with seed ``SEED``, test with ``SEED + 1``). Chapter 09 (notebooks/09_catalogue.ipynb)."""
+    (train with seed ``SEED``, test with ``SEED + 1``). Chapter 00 (notebooks/00_products.ipynb)."""
     if split not in store.SPLITS:
         raise ValueError(f"split must be one of {', '.join(store.SPLITS)}, not {split!r}")
     grey, labels = fashion_mnist.load(split)
@@ -238,7 +238,7 @@ def name_colours(images: torch.Tensor, min_share: float = 0.03) -> torch.Tensor:
 
 def build(force: bool = False) -> BuildReport:
     """Make (or, when it is current, verify) the colour catalogue: Fashion-MNIST's train and test splits rendered
-    with seeds ``SEED`` and ``SEED + 1``, stored as catalogue :data:`NAME`. Chapter 09 (notebooks/09_catalogue.ipynb).
+    with seeds ``SEED`` and ``SEED + 1``, stored as catalogue :data:`NAME`. Chapter 00 (notebooks/00_products.ipynb).
     """
     start = time.perf_counter()
     if not force and is_current():

@@ -134,9 +134,10 @@ def entry(name: str) -> Entry:
     return ENTRIES[name]
 
 
-def generative_models() -> list[str]:
-    """The registered models that draw images (every one but the classifier)."""
-    return [name for name, e in ENTRIES.items() if e.generative]
+def generative_models(dataset: str | None = datasets.DEFAULT) -> list[str]:
+    """The registered models that draw images (every one but the classifiers) of ``dataset`` (None: of any), so that
+    one ruler measures them all."""
+    return [name for name, e in ENTRIES.items() if e.generative and dataset in (None, e.dataset)]
 
 
 def default_recipe(name: str) -> Any:
