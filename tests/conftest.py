@@ -3,11 +3,13 @@ fixtures, so sections can be added or removed independently."""
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
 import struct
 import zlib
+from collections.abc import Iterator
 from pathlib import Path
 
 import numpy as np
@@ -173,3 +175,23 @@ def photo_folder(tmp_path_factory) -> dict:
     """The default photo folder (5 classes of 40 photos, 64 x 64, with broken files), written once per session;
     read-only for the tests that use it."""
     return make_photo_folder(tmp_path_factory.mktemp("photos"))
+
+
+# ---------------------------------------------------------------- a data home and runs folder of a test's own
+# (module-scoped fixtures of tests/test_any_images.py, tests/test_attribute_ruler.py, tests/test_gan_attributes.py)
+
+@contextlib.contextmanager
+def own_data_home(home: Path) -> Iterator[Path]:
+    """Point prodlab's data home and runs folder at ``home``, in quick mode, while the block runs: catalogues written
+    or imported there and runs trained there stay there. The data sets read before and meanwhile are forgotten."""
+    from prodlab import config, datasets
+
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv(config.DATA_ENV, str(home))
+        mp.setenv(config.QUICK_ENV, "1")
+        mp.setattr(config, "RUNS_DIR", home / "runs")
+        datasets.forget()
+        try:
+            yield home
+        finally:
+            datasets.forget()

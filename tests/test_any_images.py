@@ -8,8 +8,9 @@ import json
 
 import numpy as np
 import pytest
+from conftest import own_data_home
 
-from prodlab import checkpoints, config, datasets
+from prodlab import checkpoints, datasets
 from prodlab.cli import main
 
 SIZE = 64
@@ -18,15 +19,9 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def shop(photo_folder, tmp_path_factory):
     """The photo folder imported as catalogue ``shop`` into a data home and runs folder of its own."""
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.DATA_ENV, str(home))
-        mp.setenv(config.QUICK_ENV, "1")
-        mp.setattr(config, "RUNS_DIR", home / "runs")
-        datasets.forget()
+    with own_data_home(tmp_path_factory.mktemp("home")) as home:
         assert main(["data", "import", str(photo_folder["root"]), "--name", "shop", "--size", str(SIZE)]) == 0
         yield home
-        datasets.forget()
 
 
 def test_the_import_lists_the_broken_files_and_the_catalogue(shop, photo_folder, capsys):

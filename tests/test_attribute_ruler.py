@@ -11,9 +11,10 @@ import dataclasses
 import pytest
 import torch
 import torch.nn.functional as F
+from conftest import own_data_home
 from safetensors import safe_open
 
-from prodlab import checkpoints, config, data, datasets, ruler, runs
+from prodlab import checkpoints, data, datasets, ruler, runs
 from prodlab.cli import main
 from prodlab.datasets import store
 from prodlab.datasets.spec import ImageSpec
@@ -170,19 +171,13 @@ def tiny_catalogue(n: int, seed: int) -> dict[str, torch.Tensor]:
 def home(tmp_path_factory):
     """A data home with catalogue ``swatches`` (tiny, with the attributes colour and pattern) and ``plain`` (the
     same images without). Not named ``colour``: that name is the generated catalogue, rebuilt when not its own."""
-    home = tmp_path_factory.mktemp("home")
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.DATA_ENV, str(home))
-        mp.setenv(config.QUICK_ENV, "1")
-        mp.setattr(config, "RUNS_DIR", home / "runs")
-        datasets.forget()
+    with own_data_home(tmp_path_factory.mktemp("home")) as home:
         tensors = tiny_catalogue(256, 0)
         spec = ImageSpec.measure(tensors["train_images"], SPEC.class_names, SPEC.attributes)
         store.write_catalogue("swatches", spec, tensors, {"source": "tests/test_attribute_ruler.py"})
         plain = {k: v for k, v in tensors.items() if not k.endswith("_attributes")}
         store.write_catalogue("plain", dataclasses.replace(spec, attributes=()), plain, {"source": "the same"})
         yield home
-        datasets.forget()
 
 
 def test_train_classifier_on_attributes_reports_an_accuracy_per_head(home):

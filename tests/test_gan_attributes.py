@@ -11,6 +11,7 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
+from conftest import own_data_home
 from safetensors import safe_open
 
 from prodlab import checkpoints, config, data, datasets
@@ -117,17 +118,11 @@ def _split(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """Catalogue ``tinycolour`` (64 training images with attributes) in a data home and runs folder of its own."""
-    home = tmp_path_factory.mktemp("home")
     g = torch.Generator().manual_seed(0)
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv(config.DATA_ENV, str(home))
-        mp.setenv(config.QUICK_ENV, "1")
-        mp.setattr(config, "RUNS_DIR", home / "runs")
-        datasets.forget()
+    with own_data_home(tmp_path_factory.mktemp("home")) as home:
         tensors = {f"{split}_{k}": v for split, n in (("train", 64), ("test", 16)) for k, v in _split(n, g).items()}
         store.write_catalogue(NAME, SPEC, tensors, {"source": "tests/test_gan_attributes.py"})
         yield home
-        datasets.forget()
 
 
 def test_the_family_trains_on_class_and_attributes(home):

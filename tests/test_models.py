@@ -7,6 +7,7 @@ import pytest
 import torch
 
 from prodlab import checkpoints, data, models
+from prodlab.datasets import colour, fashion_mnist
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import classifier as classifier_models
 from prodlab.models import gan as gan_models
@@ -89,10 +90,17 @@ def test_every_family_rebuilds_from_its_checkpoint_json(kind, tmp_path):
 
 
 @pytest.mark.parametrize("name", checkpoints.names())
-def test_shipped_checkpoints_load_as_fashion_mnist_models(name):
+def test_shipped_checkpoints_load_as_models_of_their_data_set(name):
+    dataset = checkpoints.read_meta(name)["dataset"]
     model = checkpoints.load(name)
-    assert model.cfg.image == data.spec()
+    if dataset == data.DEFAULT:
+        assert model.cfg.image == data.spec()
+    else:  # the colour catalogue, as its definition says (its pixel statistics are measured when it is built)
+        assert dataset == colour.NAME and model.cfg.image.shape == (3, colour.SIZE, colour.SIZE)
+        assert model.cfg.image.class_names == fashion_mnist.CLASS_NAMES
+        assert model.cfg.image.attributes == colour.ATTRIBUTES
     if models.is_generative(model):
         images, labels = checkpoints.generate(name, 3, model=model)
-        assert images.shape == (3, 28, 28, 1) and images.dtype == torch.uint8
+        c, h, w = model.cfg.image.shape
+        assert images.shape == (3, h, w, c) and images.dtype == torch.uint8
         assert (labels is not None) == models.is_conditional(model)
