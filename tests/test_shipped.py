@@ -36,7 +36,7 @@ def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     feats = r.features(images)
     now = {"fid": metrics.fid(r.reference("test"), feats)}
     if kind == "vae":  # the negative ELBO alone: the IWAE bound beside it costs 100 decodes an image
-        x = data.to_float(data.load("test")[0])
+        x = data.to_float(data.load("test", dataset=dataset)[0])
         now["neg_elbo_bernoulli"] = float(vae_models.neg_elbo_bernoulli(checkpoints.load(name), x).mean())
     return {k: recorded[k] for k in now}, now
 

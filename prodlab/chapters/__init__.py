@@ -11,4 +11,5 @@ from prodlab.chapters import (  # noqa: F401  (imported for their figures' regis
     ch05_editing,
     ch06_search,
     ch08_diffusion,
+    ch09_catalogue,
 )

@@ -2,8 +2,9 @@
 
 One module per command group, each owning its options and handlers: :mod:`~prodlab.cli.data` (data sets),
 :mod:`~prodlab.cli.train` (train, recipes), :mod:`~prodlab.cli.models` (sample, evaluate),
-:mod:`~prodlab.cli.search` (search), :mod:`~prodlab.cli.edit` (edit: inpaint or denoise a photo),
-:mod:`~prodlab.cli.bench` (measurements of tasks and throughput), :mod:`~prodlab.cli.figures` (figures, compute).
+:mod:`~prodlab.cli.search` (search), :mod:`~prodlab.cli.edit` (edit: inpaint, denoise, recolour or re-pattern
+a photo), :mod:`~prodlab.cli.report` (notebook 09 on a folder), :mod:`~prodlab.cli.bench` (measurements of tasks
+and throughput), :mod:`~prodlab.cli.figures` (figures, compute).
 
 Exit status: 0 done; 1 the user's input was refused (missing data, a bad file, an unknown name or recipe key, a
 request too large for this machine), with one line saying why and what to do, never a traceback; 2 a usage error
@@ -17,10 +18,10 @@ import sys
 
 import prodlab
 from prodlab import checkpoints, runs
-from prodlab.cli import bench, data, edit, figures, models, search, train
+from prodlab.cli import bench, data, edit, figures, models, report, search, train
 from prodlab.datasets.fashion_mnist import DataError
 
-GROUPS = (data, figures, train, models, search, edit, bench)
+GROUPS = (data, figures, train, models, search, edit, report, bench)
 USER_ERRORS = (DataError, checkpoints.CheckpointError, runs.RunError, KeyError, ValueError, OSError)
 
 

@@ -1,6 +1,7 @@
 """``python -m prodlab edit PHOTO``: edit a product photo with the trained models and write the result as a PNG
-(notebook 05, article §2.4 item 2, §3.3 step 4): ``--inpaint x,y,w,h`` fills a rectangle, ``--denoise`` removes
-noise; in Fashion-MNIST or in any catalogue with a model trained on it (``--data NAME``).
+(notebooks 05 and 09, article §2.4 item 2, §3.3 step 4): ``--inpaint x,y,w,h`` fills a rectangle, ``--denoise``
+removes noise, in Fashion-MNIST or in any catalogue with a model trained on it (``--data NAME``); ``--recolour
+COLOUR`` and ``--pattern NAME`` change one attribute of a product, in a catalogue that has it (``--data colour``).
 
 The photo is first made a product image of the catalogue's spec, exactly as ``search`` reads it (``imageio``:
 bounded memory, one line for a file that cannot be read); the edit works on that image, and the PNG shows it,
@@ -45,10 +46,14 @@ DENOISE = Edit("denoise", {
     "diffusion": "SDEdit with the flow model (default)", "vae": "projection onto the VAE's products",
     "dcgan": "projection onto the DCGAN's products", "gaussian": "classical: Gaussian filter tuned to --sigma",
     "median": "classical: median filter tuned to --sigma"})
-# The edits, exactly one per command (argparse's mutually exclusive group in add()). The colour catalogue's edits,
-# --recolour COLOUR and --pattern NAME, join as an Edit here, an option in that group and a branch in _run.
-EDITS = {e.name: e for e in (INPAINT, DENOISE)}
-RANDOM = {"diffusion", "dcgan"}  # the methods that draw random numbers (from --seed); the others are deterministic
+CHANGE = {"cdcgan": "the conditional GAN: the photo's code found, the condition swapped (default)",
+          "vae": "a latent direction of the catalogue's VAE"}  # prodlab.edit.recolour
+RECOLOUR = Edit("recolour", CHANGE)
+PATTERN = Edit("pattern", CHANGE)
+ATTRIBUTE = {RECOLOUR.name: "colour", PATTERN.name: "pattern"}  # the attribute each of these edits changes
+# The edits, exactly one per command (argparse's mutually exclusive group in add()).
+EDITS = {e.name: e for e in (INPAINT, DENOISE, RECOLOUR, PATTERN)}
+RANDOM = {"diffusion", "dcgan", "cdcgan"}  # the methods that draw random numbers (from --seed); others: deterministic
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -58,7 +63,7 @@ def cmd_edit(args: argparse.Namespace) -> int:
     if method not in edit.methods:
         raise ValueError(f"--model {method} cannot {edit.name}; --{edit.name} takes: {', '.join(edit.methods)}")
     if args.sigma is not None and edit is not DENOISE:
-        raise ValueError("--sigma is the noise level of --denoise; --inpaint takes none")
+        raise ValueError(f"--sigma is the noise level of --denoise; --{edit.name} takes none")
     sigma = DEFAULT_SIGMA if args.sigma is None else args.sigma
     if not 0.0 < sigma <= MAX_SIGMA:
         raise ValueError(f"--sigma must be above 0 and at most {MAX_SIGMA} (pixel values run from 0 to 1), "
@@ -67,6 +72,8 @@ def cmd_edit(args: argparse.Namespace) -> int:
         raise ValueError(f"--scale must be between 1 and {MAX_SCALE}, not {args.scale}")
     _check_out(args.out, args.photo)
     image = data.spec(args.data)  # an unknown or broken catalogue says so here
+    if edit.name in ATTRIBUTE:
+        return _change(edit, method, args, image)
     box = _box(args.inpaint, image) if edit is INPAINT else None
     from prodlab.edit import restore  # PyTorch models and torchmetrics: seconds to import, only this command needs them
 
@@ -91,6 +98,31 @@ def cmd_edit(args: argparse.Namespace) -> int:
     print(f"{done} (as a {image.channels} x {image.height} x {image.width} {args.data} image) with {method} "
           f"({edit.methods[method].removesuffix(' (default)')}{seed}); wrote {args.out}, "
           f"{pixels.shape[1]} x {pixels.shape[0]} pixels" + (", input | edited" if args.side_by_side else ""))
+    return 0
+
+
+def _change(edit: Edit, method: str, args: argparse.Namespace, image: ImageSpec) -> int:
+    """``--recolour`` or ``--pattern``: the photo with that attribute set (``prodlab.edit.recolour``), as a PNG."""
+    attribute = ATTRIBUTE[edit.name]
+    if attribute not in image.attribute_names:
+        raise ValueError(f"data set {args.data!r} has no {attribute} attribute, so --{edit.name} cannot change it; "
+                         "use a catalogue that has one, e.g. --data colour")
+    wanted = getattr(args, edit.name)
+    values = image.values(attribute)
+    if wanted not in values:
+        raise ValueError(f"--{edit.name} {wanted!r}: {args.data} knows the {attribute}s {', '.join(values)}")
+    from prodlab.edit import recolour, restore  # PyTorch models: seconds to import, only this command needs them
+
+    restore.trained(method, args.data)  # a missing model is named before the photo is read
+    x = restore.product_image(args.photo, image)[None]
+    edited = recolour.edit(x, attribute, values.index(wanted), method, args.data, seed=args.seed)
+    pixels = _pixels([x, edited] if args.side_by_side else [edited], args.scale)
+    _write_png(args.out, pixels)
+    seed = f", seed {args.seed}" if method in RANDOM else ""
+    print(f"Set the {attribute} of {args.photo} to {wanted} (as a {image.channels} x {image.height} x {image.width} "
+          f"{args.data} image) with {method} ({edit.methods[method].removesuffix(' (default)')}{seed}); wrote "
+          f"{args.out}, {pixels.shape[1]} x {pixels.shape[0]} pixels" + (", input | edited" if args.side_by_side
+                                                                          else ""))
     return 0
 
 
@@ -195,7 +227,8 @@ def _write_png(out: Path, pixels: np.ndarray) -> None:
 def _methods() -> str:
     """The methods of each edit, a table for the command's description."""
     width = max(len(name) for e in EDITS.values() for name in e.methods)
-    lines = ["methods (--model NAME; default diffusion; vae, dcgan and diffusion use the catalogue's trained model):"]
+    lines = ["methods (--model NAME; the first is the default; all but the classical ones use the catalogue's "
+             "trained model):"]
     for e in EDITS.values():
         for i, (name, what) in enumerate(e.methods.items()):
             lines.append(f"  {f'--{e.name}' if i == 0 else '':10s} {name:{width}s}  {what.removesuffix(' (default)')}")
@@ -203,21 +236,26 @@ def _methods() -> str:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "edit", "edit a product photo: fill a rectangle or remove noise, written as a PNG", cmd_edit,
+    p = command(sub, "edit", "edit a product photo: fill a rectangle, remove noise, recolour or re-pattern it, written "
+                "as a PNG", cmd_edit,
                 "python -m prodlab edit photo.jpg --inpaint 8,8,12,12 --side-by-side --out edited.png")
     p.description = f"{p.description}\n\n{_methods()}"
     default = datasets.spec(datasets.DEFAULT)
     p.add_argument("photo", type=Path, metavar="PHOTO",
                    help="any image file PIL can read; it becomes a product image of the catalogue's size first "
                         "(as search reads it)")
-    which = p.add_mutually_exclusive_group(required=True)  # one edit per command (and --recolour, --pattern later)
+    which = p.add_mutually_exclusive_group(required=True)  # one edit per command
     which.add_argument("--inpaint", metavar="X,Y,W,H",
                        help="treat this rectangle as missing and fill it: left, top, width, height in pixels of "
                             "the product image, i.e. after the photo was converted to the catalogue's size "
                             f"({datasets.DEFAULT}: {default.width} x {default.height})")
     which.add_argument("--denoise", action="store_true", help="remove Gaussian noise of level --sigma")
-    p.add_argument("--model", choices=list(dict.fromkeys([*INPAINT.methods, *DENOISE.methods])), default=None,
-                   metavar="NAME", help="how to edit: one of the methods above (default: diffusion)")
+    which.add_argument("--recolour", metavar="COLOUR",
+                       help="the same product in this colour (a catalogue with colours: --data colour)")
+    which.add_argument("--pattern", metavar="NAME",
+                       help="the same product with this pattern (a catalogue with patterns: --data colour)")
+    p.add_argument("--model", choices=list(dict.fromkeys(name for e in EDITS.values() for name in e.methods)),
+                   default=None, metavar="NAME", help="how to edit: one of the methods above (default: the first)")
     p.add_argument("--sigma", type=float, default=None, metavar="S",
                    help=f"--denoise: the noise's standard deviation, pixels in 0..1 (default {DEFAULT_SIGMA}, "
                         "chapter 05's)")

@@ -155,9 +155,11 @@ def vae_prior(model: vae_models.VAE, cfg: InversionConfig = InversionConfig()) -
     return Prior("VAE", model.decode, start, cfg)
 
 
-def gan_prior(model: gan_models.GAN, cfg: InversionConfig = InversionConfig(), seed: int = 0) -> Prior:
+def gan_prior(model: gan_models.GAN, cfg: InversionConfig = InversionConfig(), seed: int = 0,
+              labels: Tensor | None = None) -> Prior:
     """The GAN generator as a prior (GAN inversion): it has no encoder, so the optimisation starts from the best of
-    ``cfg.restarts`` random codes, judged by how well their images fit the observation.
+    ``cfg.restarts`` random codes, judged by how well their images fit the observation. A conditional GAN draws
+    each image under its own ``labels`` (one per observed image, as ``GAN.sample`` takes them).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -165,7 +167,7 @@ def gan_prior(model: gan_models.GAN, cfg: InversionConfig = InversionConfig(), s
     g = model.generator
 
     def decode(z: Tensor) -> Tensor:
-        return data.denormalize(g(z, None))
+        return data.denormalize(g(z, labels))
 
     @torch.no_grad()
     def start(guess: Tensor, forward: Callable[[Tensor], Tensor], y: Tensor) -> Tensor:
