@@ -115,11 +115,9 @@ def class_means(name: str) -> Figure:
     return plotting.image_grid(means, ncols=min(spec.n_classes, 10), titles=list(spec.class_names), cell=1.0)
 
 
-def requests(name: str, per_class: int, seed: int = 0) -> torch.Tensor:
-    """What to ask the conditional GAN for: ``per_class`` products of each class, class by class, each with
-    attributes drawn from ``seed`` (N, or N x (1 + K) for a GAN conditioned on attributes)."""
-    gan = restore.load_trained("cdcgan", name, kind="gan")
-    sizes = gan.cfg.condition_sizes
+def requests(sizes: tuple[int, ...], per_class: int, seed: int = 0) -> torch.Tensor:
+    """What to ask a GAN conditioned on ``sizes`` (``GANConfig.condition_sizes``) for: ``per_class`` products of
+    each class, class by class, each with attributes drawn from ``seed`` (N, or N x (1 + K) with attributes)."""
     asked = checkpoints.balanced_conditions(per_class * sizes[0], sizes, seed)
     order = torch.argsort(asked if asked.ndim == 1 else asked[:, 0], stable=True)
     return asked[order]
@@ -128,7 +126,7 @@ def requests(name: str, per_class: int, seed: int = 0) -> torch.Tensor:
 def samples(name: str, per_class: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
     """``per_class`` samples of each class from the conditional GAN (float N x C x H x W) and what was asked."""
     gan = restore.load_trained("cdcgan", name, kind="gan")
-    asked = requests(name, per_class, seed)
+    asked = requests(gan.cfg.condition_sizes, per_class, seed)
     return gan.sample(len(asked), torch.Generator().manual_seed(seed), asked), asked
 
 
@@ -147,7 +145,7 @@ def measure(name: str, n: int, seed: int = 0) -> dict[str, Any]:
     checkpoint, where = restore.trained("cdcgan", name)
     gan = restore.load_trained("cdcgan", name, kind="gan")
     asked = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed)
-    images, _ = checkpoints.generate(checkpoint, n, seed, where, labels=asked)
+    images, _ = checkpoints.generate(checkpoint, n, seed, where, model=gan, labels=asked)
     classes, attributes = (asked, None) if asked.ndim == 1 else (asked[:, 0], asked[:, 1:])
     report = ruler.generator_report(images, classes, r, seed=seed)
     fidelity = ruler.attribute_fidelity(r, images, classes, attributes)
@@ -160,8 +158,8 @@ def inpainting(name: str, n: int = 8) -> tuple[torch.Tensor, torch.Tensor, torch
     x = data.to_float(data.load("test", dataset=name)[0][:n])
     missing = degrade.missing_mask("center", n, image=data.spec(name))
     vae = restore.load_trained("vae", name, kind="vae")
-    cfg = (restore.QUICK_INVERSION if config.quick() else restore.INVERSION)["vae"]
-    filled = restore.inpaint(restore.vae_prior(vae, cfg), x.masked_fill(missing, 0.0), missing, dataset=name)
+    filled = restore.inpaint(restore.vae_prior(vae, restore.inversion("vae")), x.masked_fill(missing, 0.0), missing,
+                             dataset=name)
     return x, x.masked_fill(missing, 0.5), filled
 
 
@@ -190,13 +188,13 @@ def search_precision(name: str, embedding: str, n_queries: int, k: int = 10) -> 
     emb, index = search_index.catalogue_index(embedding, dataset=name)
     images, labels = search_evaluate.query_set(n_queries, name)
     _, ids = search_index.query(emb, index, images, k)
-    hits = {"class": index.labels[ids] == labels[:, None]}
+    hits = {"class": search_evaluate.relevance(index, ids, labels)[0]}
     if "colour" in data.spec(name).attribute_names:
         train_colour, test_colour = (recolour.attribute_values("colour", name, split) for split in ("train", "test"))
         hits["class + colour"] = hits["class"] & (train_colour[ids] == test_colour[:n_queries, None])
     out = {}
     for what, relevant in hits.items():
-        per_query = relevant.float().mean(1)
+        per_query = search_evaluate.precision_at_k(relevant, k)
         out[what] = per_query.mean().item()
         out[f"{what} ±"] = 1.96 * per_query.std().item() / len(per_query) ** 0.5
     return out

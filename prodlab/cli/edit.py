@@ -20,7 +20,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from prodlab import config, data, datasets, degrade, files
+from prodlab import data, datasets, degrade, files
 from prodlab.cli.common import command
 from prodlab.datasets.spec import ImageSpec
 
@@ -132,7 +132,7 @@ def _run(edit: Edit, method: str, model: torch.nn.Module | None, x: Tensor, miss
     from prodlab.edit import diffusion_prior, restore  # as in cmd_edit: only this command needs them
 
     if method in ("vae", "dcgan"):
-        cfg = (restore.QUICK_INVERSION if config.quick() else restore.INVERSION)[method]
+        cfg = restore.inversion(method)
         p = restore.vae_prior(model, cfg) if method == "vae" else restore.gan_prior(model, cfg, seed=seed)
     if edit is INPAINT:
         y = x.masked_fill(missing, 0.0)  # the rectangle is missing: nothing of it reaches the methods

@@ -193,13 +193,20 @@ def shipped(name: str) -> torch.nn.Module:
     return checkpoints.load(name)
 
 
-def prior(name: str) -> Prior:
-    """The shipped ``"vae"`` or ``"dcgan"`` as a prior, with its measured inversion settings (quick mode: fewer).
+def inversion(kind: str) -> InversionConfig:
+    """The measured inversion settings of a ``"vae"`` or ``"dcgan"`` prior, for this mode (quick mode: fewer steps).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
-    cfg = (QUICK_INVERSION if config.quick() else INVERSION)[name]
-    model = shipped(name)
+    return (QUICK_INVERSION if config.quick() else INVERSION)[kind]
+
+
+def prior(name: str) -> Prior:
+    """The shipped ``"vae"`` or ``"dcgan"`` as a prior, with its measured inversion settings (:func:`inversion`).
+
+    Chapter 05 (notebooks/05_editing.ipynb).
+    """
+    model, cfg = shipped(name), inversion(name)
     return vae_prior(model, cfg) if isinstance(model, vae_models.VAE) else gan_prior(model, cfg)
 
 
