@@ -41,7 +41,7 @@ from prodlab.models import vae as vae_models
 METHODS = {"cdcgan": "the conditional GAN, condition swapped", "vae": "a latent direction of the catalogue's VAE"}
 ATTRIBUTES = tuple(name for name, _ in colour.ATTRIBUTES)  # what an edit can change: colour, pattern
 DIRECTION_IMAGES = 20_000  # training products whose codes give each value's mean code
-GAN_INVERSION = restore.InversionConfig(steps=150, restarts=8)  # steps and restarts of chapter 05's inversion
+GAN_INVERSION = restore.InversionConfig(steps=150, restarts=8)  # chapter 05's GAN inversion with 150 steps, not 100
 EDIT_SEED = 9  # the evaluation's products are re-rendered with this seed (the catalogue's test split used 2026)
 # How a colour change is carried into the photo (recoloured). Chosen on the first 500 test products with the
 # shipped colour-cdcgan (the full residual was read as the asked colour in 94 % but kept the class in 80 %; a uniform
