@@ -34,6 +34,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 Net = Callable[[Tensor, Tensor, Tensor | None], Tensor]  # f(x_t, t, y) -> prediction, like models.unet.UNet
+Null = int | tuple[int, ...]  # the "no label" token: the class count, or one per label column (with attributes)
 
 OBJECTIVES = ("flow", "eps")
 SAMPLERS = {"flow": ("ancestral", "euler", "heun"), "eps": ("ancestral", "ddim")}  # last: the default
@@ -128,7 +129,7 @@ def flow_elbo_weight(lam: Tensor) -> Tensor:
 
 
 def diffusion_loss(net: Net, x0: Tensor, y: Tensor | None, objective: str, generator: torch.Generator,
-                   label_dropout: float = 0.0, null_label: int | None = None) -> Tensor:
+                   label_dropout: float = 0.0, null_label: Null | None = None) -> Tensor:
     """The training objective on one batch: draw ``t ~ U(0, 1)`` and ``eps``, build ``x_t``, regress the target.
 
     With ``label_dropout > 0`` a share of the labels is replaced by ``null_label``, so the same network also
@@ -140,20 +141,22 @@ def diffusion_loss(net: Net, x0: Tensor, y: Tensor | None, objective: str, gener
     noise = torch.randn(x0.shape, generator=generator).to(device)
     if y is not None and label_dropout > 0:
         drop = (torch.rand(n, generator=generator) < label_dropout).to(device)
-        y = torch.where(drop, torch.full_like(y, _null(null_label)), y)
+        y = torch.where(drop.view(n, *(1,) * (y.ndim - 1)), null_like(y, null_label), y)  # whole rows
     pred = net(add_noise(x0, noise, t, objective), t, y)
     return F.mse_loss(pred, target(x0, noise, objective))
 
 
-def _null(null_label: int | None) -> int:
+def null_like(labels: Tensor, null_label: Null | None) -> Tensor:
+    """The "no label" token in the shape of ``labels``: ``null_label`` (the class count) for N class labels, one
+    token per column (a tuple) for N x (1 + K) labels with attributes."""
     if null_label is None:
         raise ValueError("dropping labels or guidance needs the model's 'no label' token: pass null_label "
                          "(the number of classes)")
-    return null_label
+    return torch.tensor(null_label, dtype=labels.dtype, device=labels.device).expand_as(labels)
 
 
 def predict(net: Net, x: Tensor, t: float, labels: Tensor | None, guidance: float,
-            null_label: int | None) -> Tensor:
+            null_label: Null | None) -> Tensor:
     """The network's prediction at time ``t``, with classifier-free guidance ``u + w (c - u)`` when ``w != 1``.
 
     Conditional and unconditional halves run as one batch of 2N. Chapter 08 (notebooks/08_diffusion.ipynb).
@@ -161,7 +164,7 @@ def predict(net: Net, x: Tensor, t: float, labels: Tensor | None, guidance: floa
     tt = torch.full((len(x),), float(t), device=x.device)
     if labels is None or guidance == 1.0:
         return net(x, tt, labels)
-    null = torch.full_like(labels, _null(null_label))
+    null = null_like(labels, null_label)
     cond, uncond = net(torch.cat([x, x]), torch.cat([tt, tt]), torch.cat([labels, null])).chunk(2)
     return uncond + guidance * (cond - uncond)
 
@@ -195,20 +198,21 @@ def ancestral_step(x: Tensor, pred: Tensor, t: float, t_next: float, objective: 
     return mean + (var * s_next**2 / s**2).clamp_min(0).sqrt() * noise
 
 
-def time_grid(steps: int) -> list[float]:
-    """``steps + 1`` evenly spaced times from 1 (noise) down to 0 (data)."""
-    return torch.linspace(1.0, 0.0, steps + 1).tolist()
+def time_grid(steps: int, start: float = 1.0) -> list[float]:
+    """``steps + 1`` evenly spaced times from ``start`` (1: noise) down to 0 (data)."""
+    return torch.linspace(start, 0.0, steps + 1).tolist()
 
 
 def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
                       labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
-                      null_label: int | None = None, noise: Tensor | None = None,
-                      device: torch.device | None = None) -> list[Tensor]:
+                      null_label: Null | None = None, noise: Tensor | None = None,
+                      device: torch.device | None = None, start: float = 1.0) -> list[Tensor]:
     """Integrate from pure noise ``x_1`` to ``x_0``; return ``[x_1, ..., x_0]`` (``steps + 1`` tensors).
 
     ``sampler``: ``"ddim"`` / ``"euler"`` (one network call per step), ``"heun"`` (two, one on the last step) or
     ``"ancestral"`` (one, and fresh noise from ``generator``). The noise is drawn on the CPU (the same on every
-    device) and moved to ``device`` (default: the CPU).
+    device) and moved to ``device`` (default: the CPU). With ``start < 1`` and ``noise`` a point ``x_start`` on the
+    path (an image partly noised), it integrates from there: SDEdit (chapter 05, notebook 09).
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
     if sampler not in SAMPLERS.get(objective, ()):
@@ -216,7 +220,7 @@ def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler:
     x = (torch.randn(shape, generator=generator) if noise is None else noise).to(device or "cpu")
     labels = None if labels is None else labels.to(x.device)
     out = [x]
-    times = time_grid(steps)
+    times = time_grid(steps, start)
     for t, t_next in zip(times[:-1], times[1:], strict=True):
         pred = predict(net, x, t, labels, guidance, null_label)
         if sampler == "ancestral":
@@ -234,7 +238,7 @@ def sample_trajectory(net: Net, shape: tuple[int, ...], objective: str, sampler:
 @torch.no_grad()
 def sample(net: Net, shape: tuple[int, ...], objective: str, sampler: str, steps: int,
            labels: Tensor | None = None, guidance: float = 1.0, generator: torch.Generator | None = None,
-           null_label: int | None = None, device: torch.device | None = None) -> Tensor:
+           null_label: Null | None = None, device: torch.device | None = None) -> Tensor:
     """The end ``x_0`` of :func:`sample_trajectory` (in the data's scale, [-1, 1] for images).
 
     Chapter 08 (notebooks/08_diffusion.ipynb).

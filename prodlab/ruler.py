@@ -249,17 +249,36 @@ def generator_report(
     return report
 
 
+def attribute_report(r: Ruler, images: torch.Tensor, asked: torch.Tensor | None, image: ImageSpec
+                     ) -> dict[str, float]:
+    """``attribute_fidelity_NAME`` for each attribute that a generator of images ``image`` was asked for (``asked``:
+    labels N x (1 + K), the class then each attribute), when the ruler has a head for each; {} otherwise (labels
+    of the class alone, or a ruler of other attributes).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    if asked is None or asked.ndim != 2 or r.image.attributes != image.attributes:
+        return {}
+    shares = attribute_fidelity(r, images, asked[:, 0], asked[:, 1:])
+    return {f"attribute_fidelity_{k}": v for k, v in shares.items() if k != "class"}
+
+
 def evaluate_generator(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,
                        device: torch.device | None = None) -> dict[str, Any]:
-    """Draw ``n`` samples of generator ``name`` (seed ``seed``) and measure them against the test set of the data
-    set it was trained on, with that data set's ruler.
+    """Draw ``n`` samples of generator ``name`` (seed ``seed``; balanced requests, ``checkpoints.generate``) and
+    measure them against the test set of the data set it was trained on, with that data set's ruler; for a model
+    conditioned on attributes also the fidelity of each (:func:`attribute_report`).
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
     dataset = checkpoints.read_meta(name, directory).get("dataset", data.DEFAULT)
     r = load(dataset=dataset)  # before sampling: no ruler, no minutes spent drawing samples
-    images, labels = checkpoints.generate(name, n, seed, directory, device=device)
-    return {"model": name, "dataset": dataset, **generator_report(images, labels, r, seed=seed)}
+    model = checkpoints.load(name, directory)
+    sizes = checkpoints.condition_sizes(model)
+    asked = checkpoints.balanced_conditions(n, sizes, seed) if sizes else None
+    images, labels = checkpoints.generate(name, n, seed, directory, model=model, device=device, labels=asked)
+    return {"model": name, "dataset": dataset, **generator_report(images, labels, r, seed=seed),
+            **attribute_report(r, images, asked, model.cfg.image)}
 
 
 def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,

@@ -40,10 +40,11 @@ from torch.nn.utils.parametrizations import spectral_norm
 from prodlab import data
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import shapes
+from prodlab.models.conditions import Conditioned, check_labels, label_columns, random_labels
 
 
 @dataclass(frozen=True)
-class GANConfig:
+class GANConfig(Conditioned):
     """Shape of a GAN (what a checkpoint's JSON records as ``config``), for images of the spec ``image``.
 
     Chapter 02 (notebooks/02_gan.ipynb).
@@ -54,29 +55,6 @@ class GANConfig:
     width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14 (28 px), D's mirror them
     conditional: bool = False  # one generator for every product class of the spec (cdcgan), or none (dcgan)
     spectral_norm: bool = False  # discriminator: spectral normalisation of every layer instead of batch norm
-
-    @property
-    def n_classes(self) -> int:
-        """The number of classes G and D read (0 when unconditional)."""
-        return self.image.n_classes if self.conditional else 0
-
-    @property
-    def condition_sizes(self) -> tuple[int, ...]:
-        """How many values each condition takes, the columns of the labels: () when unconditional, else the class
-        count, then each attribute's value count in the spec's order (classes, colours, patterns)."""
-        if not self.conditional:
-            return ()
-        return (self.image.n_classes, *(len(values) for _, values in self.image.attributes))
-
-    @property
-    def condition_names(self) -> tuple[str, ...]:
-        """The name of each label column: ``class``, then the spec's attributes (empty when unconditional)."""
-        return ("class", *self.image.attribute_names) if self.conditional else ()
-
-    @property
-    def on_attributes(self) -> bool:
-        """Whether G and D read attributes beside the class: labels are then N x (1 + K), not N."""
-        return len(self.condition_sizes) > 1
 
     @property
     def stages(self) -> int:
@@ -102,62 +80,6 @@ def init_dcgan(module: nn.Module) -> None:
     elif isinstance(module, (nn.BatchNorm1d, nn.BatchNorm2d)):
         nn.init.normal_(module.weight, 1.0, 0.02)
         nn.init.zeros_(module.bias)
-
-
-def label_columns(cfg: GANConfig, labels: Tensor | None) -> list[Tensor]:
-    """The labels as one int64 column per condition (class, then each attribute); ``ValueError`` for a shape that
-    is not N (class only) or N x (1 + K) (with attributes). Only the shape: cheap enough for every training step.
-
-    Chapter 02 (notebooks/02_gan.ipynb).
-    """
-    if labels is None:
-        raise ValueError(f"a class-conditional GAN needs class labels ({_describe(cfg)})")
-    k = len(cfg.condition_sizes)
-    if cfg.on_attributes and (labels.ndim != 2 or labels.shape[1] != k):
-        raise ValueError(f"expected labels N x {k} ({_describe(cfg)}), got shape {tuple(labels.shape)}")
-    if not cfg.on_attributes and labels.ndim != 1:
-        raise ValueError(f"expected labels of shape (N,) ({_describe(cfg)}), got shape {tuple(labels.shape)}")
-    return [labels.long()] if labels.ndim == 1 else list(labels.long().unbind(1))
-
-
-def check_labels(cfg: GANConfig, labels: Tensor, n: int) -> Tensor:
-    """``labels`` checked for ``n`` images: integers of shape N (class only) or N x (1 + K), column ``j`` in
-    ``0 .. condition_sizes[j] - 1``; one ``ValueError`` that says the expected shape and ranges otherwise.
-
-    Chapter 02 (notebooks/02_gan.ipynb).
-    """
-    labels, sizes = torch.as_tensor(labels), torch.tensor(cfg.condition_sizes)
-    expected = (n, len(sizes)) if cfg.on_attributes else (n,)
-    if tuple(labels.shape) != expected or labels.is_floating_point() or not _in_range(labels, sizes):
-        found = f"{labels.dtype} {tuple(labels.shape)}" + (f", values {int(labels.min())}..{int(labels.max())}"
-                                                           if labels.numel() else "")
-        raise ValueError(f"expected integer labels of shape {expected} for {n} samples ({_describe(cfg)}), "
-                         f"got {found}")
-    return labels.long()
-
-
-def _in_range(labels: Tensor, sizes: Tensor) -> bool:
-    """Whether every column ``j`` of ``labels`` (N, or N x len(sizes)) lies in ``0 .. sizes[j] - 1``."""
-    columns = labels.reshape(len(labels), len(sizes)).cpu()
-    return bool(((columns >= 0) & (columns < sizes)).all())
-
-
-def _describe(cfg: GANConfig) -> str:
-    """``class 0..9, colour 0..7, pattern 0..3``: what each label column holds."""
-    return ", ".join(f"{name} 0..{size - 1}" for name, size in zip(cfg.condition_names, cfg.condition_sizes,
-                                                                   strict=True))
-
-
-def random_labels(cfg: GANConfig, n: int, generator: torch.Generator | None = None) -> Tensor | None:
-    """Labels for ``n`` fakes, each column uniform over its values (class N, or N x (1 + K) with attributes); None
-    when unconditional. The class-only draw is the one every earlier version made, so its runs are unchanged.
-
-    Chapter 02 (notebooks/02_gan.ipynb).
-    """
-    if not cfg.conditional:
-        return None
-    columns = [torch.randint(0, size, (n,), generator=generator) for size in cfg.condition_sizes]
-    return torch.stack(columns, 1) if cfg.on_attributes else columns[0]
 
 
 class Generator(nn.Module):

@@ -12,6 +12,8 @@ sizes for Fashion-MNIST's 28 x 28 images, any side divisible by 4 works the same
 
 Every residual block adds a projection of the embedding ``emb = MLP(sinusoidal(t)) + embed(y)``. Label ``y =
 n_classes`` is the "no label" token that classifier-free guidance (Ho & Salimans 2022) trains by dropping labels.
+On a catalogue with attributes (colour, pattern) each attribute has its own table and the embeddings add up,
+``embed(y) + embed_colour(c) + embed_pattern(p)``, each with its own "no label" token (``models.conditions``).
 It is small enough to read in the notebook; chapter 08 checks its noising and sampling maths against diffusers'
 schedulers. No attention: at 7 x 7 it bought nothing measurable on this CPU budget.
 """
@@ -27,11 +29,13 @@ from torch import Tensor, nn
 
 from prodlab import diffusion
 from prodlab.datasets.spec import ImageSpec
+from prodlab.models import conditions
+from prodlab.models.conditions import Conditioned
 from prodlab.models.vae import ConvVAE, VAEConfig
 
 
 @dataclass(frozen=True)
-class DiffusionConfig:
+class DiffusionConfig(Conditioned):
     """Shape of the U-Net and how its model samples (what a checkpoint's JSON records as ``config``), for images
     of the spec ``image``.
 
@@ -40,7 +44,7 @@ class DiffusionConfig:
 
     image: ImageSpec
     width: int = 32  # channels at full size; 2 * width at half and quarter size
-    conditional: bool = True  # class labels of the spec (and the "no label" token of guidance), or none
+    conditional: bool = True  # the spec's class (and attributes) with the "no label" token of guidance, or none
     objective: str = "flow"  # "flow" (predict eps - x0) or "eps" (predict the noise, cosine schedule)
     sampler: str = "heun"  # "euler" or "heun" for flow, "ddim" for eps
     steps: int = 4  # sampler steps (Heun: two network calls per step but the last)
@@ -59,9 +63,9 @@ class DiffusionConfig:
                              f"{self.image.height} x {self.image.width}")
 
     @property
-    def n_classes(self) -> int:
-        """Class labels the model reads (0 when unconditional); label ``n_classes`` means "no label"."""
-        return self.image.n_classes if self.conditional else 0
+    def null_label(self) -> int | tuple[int, ...]:
+        """The "no label" token of guidance (:func:`conditions.null_label`)."""
+        return conditions.null_label(self)
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -94,17 +98,20 @@ class ResBlock(nn.Module):
 
 
 class UNet(nn.Module):
-    """``f(x_t, t, y)``: N x C x H x W, N times in [0, 1], N labels (``n_classes`` = none) -> N x C x H x W.
+    """``f(x_t, t, y)``: N x C x H x W, N times in [0, 1], labels -> N x C x H x W. Labels are N classes
+    (``n_classes``: none) or, with attributes (``attribute_sizes``, the values of each), N x (1 + K): the class
+    then each attribute, value ``size`` meaning none; each column has its own embedding and they add up.
 
     Chapter 08 (notebooks/08_diffusion.ipynb).
     """
 
-    def __init__(self, width: int, n_classes: int, channels: int) -> None:
+    def __init__(self, width: int, n_classes: int, channels: int, attribute_sizes: tuple[int, ...] = ()) -> None:
         super().__init__()
         w, w2, emb = width, 2 * width, 4 * width
         self.n_classes, self.emb_dim = n_classes, emb
         self.time_mlp = nn.Sequential(nn.Linear(emb, emb), nn.SiLU(), nn.Linear(emb, emb))
         self.label_emb = nn.Embedding(n_classes + 1, emb) if n_classes else None
+        self.attribute_emb = nn.ModuleList(nn.Embedding(size + 1, emb) for size in attribute_sizes)
         self.stem = nn.Conv2d(channels, w, 3, padding=1)
         self.down1, self.pool1 = ResBlock(w, w, emb), nn.Conv2d(w, w, 4, stride=2, padding=1)
         self.down2, self.pool2 = ResBlock(w, w2, emb), nn.Conv2d(w2, w2, 4, stride=2, padding=1)
@@ -118,9 +125,13 @@ class UNet(nn.Module):
 
     def embedding(self, t: Tensor, y: Tensor | None) -> Tensor:
         emb = self.time_mlp(timestep_embedding(t, self.emb_dim))
-        if self.label_emb is not None:
-            y = torch.full((len(t),), self.n_classes, dtype=torch.long) if y is None else y
-            emb = emb + self.label_emb(y)
+        if self.label_emb is None:
+            return emb
+        tables = [self.label_emb, *self.attribute_emb]
+        if y is None:  # every column's "no label" token, one past its values
+            y = torch.tensor([table.num_embeddings - 1 for table in tables], device=t.device).expand(len(t), -1)
+        for table, column in zip(tables, y.view(len(t), -1).unbind(1), strict=True):
+            emb = emb + table(column)
         return emb
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
@@ -143,7 +154,7 @@ class DiffusionModel(nn.Module):
     def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.net = UNet(cfg.width, cfg.n_classes, cfg.image.channels)
+        self.net = UNet(cfg.width, cfg.n_classes, cfg.image.channels, cfg.condition_sizes[1:])
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(x, t, y)
@@ -154,10 +165,11 @@ class DiffusionModel(nn.Module):
         """``n`` new products (float N x C x H x W in [0, 1]) with the config's sampler, steps and guidance."""
         if labels is not None and not self.cfg.n_classes:
             raise ValueError("this diffusion model is unconditional: sample() takes no labels")
+        labels = None if labels is None else conditions.check_labels(self.cfg, labels, n)
         self.eval()
         x = diffusion.sample(self, (n, *self.cfg.image.shape), self.cfg.objective, self.cfg.sampler,
                              steps or self.cfg.steps, labels, self.cfg.guidance if guidance is None else guidance,
-                             generator, null_label=self.cfg.n_classes)
+                             generator, null_label=self.cfg.null_label)
         return ((x.clamp(-1, 1) + 1) / 2).float()
 
 

@@ -32,16 +32,20 @@ from prodlab.training.diffusion import (
 
 
 def measure(name: str, model: nn.Module, n: int, seed: int = 0, dataset: str = datasets.DEFAULT) -> dict[str, Any]:
-    """The ruler's report on ``n`` samples of ``model`` (balanced labels for a conditional one), one thread,
-    with the sampling time per image; the time alone on a data set without a ruler."""
+    """The ruler's report on ``n`` samples of ``model`` (balanced requests for a conditional one, with the fidelity
+    of each attribute asked for), one thread, with the sampling time per image; the time alone on a data set
+    without a ruler."""
+    sizes = checkpoints.condition_sizes(model)
+    asked = checkpoints.balanced_conditions(n, sizes, seed) if sizes else None
     with config.one_thread():
         start = time.process_time()
-        images, labels = checkpoints.generate(name, n, seed, model=model, batch_size=500)
+        images, labels = checkpoints.generate(name, n, seed, model=model, batch_size=500, labels=asked)
         ms = 1000 * (time.process_time() - start) / n
     if ruler.find(dataset) is None:
         return {"sample_cpu_ms_per_image": round(ms, 2)}
-    report = ruler.generator_report(images, labels, ruler.load(dataset=dataset), seed=seed)
-    return {**report, "sample_cpu_ms_per_image": round(ms, 2)}
+    r = ruler.load(dataset=dataset)
+    return {**ruler.generator_report(images, labels, r, seed=seed),
+            **ruler.attribute_report(r, images, asked, model.cfg.image), "sample_cpu_ms_per_image": round(ms, 2)}
 
 
 # The screening of chapter 08: each candidate trains for the same CPU budget (epochs on a subset sized so),
@@ -123,14 +127,25 @@ def guidance_sweep(model: unet.DiffusionModel, n: int, seed: int = 0,
                    dataset: str = datasets.DEFAULT) -> list[dict[str, Any]]:
     """FID, precision, recall and class fidelity on ``n`` samples at each guidance scale (chapter 08)."""
     keys = ("fid", "kid", "precision", "recall", "class_fidelity", "sample_cpu_ms_per_image")
-    return [{"guidance": w, **{k: measure("diffusion", with_sampling(model, guidance=w), n, seed, dataset)[k]
-                               for k in keys}} for w in scales]
+    rows = []
+    for w in scales:
+        report = measure("diffusion", with_sampling(model, guidance=w), n, seed, dataset)
+        rows.append({"guidance": w, **{k: v for k, v in report.items() if k in keys or k.startswith("attribute_")}})
+    return rows
 
 
 def choose_guidance(rows: list[dict[str, Any]], min_fidelity: float = 0.9) -> float:
     """The scale of lowest FID among those with class fidelity >= ``min_fidelity`` (all, if none reaches it)."""
     eligible = [r for r in rows if r["class_fidelity"] >= min_fidelity] or rows
     return min(eligible, key=lambda r: r["fid"])["guidance"]
+
+
+def fidelity_floor(dataset: str = datasets.DEFAULT, most: float = 0.9) -> float:
+    """The class fidelity a guidance scale must reach to be chosen: ``most``, or the ruler's own accuracy on the
+    real test images where that is lower (a sample need not be read better than a real product is)."""
+    name, folder = ruler.find(dataset) or (None, None)
+    accuracy = checkpoints.read_meta(name, folder)["metrics"].get("test_accuracy", most) if name else most
+    return min(most, accuracy)
 
 
 def _reference_metrics(name: str) -> dict[str, Any] | None:
@@ -161,7 +176,7 @@ def choose_and_measure(name: str, model: unet.DiffusionModel, seed: int = 0, dat
         return model, measure(name, model, config.budget(1000, 20), seed, dataset), {}
     scales = GUIDANCE_CANDIDATES if not config.quick() else GUIDANCE_CANDIDATES[::2]
     sweep = guidance_sweep(model, config.budget(1000, 100), seed, scales, dataset)
-    model = with_sampling(model, guidance=choose_guidance(sweep))
+    model = with_sampling(model, guidance=choose_guidance(sweep, fidelity_floor(dataset)))
     metrics = measure(name, model, config.budget(10_000, 200), seed, dataset)
     return model, metrics, {"guidance_sweep": sweep, **(acceptance(metrics) if dataset == datasets.DEFAULT else {})}
 

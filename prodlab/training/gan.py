@@ -24,6 +24,7 @@ from torch import nn
 
 from prodlab import checkpoints, data, datasets, distributed, files, losses, runs
 from prodlab.models import gan as gan_models
+from prodlab.models.conditions import training_labels
 from prodlab.training import loop
 
 LossFn = Callable[..., torch.Tensor]
@@ -180,22 +181,6 @@ def load_snapshots(run: runs.Run, last_step: int | None = None) -> dict[int, tor
         return {}
     found = {int(k.removeprefix("step_")): v for k, v in load_file(str(path)).items()}
     return {s: found[s] for s in sorted(found) if last_step is None or s <= last_step}
-
-
-def training_labels(cfg: gan_models.GANConfig, labels: torch.Tensor, dataset: str) -> torch.Tensor:
-    """What a conditional GAN trains on: the class labels (int64 N), or for a GAN conditioned on attributes the
-    class stacked with the data set's attributes, N x (1 + K) in the spec's order, so the loop's batches slice
-    them together. ``ValueError`` when the data set lacks the attributes the GAN was built for.
-
-    Chapter 02 (notebooks/02_gan.ipynb).
-    """
-    if not cfg.on_attributes:
-        return labels
-    attributes = datasets.attributes(dataset, "train")
-    if attributes is None or datasets.spec(dataset).attributes != cfg.image.attributes:
-        raise ValueError(f"the GAN is conditioned on {', '.join(cfg.condition_names)}, but data set {dataset!r} "
-                         f"does not hold those attributes: build its config from data.spec({dataset!r})")
-    return torch.cat([labels[:, None], attributes], 1)
 
 
 class GANFamily(loop.Family):

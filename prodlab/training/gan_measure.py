@@ -69,11 +69,8 @@ def gan_report(name: str, gan: gan_models.GAN, n: int, seed: int = 0,
     r = ruler.load(dataset=dataset)
     asked = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed) if gan.conditional else None
     images, labels = checkpoints.generate(name, n, seed, model=gan, labels=asked)
-    report = ruler.generator_report(images, labels, r, seed=seed)
-    if gan.cfg.on_attributes and r.image.attributes == gan.cfg.image.attributes:
-        shares = ruler.attribute_fidelity(r, images, asked[:, 0], asked[:, 1:])
-        report.update({f"attribute_fidelity_{k}": v for k, v in shares.items() if k != "class"})
-    return report
+    return {**ruler.generator_report(images, labels, r, seed=seed), **ruler.attribute_report(r, images, asked,
+                                                                                             gan.cfg.image)}
 
 
 def unmeasured(cfg: GANConfig, dataset: str) -> list[str]:

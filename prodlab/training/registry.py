@@ -115,6 +115,10 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in (
     Entry("diffusion-short", "diffusion", DiffusionConfig, diffusion_training.SHORT_RECIPE,
           diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry,
           description="the diffusion recipe cut to 5 epochs, the cdcgan's CPU budget (chapter 08's family table)"),
+    Entry("colour-diffusion", "diffusion", DiffusionConfig, diffusion_training.COLOUR_RECIPE,
+          diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry, dataset=colour.NAME,
+          description="flow-matching U-Net conditioned on class, colour and pattern, with guidance, on the colour "
+                      "catalogue"),
     Entry("latent-diffusion", "latent-diffusion", _latent_config, diffusion_training.LATENT_RECIPE,
           diffusion_training.QUICK_LATENT_RECIPE, diffusion_measure.train_latent_entry,
           description="flow prior on vae-sharp's 16-d latent codes, decoded by its decoder (chapter 08)"),
