@@ -90,10 +90,13 @@ book: $(STAMP)
 test-book: $(STAMP)
 	$(BIN)/python -m pytest tests/test_book.py
 
-# Notebook 07's explorers as a web app: Voila runs the notebook and shows its widgets, never its code.
+# Notebook 07's explorers as a web app: Voila runs the notebook and shows its widgets, never its code. CATALOGUE: the
+# catalogue its last two explorers point at (the shipped colour one, or any imported with python -m prodlab data),
+# passed as PRODLAB_CATALOGUE (prodlab.catalogue_explorer.CATALOGUE_ENV).
 APP_PORT ?= 8866
+CATALOGUE ?= colour
 app: setup
-	$(BIN)/voila notebooks/07_explorer.ipynb --port=$(APP_PORT) --no-browser --strip_sources=True
+	PRODLAB_CATALOGUE=$(CATALOGUE) $(BIN)/voila notebooks/07_explorer.ipynb --port=$(APP_PORT) --no-browser --strip_sources=True
 
 clean:
 	rm -rf $(VENV) figures runs data/cache data/FashionMNIST .pytest_cache .ruff_cache _build .hypothesis student

@@ -205,6 +205,29 @@ def precision_recall(
     return float(precision), float(recall)
 
 
+def density_coverage(
+    real: torch.Tensor, fake: torch.Tensor, k: int = 5, real_radii: torch.Tensor | None = None, chunk: int = 1000
+) -> tuple[float, float]:
+    r"""Density and coverage (Naeem et al. 2020), precision and recall mended against outliers, on real balls only.
+
+    Each real feature ``x_i`` gets the ball of radius ``r_i``, its distance to its k-th nearest real neighbour.
+    Density = :math:`\frac{1}{kM}\sum_j \sum_i 1[\lVert y_j - x_i \rVert \le r_i]`: how many real balls a
+    sample falls in, on average, over k (about 1 for samples like the real ones; above 1 when they crowd where
+    the real ones are dense; an outlying real image's large ball no longer lets garbage score, as it does for
+    precision). Coverage = the share of real balls with at least one sample in them: which parts of the real
+    manifold the samples reach (recall without the fake balls, which outliers inflate). ``real_radii``
+    (``knn_radii(real, k)``) may be passed precomputed. Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    real, fake = real.float(), fake.float()
+    radii = knn_radii(real, k) if real_radii is None else real_radii
+    inside, nearest = 0.0, torch.full((len(real),), float("inf"))
+    for i in range(0, len(fake), chunk):
+        gap = torch.cdist(fake[i : i + chunk], real) - radii[None, :]  # <= 0: inside the real ball
+        inside += float((gap <= 0).double().sum())
+        nearest = torch.minimum(nearest, gap.min(0).values)
+    return inside / (k * len(fake)), float((nearest <= 0).double().mean())
+
+
 # ---------------------------------------------------------------- class-level metrics
 
 

@@ -22,6 +22,8 @@ from prodlab.datasets.spec import ImageSpec
 from prodlab.models import vae as vae_models
 from prodlab.models.classifier import ProductClassifier
 
+DENSITY_K = 5  # the neighbours of density and coverage's real balls (Naeem et al. 2020 recommend 5)
+
 
 class NoRuler(checkpoints.CheckpointError):
     """No classifier has been trained on a data set yet, so its samples cannot be measured; says how to train one.
@@ -222,7 +224,8 @@ def generator_report(
     kid_subsets: int = 100,
     seed: int = 0,
 ) -> dict[str, Any]:
-    """Every distribution metric of a sample set against the reference features (default: the test set).
+    """Every distribution metric of a sample set against the reference features (default: the test set): FID, KID,
+    precision and recall (k-NN balls of ``k``), density and coverage (balls of :data:`DENSITY_K`, Naeem et al.'s).
 
     With ``labels`` (the classes a conditional generator was asked for) it adds class fidelity.
 
@@ -230,10 +233,12 @@ def generator_report(
     """
     r = r or load()
     radii = r.reference_radii("test", k) if reference is None else None
+    density_radii = r.reference_radii("test", DENSITY_K) if reference is None else None
     reference = r.reference("test") if reference is None else reference
     feats = r.features(images)
     kid_mean, kid_std = metrics.kid(reference, feats, subsets=kid_subsets, seed=seed)
     precision, recall = metrics.precision_recall(reference, feats, k, radii)
+    density, coverage = metrics.density_coverage(reference, feats, DENSITY_K, density_radii)
     predicted = r.predict(feats)
     report: dict[str, Any] = {
         "n": len(feats),
@@ -242,6 +247,8 @@ def generator_report(
         "kid_std": kid_std,
         "precision": precision,
         "recall": recall,
+        "density": density,
+        "coverage": coverage,
     }
     if labels is not None:
         report.update(metrics.class_fidelity(predicted, torch.as_tensor(labels), r.image.class_names))

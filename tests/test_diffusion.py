@@ -243,6 +243,8 @@ def test_guidance_is_chosen_by_fid_among_faithful_scales():
             {"guidance": 3.0, "fid": 4.0, "class_fidelity": 0.97}]
     assert diffusion_measure.choose_guidance(rows) == 2.0
     assert diffusion_measure.choose_guidance(rows, min_fidelity=0.99) == 1.0  # none faithful enough: the best FID
+    assert diffusion_measure.fidelity_floor() == 0.9 and diffusion_measure.fidelity_floor("colour") == 0.85
+    assert diffusion_measure.fidelity_floor("a-catalogue-without-a-ruler") == 0.9
 
 
 def test_both_models_are_in_the_registry():

@@ -24,7 +24,7 @@ LAYERS: dict[str, int] = {
     "models": 2, "metrics": 2, "toy": 2, "toy_vae": 2, "diffusion": 2, "flow_toy": 2,
     "checkpoints": 3, "plotting": 3, "figures": 3, "cache": 3, "show": 3,
     "ruler": 4, "ruler_checks": 4, "training": 4, "edit": 4, "search": 4, "exercises": 4,
-    "widgets": 5, "student": 5,
+    "widgets": 5, "catalogue_explorer": 5, "student": 5,
     "chapters": 6,
     "__main__": 7, "__init__": 7, "cli": 7,
 }

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 
 import numpy as np
+import prdc
 import pytest
 import scipy.linalg
 import torch
@@ -98,6 +99,26 @@ def test_precision_recall_on_known_sets():
     assert metrics.precision_recall(a, torch.cat([a, far]), k=3) == (0.5, 1.0)
     # samples cover only one of two real clusters: all realistic, half the variety
     assert metrics.precision_recall(torch.cat([a, far]), a, k=3) == (1.0, 0.5)
+
+
+def test_density_and_coverage_are_those_of_the_authors_package():
+    g = np.random.default_rng(0)
+    real = g.normal(size=(700, 16)).astype(np.float32)
+    for shift, scale in ((0.0, 1.0), (0.2, 1.3), (1.0, 0.5)):
+        fake = (g.normal(size=(500, 16)) * scale + shift).astype(np.float32)
+        want = prdc.compute_prdc(real, fake, nearest_k=5)
+        got = metrics.density_coverage(torch.from_numpy(real), torch.from_numpy(fake), k=5, chunk=128)
+        assert got == pytest.approx((want["density"], want["coverage"]), abs=1e-12)
+
+
+def test_an_outlier_lets_garbage_into_precision_but_not_into_density():
+    a = _cluster(200, 0.0, 0)
+    real = torch.cat([a, torch.full((1, a.shape[1]), 50.0)])  # one outlying real product: a huge k-NN ball
+    garbage = torch.full((100, a.shape[1]), 40.0) + _cluster(100, 0.0, 1) * 0.01  # all near the outlier
+    precision, _ = metrics.precision_recall(real, garbage, k=5)
+    density, coverage = metrics.density_coverage(real, garbage, k=5)
+    assert precision == 1.0  # every garbage sample falls in the outlier's ball
+    assert density == pytest.approx(1 / 5) and coverage == pytest.approx(1 / len(real))  # one ball of 201
 
 
 def test_knn_radii_excludes_the_point_itself():

@@ -29,7 +29,8 @@ def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if kind == "diffusion":  # 40 ms a sample with guidance: the recorded sweep's unguided row (1,000 samples, 13 ms)
         row = next(r for r in meta["guidance_sweep"] if r["guidance"] == 1.0)
         model = diffusion_measure.with_sampling(checkpoints.load(name), guidance=1.0)
-        report = ruler.generator_report(*checkpoints.generate(name, 1000, seed=0, model=model), seed=0)
+        report = ruler.generator_report(*checkpoints.generate(name, 1000, seed=0, model=model),
+                                        ruler.load(dataset=dataset), seed=0)
         return {"fid": row["fid"], "class_fidelity": row["class_fidelity"]}, report
     images, labels = checkpoints.generate(name, recorded["n"], seed=0)
     r = ruler.load(dataset=dataset)  # each catalogue's generators are measured by that catalogue's ruler

@@ -20,7 +20,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, degrade, plotting, ruler
+from prodlab import cache, catalogue_explorer, checkpoints, config, data, degrade, plotting, ruler
 from prodlab.chapters.ch00_products import class_balance
 from prodlab.datasets import colour, folder
 from prodlab.edit import recolour, restore
@@ -31,6 +31,7 @@ from prodlab.training import registry
 MODELS = {"classifier": "the ruler: a classifier with a head per attribute",
           "cdcgan": "a GAN conditioned on the class (and on every attribute the catalogue stores)",
           "vae": "a VAE: inpainting, recolouring by latent directions, the explorer"}
+FAMILY_ROWS = ("cdcgan", "diffusion", "vae")  # the generative models of the family table, where trained
 IMAGES_SEEN = (60_000, 4_096)  # full, quick: the most images a model trained here sees (recipe_for)
 
 
@@ -123,17 +124,39 @@ def requests(sizes: tuple[int, ...], per_class: int, seed: int = 0) -> torch.Ten
     return asked[order]
 
 
-def samples(name: str, per_class: int = 8, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
-    """``per_class`` samples of each class from the conditional GAN (float N x C x H x W) and what was asked."""
-    gan = restore.load_trained("cdcgan", name, kind="gan")
-    asked = requests(gan.cfg.condition_sizes, per_class, seed)
-    return gan.sample(len(asked), torch.Generator().manual_seed(seed), asked), asked
+def samples(name: str, per_class: int = 8, seed: int = 0, model: str = "cdcgan") -> tuple[torch.Tensor, torch.Tensor]:
+    """``per_class`` samples of each class from the catalogue's conditional generator ``model``
+    (``catalogue_explorer.GENERATORS``; float N x C x H x W) and what was asked."""
+    generator = restore.load_trained(model, name, kind=catalogue_explorer.GENERATORS[model][1])
+    asked = requests(generator.cfg.condition_sizes, per_class, seed)
+    return generator.sample(len(asked), torch.Generator().manual_seed(seed), labels=asked), asked
 
 
-def samples_figure(name: str, per_class: int = 8, seed: int = 0) -> Figure:
-    """The conditional GAN's samples, one row per class."""
-    images, _ = samples(name, per_class, seed)
+def samples_figure(name: str, per_class: int = 8, seed: int = 0, model: str = "cdcgan") -> Figure:
+    """The samples of :func:`samples`, one row per class."""
+    images, _ = samples(name, per_class, seed, model)
     return plotting.labelled_rows(list(images.split(per_class)), list(data.spec(name).class_names), cell=0.8)
+
+
+def family_table(name: str) -> dict[str, dict[str, Any]]:
+    """The recorded measures of each generative model of catalogue ``name`` (:data:`FAMILY_ROWS`, where one is
+    trained; keyed by kind), all on that catalogue's ruler: FID, precision, recall, the fidelity of each condition
+    asked for, sampling and training CPU time. Read from the checkpoints' JSON, where ``python -m prodlab train``
+    wrote them."""
+    rows = {}
+    for kind in FAMILY_ROWS:
+        try:
+            checkpoint, where = restore.trained(kind, name)
+        except checkpoints.CheckpointError:
+            continue
+        meta = checkpoints.read_meta(checkpoint, where)
+        found = meta["metrics"]
+        rows[kind] = {**{k: found.get(k) for k in ("fid", "precision", "recall", "class_fidelity")},
+                      **{k.removeprefix("attribute_fidelity_"): v for k, v in found.items()
+                         if k.startswith("attribute_fidelity_")},
+                      "sample_ms": found.get("sample_cpu_ms_per_image"),
+                      "train_cpu_min": round(meta["train_cpu_seconds"] / 60, 1)}
+    return rows
 
 
 def measure(name: str, n: int, seed: int = 0) -> dict[str, Any]:

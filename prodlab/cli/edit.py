@@ -47,13 +47,15 @@ DENOISE = Edit("denoise", {
     "dcgan": "projection onto the DCGAN's products", "gaussian": "classical: Gaussian filter tuned to --sigma",
     "median": "classical: median filter tuned to --sigma"})
 CHANGE = {"cdcgan": "the conditional GAN: the photo's code found, the condition swapped (default)",
-          "vae": "a latent direction of the catalogue's VAE"}  # prodlab.edit.recolour
+          "vae": "a latent direction of the catalogue's VAE",
+          "diffusion": "SDEdit with the new condition by the conditional flow model, its change carried over",
+          "sdedit": "SDEdit with the new condition, the flow model's drawing as it is"}  # prodlab.edit.recolour
 RECOLOUR = Edit("recolour", CHANGE)
 PATTERN = Edit("pattern", CHANGE)
 ATTRIBUTE = {RECOLOUR.name: "colour", PATTERN.name: "pattern"}  # the attribute each of these edits changes
 # The edits, exactly one per command (argparse's mutually exclusive group in add()).
 EDITS = {e.name: e for e in (INPAINT, DENOISE, RECOLOUR, PATTERN)}
-RANDOM = {"diffusion", "dcgan", "cdcgan"}  # the methods that draw random numbers (from --seed); others: deterministic
+RANDOM = {"diffusion", "sdedit", "dcgan", "cdcgan"}  # the methods that draw random numbers (--seed); others: not
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

@@ -11,6 +11,11 @@ draws as well (its own shape and detail):
   again under the new labels: "swap the condition, keep the code".
 * ``vae``: a latent direction of the catalogue's VAE (``colour-vae``). The mean code of the training products that
   have the new value minus the mean code of those that have the old one; the photo's code moves by it.
+* ``diffusion``: SDEdit with the new condition (Meng et al. 2022) by the catalogue's conditional flow model
+  (``colour-diffusion``): the photo is noised part of the way to pure noise, then drawn back under its own labels
+  and, from the same noise, under the new ones.
+* ``sdedit``: the same, but the diffusion model's second drawing *is* the edit, nothing carried: what SDEdit gives
+  alone, which redraws the whole product.
 
 A new colour is carried as a *colour map*: the affine map of RGB values that takes the model's first drawing to its
 second, fitted by least squares where the drawing changed, applied to the photo's pixels there. A new pattern is
@@ -30,15 +35,18 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prodlab import data, datasets, ruler
+from prodlab import data, datasets, diffusion, ruler
 from prodlab.datasets import colour, fashion_mnist
 from prodlab.degrade import blur
 from prodlab.edit import restore
 from prodlab.edit.evaluate import psnr, ssim
 from prodlab.models import gan as gan_models
 from prodlab.models import vae as vae_models
+from prodlab.models.unet import DiffusionModel
 
-METHODS = {"cdcgan": "the conditional GAN, condition swapped", "vae": "a latent direction of the catalogue's VAE"}
+METHODS = {"cdcgan": "the conditional GAN, condition swapped", "vae": "a latent direction of the catalogue's VAE",
+           "diffusion": "SDEdit with the new condition, its change carried into the photo",
+           "sdedit": "SDEdit with the new condition, its drawing as the edit"}
 ATTRIBUTES = tuple(name for name, _ in colour.ATTRIBUTES)  # what an edit can change: colour, pattern
 DIRECTION_IMAGES = 20_000  # training products whose codes give each value's mean code
 GAN_INVERSION = restore.InversionConfig(steps=150, restarts=8)  # chapter 05's GAN inversion with 150 steps, not 100
@@ -50,6 +58,8 @@ CHANGED = 0.25  # share of the largest change above which a pixel counts as chan
 SOFTEN = 1.0  # pixels: Gaussian blur of the changed region's edge
 NO_CHANGE = 0.01  # a pixel whose drawing changed less (summed over channels) did not change
 RIDGE = 1e-3  # keeps the colour map's least squares solvable when a drawing uses few colours
+SDEDIT_START = 0.6  # how far along the path to noise the photo goes (t* of chapter 05's SDEdit)
+SDEDIT_STEPS = 4  # sampler steps from t* back to 0, with the model's own sampler and guidance
 EVAL_PRODUCTS = slice(500, 1000)  # the test products evaluate() measures: not those the settings were chosen on
 
 
@@ -107,6 +117,27 @@ def gan_pair(gan: gan_models.GAN, x: Tensor, labels: Tensor, new_labels: Tensor,
     """
     z = restore.invert(restore.gan_prior(gan, cfg, seed, labels), x, lambda image: image, x)
     return gan.render(z, labels), gan.render(z, new_labels)
+
+
+def diffusion_pair(model: DiffusionModel, x: Tensor, labels: Tensor, new_labels: Tensor, start: float = SDEDIT_START,
+                   steps: int = SDEDIT_STEPS, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """SDEdit with the new condition: each photo put on the model's path to noise at ``t = start`` (``x_t = (1 - t)
+    x + t eps`` for the flow), then integrated back to ``t = 0`` under ``labels`` and, from the same ``x_t``, under
+    ``new_labels`` (N x (1 + K)); the two drawings as float N x C x H x W in [0, 1]. Deterministic given ``seed``.
+
+    Notebook 09 (notebooks/09_catalogue.ipynb).
+    """
+    cfg = model.cfg
+    noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
+    x_t = diffusion.add_noise(data.normalize(x), noise, torch.full((len(x),), start), cfg.objective)
+
+    def draw(y: Tensor) -> Tensor:
+        with torch.no_grad():
+            out = diffusion.sample_trajectory(model, x_t.shape, cfg.objective, cfg.sampler, steps, y, cfg.guidance,
+                                              null_label=cfg.null_label, noise=x_t, start=start)[-1]
+        return data.denormalize(out)
+
+    return draw(labels), draw(new_labels)
 
 
 def residual(x: Tensor, before: Tensor, after: Tensor) -> Tensor:
@@ -171,13 +202,17 @@ def edit(x: Tensor, attribute: str, value: int | Tensor, method: str = "cdcgan",
     if method == "vae":
         vae = restore.load_trained("vae", dataset, kind="vae")
         before, after = vae_pair(vae, x, value_means(attribute, dataset), read[attribute], new)
-    else:
-        gan = restore.load_trained("cdcgan", dataset, kind="gan")
-        labels = torch.stack([read[name] for name in ("class", *spec.attribute_names)], 1)
-        new_labels = labels.clone()
-        new_labels[:, 1 + spec.attribute_names.index(attribute)] = new
-        before, after = gan_pair(gan, x, labels, new_labels, seed=seed)
-    return change(attribute, x, before, after)
+        return change(attribute, x, before, after)
+    labels = torch.stack([read[name] for name in ("class", *spec.attribute_names)], 1)
+    new_labels = labels.clone()
+    new_labels[:, 1 + spec.attribute_names.index(attribute)] = new
+    if method == "cdcgan":
+        before, after = gan_pair(restore.load_trained("cdcgan", dataset, kind="gan"), x, labels, new_labels,
+                                 seed=seed)
+        return change(attribute, x, before, after)
+    before, after = diffusion_pair(restore.load_trained("diffusion", dataset, kind="diffusion"), x, labels,
+                                   new_labels, seed=seed)
+    return after if method == "sdedit" else change(attribute, x, before, after)
 
 
 def ground_truth(products: slice, attribute: str, seed: int = EDIT_SEED) -> dict[str, Tensor]:
