@@ -54,12 +54,18 @@ def generators(name: str) -> list[tuple[str, str]]:
 
 @functools.cache
 def generator(name: str, model: str) -> torch.nn.Module:
-    """Generator ``model`` (:data:`GENERATORS`) of catalogue ``name``, loaded once per process, eval mode."""
+    """Generator ``model`` (:data:`GENERATORS`) of catalogue ``name``, loaded once per process, eval mode.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     return restore.load_trained(model, name, kind=GENERATORS[model][1])
 
 
 def conditions_of(name: str) -> dict[str, tuple[str, ...]]:
-    """What a request to catalogue ``name`` names: ``class`` and each stored attribute, with their values."""
+    """What a request to catalogue ``name`` names: ``class`` and each stored attribute, with their values.
+
+    Chapter 07 (notebooks/07_explorer.ipynb).
+    """
     spec = data.spec(name)
     return {"class": spec.class_names, **dict(spec.attributes)}
 

@@ -93,7 +93,7 @@ TAUGHT = {  # module -> the chapter that teaches it
     "models/vae": "03", "training/vae": "03", "training/vae_measure": "03", "metrics": "04", "ruler": "04",
     "ruler_checks": "04", "training/classifier": "04", "models/classifier": "04", "degrade": "05",
     "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "edit/diffusion_prior": "05",
-    "widgets": "07",
+    "widgets": "07", "catalogue_explorer": "07",
 }
 
 

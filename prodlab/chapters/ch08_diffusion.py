@@ -31,7 +31,7 @@ def screening() -> dict[str, Any]:
     return files.read_json(diffusion_measure.SCREENING_FILE)
 
 
-def _train_cpu_seconds(meta: Mapping[str, Any]) -> float:
+def train_cpu_seconds(meta: Mapping[str, Any]) -> float:
     """CPU seconds of a model's training steps, as its JSON records them (the GANs and diffusion models time
     their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on (its recipe's first stage)."""
     own = meta.get("train_cpu_seconds_steps", meta.get("epochs_cpu_seconds", meta.get("train_cpu_seconds", 0.0)))
@@ -69,7 +69,7 @@ def family_result() -> cache.Result:
         if not checkpoints.exists(name):
             continue
         meta = checkpoints.read_meta(name)
-        rows.append({"model": name, "train_cpu_minutes": round(_train_cpu_seconds(meta) / 60, 1),
+        rows.append({"model": name, "train_cpu_minutes": round(train_cpu_seconds(meta) / 60, 1),
                      **{k: meta["metrics"].get(k) for k in METRIC_KEYS},
                      "sample_ms_per_image": round(sampling_ms(name, config.budget(200, 50)), 2),
                      "parameters": parameter_count(checkpoints.load(name))})

@@ -21,6 +21,7 @@ import torch
 from matplotlib.figure import Figure
 
 from prodlab import cache, catalogue_explorer, checkpoints, config, data, degrade, plotting, ruler
+from prodlab.chapters import ch08_diffusion
 from prodlab.chapters.ch00_products import class_balance
 from prodlab.datasets import colour, folder
 from prodlab.edit import recolour, restore
@@ -141,8 +142,8 @@ def samples_figure(name: str, per_class: int = 8, seed: int = 0, model: str = "c
 def family_table(name: str) -> dict[str, dict[str, Any]]:
     """The recorded measures of each generative model of catalogue ``name`` (:data:`FAMILY_ROWS`, where one is
     trained; keyed by kind), all on that catalogue's ruler: FID, precision, recall, the fidelity of each condition
-    asked for, sampling and training CPU time. Read from the checkpoints' JSON, where ``python -m prodlab train``
-    wrote them."""
+    asked for, CPU milliseconds per sample and CPU minutes of training steps. Read from the checkpoints' JSON, where
+    ``python -m prodlab train`` wrote them."""
     rows = {}
     for kind in FAMILY_ROWS:
         try:
@@ -155,7 +156,7 @@ def family_table(name: str) -> dict[str, dict[str, Any]]:
                       **{k.removeprefix("attribute_fidelity_"): v for k, v in found.items()
                          if k.startswith("attribute_fidelity_")},
                       "sample_ms": found.get("sample_cpu_ms_per_image"),
-                      "train_cpu_min": round(meta["train_cpu_seconds"] / 60, 1)}
+                      "train_cpu_min": round(ch08_diffusion.train_cpu_seconds(meta) / 60, 1)}
     return rows
 
 

@@ -115,7 +115,7 @@ def _change(edit: Edit, method: str, args: argparse.Namespace, image: ImageSpec)
         raise ValueError(f"--{edit.name} {wanted!r}: {args.data} knows the {attribute}s {', '.join(values)}")
     from prodlab.edit import recolour, restore  # PyTorch models: seconds to import, only this command needs them
 
-    restore.trained(method, args.data)  # a missing model is named before the photo is read
+    restore.trained(recolour.MODEL[method], args.data)  # a missing model is named before the photo is read
     x = restore.product_image(args.photo, image)[None]
     edited = recolour.edit(x, attribute, values.index(wanted), method, args.data, seed=args.seed)
     pixels = _pixels([x, edited] if args.side_by_side else [edited], args.scale)
