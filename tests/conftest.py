@@ -178,7 +178,8 @@ def photo_folder(tmp_path_factory) -> dict:
 
 
 # ---------------------------------------------------------------- a data home and runs folder of a test's own
-# (module-scoped fixtures of tests/test_any_images.py, tests/test_attribute_ruler.py, tests/test_gan_attributes.py)
+# (module-scoped fixtures of tests/test_any_images.py, tests/test_attribute_ruler.py, tests/test_gan_attributes.py,
+# tests/test_diffusion_attributes.py)
 
 @contextlib.contextmanager
 def own_data_home(home: Path) -> Iterator[Path]:
@@ -195,3 +196,23 @@ def own_data_home(home: Path) -> Iterator[Path]:
             yield home
         finally:
             datasets.forget()
+
+
+def write_attribute_catalogue(name: str, spec, source: str, n_train: int = 64, n_test: int = 16) -> None:
+    """Catalogue ``name`` of random images of ``spec`` (an ``ImageSpec`` with attributes) in the current data home:
+    ``n_train`` and ``n_test`` images with random classes and attribute values, from a fixed seed."""
+    import torch
+
+    from prodlab.datasets import store
+
+    g = torch.Generator().manual_seed(0)
+
+    def split(n: int) -> dict[str, torch.Tensor]:
+        return {"images": torch.randint(0, 256, (n, spec.height, spec.width, spec.channels), dtype=torch.uint8,
+                                        generator=g),
+                "labels": torch.randint(0, spec.n_classes, (n,), generator=g),
+                "attributes": torch.stack([torch.randint(0, len(v), (n,), generator=g) for _, v in spec.attributes],
+                                          1)}
+
+    tensors = {f"{part}_{k}": v for part, n in (("train", n_train), ("test", n_test)) for k, v in split(n).items()}
+    store.write_catalogue(name, spec, tensors, {"source": source})

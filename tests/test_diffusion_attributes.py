@@ -11,11 +11,10 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import own_data_home
+from conftest import own_data_home, write_attribute_catalogue
 
 from prodlab import checkpoints, diffusion
 from prodlab.cli import main
-from prodlab.datasets import store
 from prodlab.datasets.spec import ImageSpec
 from prodlab.edit import recolour
 from prodlab.models import conditions, unet
@@ -96,20 +95,11 @@ def test_sdedit_with_a_new_condition_changes_only_what_the_condition_changes():
     assert (near - x).abs().mean() < (before - x).abs().mean()  # little noise: the photo comes back nearly as it was
 
 
-def _split(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    return {"images": torch.randint(0, 256, (n, SPEC.height, SPEC.width, SPEC.channels), dtype=torch.uint8,
-                                    generator=g),
-            "labels": torch.randint(0, SPEC.n_classes, (n,), generator=g),
-            "attributes": torch.stack([torch.randint(0, len(v), (n,), generator=g) for _, v in SPEC.attributes], 1)}
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """Catalogue ``tinycolourdiffusion`` (64 training images with attributes) in a data home of its own."""
-    g = torch.Generator().manual_seed(0)
     with own_data_home(tmp_path_factory.mktemp("home")) as home:
-        tensors = {f"{split}_{k}": v for split, n in (("train", 64), ("test", 16)) for k, v in _split(n, g).items()}
-        store.write_catalogue(NAME, SPEC, tensors, {"source": "tests/test_diffusion_attributes.py"})
+        write_attribute_catalogue(NAME, SPEC, "tests/test_diffusion_attributes.py")
         yield home
 
 

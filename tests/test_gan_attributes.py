@@ -11,12 +11,12 @@ import dataclasses
 import numpy as np
 import pytest
 import torch
-from conftest import own_data_home
+from conftest import own_data_home, write_attribute_catalogue
 from safetensors import safe_open
 
 from prodlab import checkpoints, config, data, datasets
 from prodlab.cli import main
-from prodlab.datasets import colour, store
+from prodlab.datasets import colour
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import gan as gan_models
 from prodlab.training import gan as gan_training
@@ -107,21 +107,11 @@ def test_one_training_step_with_attributes_moves_every_embedding():
     assert one_hot_columns.abs().sum(0).gt(0).all()  # every one-hot column of G received a gradient
 
 
-def _split(n: int, g: torch.Generator) -> dict[str, torch.Tensor]:
-    """``n`` random images with classes and (colour, pattern) attributes."""
-    return {"images": torch.randint(0, 256, (n, SPEC.height, SPEC.width, SPEC.channels), dtype=torch.uint8,
-                                    generator=g),
-            "labels": torch.randint(0, SPEC.n_classes, (n,), generator=g),
-            "attributes": torch.stack([torch.randint(0, len(v), (n,), generator=g) for _, v in SPEC.attributes], 1)}
-
-
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """Catalogue ``tinycolour`` (64 training images with attributes) in a data home and runs folder of its own."""
-    g = torch.Generator().manual_seed(0)
     with own_data_home(tmp_path_factory.mktemp("home")) as home:
-        tensors = {f"{split}_{k}": v for split, n in (("train", 64), ("test", 16)) for k, v in _split(n, g).items()}
-        store.write_catalogue(NAME, SPEC, tensors, {"source": "tests/test_gan_attributes.py"})
+        write_attribute_catalogue(NAME, SPEC, "tests/test_gan_attributes.py")
         yield home
 
 
