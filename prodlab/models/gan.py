@@ -20,6 +20,8 @@ shipped as ``cdcgan``) is how one asks for "a sneaker": the generator reads the 
 one-hots of class, colour and pattern side by side, D's projection sums one embedding per condition
 (``<embed(y) + embed_colour(a) + embed_pattern(p), features(x)>``), and labels are N x (1 + K) (the class, then
 each attribute in the spec's order: :attr:`GANConfig.condition_sizes`). Without attributes nothing changes.
+With ``class_norm`` (the shipped ``colour-cdcgan``) every batch norm of G also takes the labels
+(:class:`ClassBatchNorm`), as in the projection GAN's own generator.
 
 Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02²) (standard
 deviation 0.02), batch norm scales ~ N(1, 0.02²), biases 0.
@@ -55,6 +57,11 @@ class GANConfig(Conditioned):
     width: int = 32  # w: the generator's feature maps are 4w x 7 x 7 and 2w x 14 x 14 (28 px), D's mirror them
     conditional: bool = False  # one generator for every product class of the spec (cdcgan), or none (dcgan)
     spectral_norm: bool = False  # discriminator: spectral normalisation of every layer instead of batch norm
+    class_norm: bool = False  # conditional G: each BN's scale and shift also depend on the labels (ClassBatchNorm)
+
+    def __post_init__(self) -> None:
+        if self.class_norm and not self.conditional:
+            raise ValueError("class_norm conditions G's batch norms on the labels: it needs conditional=True")
 
     @property
     def stages(self) -> int:
@@ -82,6 +89,27 @@ def init_dcgan(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+class ClassBatchNorm(nn.Module):
+    """Class-conditional batch norm (de Vries et al. 2017; the generator of Miyato & Koyama 2018 and BigGAN): a BN
+    whose scale and shift get one learned offset per condition value, ``BN(x) * (1 + sum_k gain_k[y_k]) +
+    sum_k shift_k[y_k]``. The one-hot at G's input reaches the image through every layer's weights; here each
+    layer is told the label directly, so "a coat", not just "an upper garment", shapes every feature map.
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+
+    def __init__(self, channels: int, sizes: tuple[int, ...]) -> None:
+        super().__init__()
+        self.norm = nn.BatchNorm2d(channels)
+        self.gain = nn.ModuleList(nn.Embedding(size, channels) for size in sizes)
+        self.shift = nn.ModuleList(nn.Embedding(size, channels) for size in sizes)
+
+    def forward(self, x: Tensor, columns: list[Tensor]) -> Tensor:
+        gain = 1 + sum(embed(c) for embed, c in zip(self.gain, columns, strict=True))
+        shift = sum(embed(c) for embed, c in zip(self.shift, columns, strict=True))
+        return self.norm(x) * gain[:, :, None, None] + shift[:, :, None, None]
+
+
 class Generator(nn.Module):
     """``G(z, y)``: noise N x latent_dim (and labels, if conditional: classes N, or N x (1 + K) with attributes)
     -> images N x C x H x W in [-1, 1].
@@ -96,22 +124,29 @@ class Generator(nn.Module):
         h, w = shapes.bottom(cfg.image, cfg.stages)
         inputs = cfg.latent_dim + sum(cfg.condition_sizes)  # z, then the one-hots of class (and attributes)
         self.project = nn.Sequential(nn.Linear(inputs, channels[0] * h * w, bias=False),
-                                     nn.Unflatten(1, (channels[0], h, w)), nn.BatchNorm2d(channels[0]), nn.ReLU())
+                                     nn.Unflatten(1, (channels[0], h, w)), self._norm(channels[0]), nn.ReLU())
         layers: list[nn.Module] = []
         for c_in, c_out in zip(channels[:-1], channels[1:], strict=True):  # each doubles the size: 7 -> 14
             layers += [nn.ConvTranspose2d(c_in, c_out, 4, stride=2, padding=1, bias=False),
-                       nn.BatchNorm2d(c_out), nn.ReLU()]
+                       self._norm(c_out), nn.ReLU()]
         layers += [nn.ConvTranspose2d(channels[-1], cfg.image.channels, 4, stride=2, padding=1), nn.Tanh()]  # -> 28
         self.upsample = nn.Sequential(*layers)
         self.apply(init_dcgan)
 
+    def _norm(self, channels: int) -> nn.Module:
+        return ClassBatchNorm(channels, self.cfg.condition_sizes) if self.cfg.class_norm else nn.BatchNorm2d(channels)
+
     def forward(self, z: Tensor, labels: Tensor | None = None) -> Tensor:
+        columns: list[Tensor] = []
         if self.cfg.conditional:  # one-hots side by side: class | colour | pattern
             columns = label_columns(self.cfg, labels)
             one_hots = torch.cat([F.one_hot(c, size) for c, size in zip(columns, self.cfg.condition_sizes,
                                                                          strict=True)], dim=1)
             z = torch.cat([z, one_hots.to(z.dtype)], dim=1)
-        return self.upsample(self.project(z))
+        x = z
+        for layer in [*self.project, *self.upsample]:
+            x = layer(x, columns) if isinstance(layer, ClassBatchNorm) else layer(x)
+        return x
 
 
 class Discriminator(nn.Module):
