@@ -250,6 +250,13 @@ def balanced_conditions(n: int, sizes: tuple[int, ...], seed: int = 0) -> torch.
     return torch.stack([classes, *(balanced_labels(n, k)[torch.randperm(n, generator=shuffle)] for k in sizes[1:])], 1)
 
 
+def requests(model: nn.Module, n: int, seed: int = 0) -> torch.Tensor | None:
+    """What ``n`` samples of ``model`` are asked for when it is measured: :func:`balanced_conditions` of its
+    :func:`condition_sizes`; None for an unconditional model."""
+    sizes = condition_sizes(model)
+    return balanced_conditions(n, sizes, seed) if sizes else None
+
+
 @torch.no_grad()
 def generate(
     name: str, n: int, seed: int = 0, directory: Path | None = None, batch_size: int = 1000,
@@ -272,9 +279,7 @@ def generate(
     files.check_memory(n * model.cfg.image.num_pixels, f"{n:,} images of {name}")
     model.eval().to(device or "cpu")
     generator = torch.Generator().manual_seed(seed)
-    sizes = condition_sizes(model)
-    if labels is None and sizes:
-        labels = balanced_conditions(n, sizes, seed)
+    labels = requests(model, n, seed) if labels is None else labels
     chunks = []
     for start in range(0, n, batch_size):
         stop = min(start + batch_size, n)

@@ -17,10 +17,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from prodlab import checkpoints, config, data, datasets, files, metrics
+from prodlab import bootstrap, checkpoints, config, data, datasets, files, metrics
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import vae as vae_models
 from prodlab.models.classifier import ProductClassifier
+from prodlab.models.encoder import ContrastiveEncoder
 
 DENSITY_K = 5  # the neighbours of density and coverage's real balls (Naeem et al. 2020 recommend 5)
 
@@ -40,7 +41,7 @@ class Ruler:
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
 
-    model: ProductClassifier
+    model: ProductClassifier | ContrastiveEncoder  # the first ruler is a classifier; the second, an encoder
     weights_sha256: str
     dataset: str = data.DEFAULT
 
@@ -120,8 +121,28 @@ def load(directory: Path | None = None, dataset: str = data.DEFAULT) -> Ruler:
     if found is None:
         raise NoRuler(f"no classifier has been trained on data set {dataset!r}, so its samples cannot be measured: "
                       f"python -m prodlab train classifier --data {dataset}")
-    name, folder = found
-    meta = checkpoints.read_meta(name, folder, kind="classifier")
+    return _loaded(*found, "classifier", dataset)
+
+
+def second_name(dataset: str = data.DEFAULT) -> str:
+    """The name of the second ruler of ``dataset``, a self-supervised encoder (``prodlab.models.encoder``):
+    ``encoder`` for Fashion-MNIST, ``DATASET-encoder`` for another data set. Chapter 04."""
+    return "encoder" if dataset == data.DEFAULT else f"{dataset}-encoder"
+
+
+def load_second(dataset: str = data.DEFAULT) -> Ruler | None:
+    """The second ruler of ``dataset`` from ``data/checkpoints`` (:func:`second_name`): a feature space that shares
+    neither architecture nor training signal with the first; None when none is shipped (a user's catalogue).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    name = second_name(dataset)
+    return _loaded(name, config.CHECKPOINT_DIR, "encoder", dataset) if checkpoints.exists(name) else None
+
+
+def _loaded(name: str, folder: Path, kind: str, dataset: str) -> Ruler:
+    """Checkpoint ``name`` in ``folder`` as a :class:`Ruler`, loaded once per weights file."""
+    meta = checkpoints.read_meta(name, folder, kind=kind)
     key = (str(folder), meta.get("weights_sha256", ""))
     if key not in _RULERS:
         model = checkpoints.load(name, folder).to(memory_format=torch.channels_last)
@@ -223,36 +244,46 @@ def generator_report(
     k: int = 3,
     kid_subsets: int = 100,
     seed: int = 0,
+    replicates: int = 0,
 ) -> dict[str, Any]:
     """Every distribution metric of a sample set against the reference features (default: the test set): FID, KID,
     precision and recall (k-NN balls of ``k``), density and coverage (balls of :data:`DENSITY_K`, Naeem et al.'s).
 
-    With ``labels`` (the classes a conditional generator was asked for) it adds class fidelity.
+    With ``labels`` (the classes a conditional generator was asked for) it adds class fidelity; with
+    ``replicates`` > 0, ``intervals``: the 95 % bootstrap interval of each (``prodlab.bootstrap``).
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
     r = r or load()
-    radii = r.reference_radii("test", k) if reference is None else None
-    density_radii = r.reference_radii("test", DENSITY_K) if reference is None else None
-    reference = r.reference("test") if reference is None else reference
     feats = r.features(images)
-    kid_mean, kid_std = metrics.kid(reference, feats, subsets=kid_subsets, seed=seed)
-    precision, recall = metrics.precision_recall(reference, feats, k, radii)
-    density, coverage = metrics.density_coverage(reference, feats, DENSITY_K, density_radii)
     predicted = r.predict(feats)
-    report: dict[str, Any] = {
-        "n": len(feats),
-        "fid": metrics.fid(reference, feats),
-        "kid": kid_mean,
-        "kid_std": kid_std,
-        "precision": precision,
-        "recall": recall,
-        "density": density,
-        "coverage": coverage,
-    }
+    hits = None if labels is None else predicted == torch.as_tensor(labels)
+    report = space_report(r, feats, reference, k, kid_subsets, seed, replicates, hits)
     if labels is not None:
         report.update(metrics.class_fidelity(predicted, torch.as_tensor(labels), r.image.class_names))
     report.update(metrics.class_coverage(predicted, r.image.n_classes))
+    return report
+
+
+def space_report(r: Ruler, feats: torch.Tensor, reference: torch.Tensor | None = None, k: int = 3,
+                 kid_subsets: int = 100, seed: int = 0, replicates: int = 0, hits: torch.Tensor | None = None
+                 ) -> dict[str, Any]:
+    """The distribution metrics of features ``feats`` in the feature space of ``r`` (a classifier or the second
+    ruler's encoder) against ``reference`` (default: the test set's, with cached radii), with bootstrap
+    ``intervals`` when ``replicates`` > 0 (``hits``: class fidelity's per-sample hits, resampled with them).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    cached = reference is None
+    reference = r.reference("test") if cached else reference
+    kid_mean, kid_std = metrics.kid(reference, feats, subsets=kid_subsets, seed=seed)
+    prepared = bootstrap.prepare(reference, feats, k, DENSITY_K, r.reference_radii("test", k) if cached else None,
+                                 r.reference_radii("test", DENSITY_K) if cached else None, hits)
+    shares = prepared.averages(*(torch.ones(len(x), dtype=torch.float64) for x in (reference, feats)))
+    shares.pop("class_fidelity", None)  # the caller's, with the per-class split
+    report = {"n": len(feats), "fid": metrics.fid(reference, feats), "kid": kid_mean, "kid_std": kid_std, **shares}
+    if replicates:
+        report["intervals"] = bootstrap.intervals(prepared, replicates, seed)
     return report
 
 
@@ -270,26 +301,42 @@ def attribute_report(r: Ruler, images: torch.Tensor, asked: torch.Tensor | None,
     return {f"attribute_fidelity_{k}": v for k, v in shares.items() if k != "class"}
 
 
+def sample_report(name: str, model: torch.nn.Module, n: int, seed: int, r: Ruler, device: torch.device | None = None,
+                  replicates: int = 0, second: Ruler | None = None) -> dict[str, Any]:
+    """Draw ``n`` samples of generator ``model`` (checkpoint name ``name``; balanced requests,
+    ``checkpoints.requests``) and measure them with ruler ``r``: the :func:`generator_report` and, for a model
+    conditioned on attributes, the fidelity of each (:func:`attribute_report`); with a ``second`` ruler the same
+    samples in its feature space too (``second_ruler``: :func:`space_report`).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    asked = checkpoints.requests(model, n, seed)
+    images, labels = checkpoints.generate(name, n, seed, model=model, device=device, labels=asked)
+    report = {**generator_report(images, labels, r, seed=seed, replicates=replicates),
+              **attribute_report(r, images, asked, model.cfg.image)}
+    if second is not None:
+        report["second_ruler"] = {"ruler": second_name(second.dataset),
+                                  **space_report(second, second.features(images), seed=seed, replicates=replicates)}
+    return report
+
+
 def evaluate_generator(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,
-                       device: torch.device | None = None) -> dict[str, Any]:
-    """Draw ``n`` samples of generator ``name`` (seed ``seed``; balanced requests, ``checkpoints.generate``) and
-    measure them against the test set of the data set it was trained on, with that data set's ruler; for a model
-    conditioned on attributes also the fidelity of each (:func:`attribute_report`).
+                       device: torch.device | None = None, replicates: int = bootstrap.REPLICATES) -> dict[str, Any]:
+    """Draw ``n`` samples of generator ``name`` (seed ``seed``) and measure them against the test set of the data
+    set it was trained on (:func:`sample_report`, with bootstrap intervals of ``replicates`` resamples), in the
+    spaces of its ruler and, when the data set has one, of its second ruler (:func:`load_second`).
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
     """
     dataset = checkpoints.read_meta(name, directory).get("dataset", data.DEFAULT)
     r = load(dataset=dataset)  # before sampling: no ruler, no minutes spent drawing samples
     model = checkpoints.load(name, directory)
-    sizes = checkpoints.condition_sizes(model)
-    asked = checkpoints.balanced_conditions(n, sizes, seed) if sizes else None
-    images, labels = checkpoints.generate(name, n, seed, directory, model=model, device=device, labels=asked)
-    return {"model": name, "dataset": dataset, **generator_report(images, labels, r, seed=seed),
-            **attribute_report(r, images, asked, model.cfg.image)}
+    return {"model": name, "dataset": dataset, "ruler": shipped_name(dataset),
+            **sample_report(name, model, n, seed, r, device, replicates, load_second(dataset))}
 
 
 def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,
-             device: torch.device | None = None) -> dict[str, Any]:
+             device: torch.device | None = None, replicates: int = bootstrap.REPLICATES) -> dict[str, Any]:
     """What ``python -m prodlab evaluate NAME`` prints: accuracy for a classifier, sample metrics otherwise.
 
     Chapter 04 (notebooks/04_evaluation.ipynb).
@@ -301,7 +348,7 @@ def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None =
         report = classifier_report(model, "test", dataset=dataset)
         del report["test_confusion"]
         return {"model": name, **report, **attribute_accuracies(model, "test", dataset)}
-    report = evaluate_generator(name, n, seed, directory, device)
+    report = evaluate_generator(name, n, seed, directory, device, replicates)
     if meta["kind"] == "vae":  # notebook 03: the likelihood of test images as well
         report.update(vae_likelihoods(name, directory, seed))
     return report

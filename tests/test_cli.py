@@ -146,8 +146,16 @@ def test_evaluate_generator_reports_every_metric(shipped, capsys):
     assert result["n"] == 600
     assert 0.0 < result["class_fidelity"] < 0.3  # replay ignores the requested labels: about 1 in 10 by chance
     assert result["precision"] > 0.9  # the samples are real test images
-    assert main(["evaluate", "replay", "--n", "600", "--checkpoint-dir", str(shipped)]) == 0
-    assert "fid" in capsys.readouterr().out
+    for report in (result, result["second_ruler"]):  # both feature spaces, each with its bootstrap intervals
+        assert {"fid", "kid", "precision", "recall", "density", "coverage"} <= set(report)
+        assert {"fid", "precision", "recall", "density", "coverage"} <= set(report["intervals"])
+        assert all(low <= report[key] <= high for key, (low, high) in report["intervals"].items())
+        assert report["intervals"]["fid"][0] < report["intervals"]["fid"][1]  # (replayed test images: precision 1)
+    assert result["ruler"] == "classifier" and result["second_ruler"]["ruler"] == "encoder"
+    assert result["second_ruler"]["fid"] != result["fid"]  # another space, another number
+    assert main(["evaluate", "replay", "--n", "600", "--replicates", "0", "--checkpoint-dir", str(shipped)]) == 0
+    out = capsys.readouterr().out
+    assert "fid" in out and "second ruler, encoder" in out and "[" not in out  # no intervals asked for
 
 
 # The classifier's recipe runs end to end in test_train_writes_a_checkpoint_that_evaluate_reproduces.

@@ -91,6 +91,31 @@ def test_without_labels_every_column_is_drawn_uniformly():
         gan.generator(torch.randn(2, TINY.latent_dim))
 
 
+def test_class_norm_tells_every_batch_norm_of_g_the_labels():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, class_norm=True)
+    g = gan_models.GAN(cfg).generator.train()
+    norms = [m for m in g.modules() if isinstance(m, gan_models.ClassBatchNorm)]
+    assert len(norms) == cfg.stages and not any(type(m) is torch.nn.BatchNorm2d for m in g.children())
+    with torch.no_grad():
+        g.project[0].weight[:, cfg.latent_dim:] = 0  # the one-hots no longer reach G through its input
+        for m in norms:
+            for table in (*m.gain, *m.shift):
+                table.weight.normal_()
+    z, y = torch.randn(4, cfg.latent_dim), torch.tensor([[0, 2, 1], [1, 0, 0], [1, 1, 1], [0, 0, 1]])
+    other = y.clone()
+    other[:, 2] = 1 - other[:, 2]  # another pattern
+    assert not torch.equal(g(z, y), g(z, other))  # the labels still change the image: through the norms
+    m = norms[0]
+    x = torch.randn(4, m.norm.num_features, 3, 3)
+    columns = [y[:, i] for i in range(3)]
+    gain = 1 + sum(t(c) for t, c in zip(m.gain, columns, strict=True))
+    shift = sum(t(c) for t, c in zip(m.shift, columns, strict=True))
+    assert torch.allclose(m(x, columns), m.norm(x) * gain[:, :, None, None] + shift[:, :, None, None])
+    with pytest.raises(ValueError, match="needs conditional=True"):
+        gan_models.GANConfig(SPEC, class_norm=True)
+
+
 def test_one_training_step_with_attributes_moves_every_embedding():
     torch.manual_seed(0)
     gan = gan_models.GAN(TINY)

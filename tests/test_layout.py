@@ -21,7 +21,7 @@ LAYERS: dict[str, int] = {
     "config": 0, "files": 0,
     "data": 1, "datasets": 1, "losses": 1, "recipes": 1, "runs": 1, "provenance": 1, "imageio": 1, "degrade": 1,
     "distributed": 1,
-    "models": 2, "metrics": 2, "toy": 2, "toy_vae": 2, "diffusion": 2, "flow_toy": 2,
+    "models": 2, "metrics": 2, "bootstrap": 2, "toy": 2, "toy_vae": 2, "diffusion": 2, "flow_toy": 2,
     "checkpoints": 3, "plotting": 3, "figures": 3, "cache": 3, "show": 3,
     "ruler": 4, "ruler_checks": 4, "training": 4, "edit": 4, "search": 4, "exercises": 4,
     "widgets": 5, "catalogue_explorer": 5, "student": 5,
@@ -91,9 +91,10 @@ def test_lazy_imports_say_why(path):
 TAUGHT = {  # module -> the chapter that teaches it
     "data": "00", "losses": "01", "models/gan": "02", "training/gan": "02", "training/gan_measure": "02",
     "models/vae": "03", "training/vae": "03", "training/vae_measure": "03", "metrics": "04", "ruler": "04",
-    "ruler_checks": "04", "training/classifier": "04", "models/classifier": "04", "degrade": "05",
+    "bootstrap": "04", "ruler_checks": "04", "training/classifier": "04", "models/classifier": "04", "degrade": "05",
     "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "edit/diffusion_prior": "05",
     "widgets": "07", "catalogue_explorer": "07",
+    "models/encoder": "04", "training/contrastive": "04",
 }
 
 

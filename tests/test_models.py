@@ -10,6 +10,7 @@ from prodlab import checkpoints, data, models
 from prodlab.datasets import colour, fashion_mnist
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import classifier as classifier_models
+from prodlab.models import encoder as encoder_models
 from prodlab.models import gan as gan_models
 from prodlab.models import shapes, unet
 from prodlab.models import vae as vae_models
@@ -77,7 +78,8 @@ def test_every_family_rebuilds_from_its_checkpoint_json(kind, tmp_path):
     vae = vae_models.VAEConfig(spec, latent_dim=3, channels=(4, 8), hidden=16)
     cfg = {"classifier": classifier_models.ClassifierConfig(spec, channels=(4, 8, 8), hidden=16),
            "gan": gan_models.GANConfig(spec, latent_dim=8, width=4, conditional=True), "vae": vae,
-           "diffusion": unet.DiffusionConfig(spec, width=8), "latent-diffusion": unet.LatentDiffusionConfig(vae)}[kind]
+           "diffusion": unet.DiffusionConfig(spec, width=8), "latent-diffusion": unet.LatentDiffusionConfig(vae),
+           "encoder": encoder_models.EncoderConfig(spec, widths=(8, 16), projection_dim=4)}[kind]
     build = models.FAMILIES[kind][0]
     torch.manual_seed(0)
     model = build(cfg)

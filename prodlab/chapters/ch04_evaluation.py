@@ -10,7 +10,7 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, metrics, plotting, ruler, ruler_checks
+from prodlab import bootstrap, cache, checkpoints, config, data, metrics, plotting, ruler, ruler_checks
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
 from prodlab.training import registry
@@ -211,3 +211,67 @@ def eval_coverage(sweeps: dict | None = None) -> Figure:
               f"{distinct} distinct images": collapsed["class_share"]}
     return plotting.class_shares(shares, data.spec().class_names,
                                  "Which classes does the classifier see in each sample set?")
+
+
+RANKED = ("dcgan", "cdcgan", "vae", "diffusion")  # the generators section 7 ranks with both rulers
+RANK_N = 2_000  # samples per generator (quick mode: 500)
+SPACE_KEYS = ("fid", "precision", "recall", "density", "coverage")
+
+
+@cache.computation("two-rulers", "the shipped generators measured in both rulers' feature spaces, with intervals")
+def two_rulers() -> cache.Result:
+    """:data:`RANKED`'s samples (``RANK_N``, seed 0, balanced requests) measured with the classifier and with the
+    second ruler (``ruler.load_second``), each metric with its 95 % bootstrap interval (quick mode: 500 samples,
+    50 resamples). Cached: the diffusion model needs a minute for its samples (``python -m prodlab compute
+    two-rulers``)."""
+    n, replicates, first, second = config.budget(RANK_N, 500), config.budget(200, 50), ruler.load(), ruler.load_second()
+    if second is None:
+        raise checkpoints.CheckpointError("no second ruler is shipped: python -m prodlab train encoder")
+    rows = []
+    for name in (m for m in RANKED if checkpoints.exists(m)):
+        report = ruler.sample_report(name, checkpoints.load(name), n, 0, first, replicates=replicates, second=second)
+        rows += [{"model": name, "space": space, **{k: r[k] for k in SPACE_KEYS}, "intervals": r["intervals"]}
+                 for space, r in (("classifier", report), ("encoder", report["second_ruler"]))]
+    return {"n": n, "rows": rows}
+
+
+def rankings(rows: Sequence[Mapping], key: str = "fid") -> list[dict]:
+    """Every pair of models compared on ``key`` in each space: who is better, whether the intervals separate, and
+    whether both spaces agree. Chapter 04 (notebooks/04_evaluation.ipynb)."""
+    lower = key == "fid"
+    by = {(r["model"], r["space"]): r for r in rows}
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    out = []
+    for i, a in enumerate(models):
+        for b in models[i + 1:]:
+            pair = {"pair": f"{a} vs {b}"}
+            for space in ("classifier", "encoder"):
+                ra, rb = by[(a, space)], by[(b, space)]
+                pair[f"{space} better"] = a if (ra[key] < rb[key]) == lower else b
+                pair[f"{space} separated"] = bootstrap.separated(ra["intervals"][key], rb["intervals"][key])
+            pair["agree"] = pair["classifier better"] == pair["encoder better"]
+            out.append(pair)
+    return out
+
+
+def two_rulers_figure(rows: Sequence[Mapping], keys: Sequence[str] = ("fid", "recall", "coverage")) -> Figure:
+    """One column per metric, one row per ruler: each model's value with its 95 % bootstrap interval.
+    Chapter 04 (notebooks/04_evaluation.ipynb)."""
+    spaces = ("classifier", "encoder")
+    fig = new_figure(3.0 * len(keys) + 0.6, 4.6)
+    axes = np.atleast_2d(fig.subplots(len(spaces), len(keys)))
+    for r, space in enumerate(spaces):
+        chosen = [row for row in rows if row["space"] == space]
+        for c, key in enumerate(keys):
+            ax = axes[r, c]
+            values = [row[key] for row in chosen]
+            low = [row[key] - row["intervals"][key][0] for row in chosen]
+            high = [row["intervals"][key][1] - row[key] for row in chosen]
+            ax.errorbar(range(len(chosen)), values, yerr=[low, high], fmt="o", color=f"C{c}", capsize=4)
+            ax.set_xticks(range(len(chosen)), [row["model"] for row in chosen], fontsize=8)
+            ax.grid(alpha=0.3)
+            ax.set_title(f"{key} ({'lower' if key == 'fid' else 'higher'} is better)" if r == 0 else "", fontsize=10)
+            if c == 0:
+                ax.set_ylabel(f"{space}'s space", fontsize=9)
+    fig.suptitle("The same samples measured by two rulers (bars: 95 % bootstrap intervals)")
+    return finish(fig)

@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prodlab import checkpoints, config, files, ruler
+from prodlab import bootstrap, checkpoints, config, files, ruler
 from prodlab.cli.common import add_checkpoint, add_device, command, locate
 from prodlab.datasets.spec import ImageSpec
 
@@ -102,27 +102,43 @@ def _number(value: object) -> str:
     return "" if value is None else str(value)
 
 
+def _metric_lines(result: dict, recorded: dict) -> list[str]:
+    """One line per number of ``result``: value, 95 % bootstrap interval (when measured), the checkpoint's value;
+    the per-class and per-attribute tables below."""
+    intervals = result.get("intervals", {})
+    lines = [f"  {'metric':26s} {'value':>10s} {'95 % interval':>21s} {'in checkpoint':>14s}"]
+    for key, value in result.items():
+        if isinstance(value, int | float) and not isinstance(value, bool) and key != "seconds":
+            low_high = f"[{intervals[key][0]:.4f}, {intervals[key][1]:.4f}]" if key in intervals else ""
+            lines.append(f"  {key:26s} {_number(value):>10s} {low_high:>21s} {_number(recorded.get(key)):>14s}")
+        elif isinstance(value, dict) and key not in ("intervals", "second_ruler"):
+            lines += [f"  {key}:", *(f"    {sub:24s} {v:10.4f}" for sub, v in value.items())]
+    return lines
+
+
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    """Measure a checkpoint: test accuracy for a classifier, FID/KID/precision/recall for a generator."""
+    """Measure a checkpoint: test accuracy for a classifier; for a generator FID, KID, precision, recall, density and
+    coverage with bootstrap intervals, in the ruler's feature space and the second ruler's."""
     name, folder = locate(args.model, args.checkpoint_dir)
     if args.n < 1 or args.n > MAX_SAMPLES:
         raise files.TooLarge(f"--n must be between 1 and {MAX_SAMPLES:,}, not {args.n:,}")
+    if args.replicates < 0:
+        raise files.TooLarge(f"--replicates must be 0 (no intervals) or more, not {args.replicates}")
     start = time.perf_counter()
-    result = ruler.evaluate(name, n=args.n, seed=args.seed, directory=folder, device=config.use_device(args.device))
+    result = ruler.evaluate(name, n=args.n, seed=args.seed, directory=folder, device=config.use_device(args.device),
+                            replicates=args.replicates)
     result["seconds"] = round(time.perf_counter() - start, 1)
     if args.json:
         print(json.dumps(result))
         return 0
-    print(f"{name}: measured now ({result['seconds']:.1f} s)")
     recorded = checkpoints.read_meta(name, folder).get("metrics", {})
-    print(f"  {'metric':26s} {'value':>10s} {'in checkpoint':>14s}")
-    for key, value in result.items():
-        if isinstance(value, int | float) and not isinstance(value, bool) and key != "seconds":
-            print(f"  {key:26s} {_number(value):>10s} {_number(recorded.get(key)):>14s}")
-        elif isinstance(value, dict):
-            print(f"  {key}:")
-            for sub, v in value.items():
-                print(f"    {sub:24s} {v:10.4f}")
+    space = result.get("ruler", "its ruler")
+    print(f"{name}: measured now ({result['seconds']:.1f} s), in the feature space of {space}")
+    print("\n".join(_metric_lines(result, recorded)))
+    if "second_ruler" in result:
+        second = result["second_ruler"]
+        print(f"in the feature space of the second ruler, {second['ruler']}:")
+        print("\n".join(_metric_lines(second, recorded.get("second_ruler", {}))))
     return 0
 
 
@@ -146,4 +162,6 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     p.add_argument("--n", type=int, default=10_000, help="samples drawn from a generator (default 10,000)")
     p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--replicates", type=int, default=bootstrap.REPLICATES,
+                   help=f"bootstrap resamples for the 95 %% intervals (default {bootstrap.REPLICATES}; 0: none)")
     add_device(p, "sample")

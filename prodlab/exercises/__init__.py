@@ -26,7 +26,12 @@ from prodlab.exercises.ch02 import (  # noqa: F401
     check_truncated_normal,
 )
 from prodlab.exercises.ch03 import check_broken_sample, check_free_bits, check_implied_beta, check_iwae  # noqa: F401
-from prodlab.exercises.ch04 import check_gaussian_fid, check_kid, check_precision_recall  # noqa: F401
+from prodlab.exercises.ch04 import (  # noqa: F401
+    check_density_coverage,
+    check_gaussian_fid,
+    check_kid,
+    check_precision_recall,
+)
 from prodlab.exercises.ch05 import check_crossover, check_height, check_slerp  # noqa: F401
 from prodlab.exercises.ch06 import check_ndcg, check_reciprocal_rank, check_sharded_top_k  # noqa: F401
 from prodlab.exercises.ch07 import check_heel_height, check_mix_code, check_slider_values  # noqa: F401

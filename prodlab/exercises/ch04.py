@@ -88,14 +88,18 @@ def _precision_recall(real: Tensor, fake: Tensor, k: int, neighbour: int) -> Ten
     return torch.stack([covered(fake, real), covered(real, fake)])
 
 
+def _clouds(seed: int, sizes: tuple[int, int], scale: float, shift: float) -> tuple[Tensor, Tensor]:
+    """A real and a generated 4-d point cloud (float64): N(0, I), and N(shift, scale² I)."""
+    gen = torch.Generator().manual_seed(seed)
+    real = torch.randn(sizes[0], 4, generator=gen, dtype=torch.float64)
+    return real, scale * torch.randn(sizes[1], 4, generator=gen, dtype=torch.float64) + shift
+
+
 def check_precision_recall(fn: Callable[[Tensor, Tensor, int], tuple[float, float]]) -> None:
     """Exercise 04.3: ``fn(real, fake, k)`` -> ``(precision, recall)`` with k-NN radii, as
     :func:`prodlab.metrics.precision_recall`."""
     title = "precision and recall"
-    gen = torch.Generator().manual_seed(2)
-    real = torch.randn(120, 4, generator=gen, dtype=torch.float64)
-    fake = 0.7 * torch.randn(90, 4, generator=gen, dtype=torch.float64) + 0.6
-    k = 3
+    real, fake, k = *_clouds(2, (120, 90), 0.7, 0.6), 3
     want = torch.tensor(metrics.precision_recall(real, fake, k), dtype=torch.float64)
     mistakes = {
         "precision and recall are swapped: precision = share of *fake* points inside the real manifold.": want.flip(0),
@@ -116,3 +120,28 @@ def _covered_nearest(queries: Tensor, points: Tensor, k: int) -> Tensor:
     d = torch.cdist(queries, points)
     nearest = d.argmin(1)
     return (d.gather(1, nearest[:, None])[:, 0] <= radii[nearest]).double().mean()
+
+
+def check_density_coverage(fn: Callable[[Tensor, Tensor, int], tuple[float, float]]) -> None:
+    """Exercise 04.4: ``fn(real, fake, k)`` -> ``(density, coverage)`` of Naeem et al. (2020) on real k-NN balls
+    only, as :func:`prodlab.metrics.density_coverage`."""
+    title = "density and coverage"
+    real, fake, k = *_clouds(3, (150, 100), 0.6, 0.4), 5
+    want = torch.tensor(metrics.density_coverage(real, fake, k), dtype=torch.float64)
+    radii = torch.cdist(real, real).sort(dim=1).values[:, k]
+    inside = torch.cdist(fake, real) <= radii[None, :]  # M x N: fake j in the ball of real i
+    mistakes = {
+        "density counts every real ball a sample lies in, divided by k M: not only whether it lies in one.":
+            torch.stack([inside.any(1).double().mean() / k, want[1]]),
+        "density divides by k (and by M): sum_j sum_i 1[inside] / (k M).":
+            torch.stack([inside.double().sum() / len(fake), want[1]]),
+        "coverage is the share of *real balls* that hold a sample, not the share of samples in a ball.":
+            torch.stack([want[0], inside.any(1).double().mean()]),
+        "the radius excludes the point itself: the k-th neighbour is index k of the sorted distances.":
+            torch.tensor(metrics.density_coverage(real, fake, k, torch.cdist(real, real).sort(dim=1).values[:, k - 1]),
+                         dtype=torch.float64),
+    }
+    got = call(title, fn, real.clone(), fake.clone(), k)
+    verdict(title, got, want, mistakes,
+            "Radius r_i: distance from real i to its k-th nearest real neighbour. Density: the number of (sample, "
+            "real ball) pairs with the sample inside, over k M. Coverage: the share of real balls with a sample in.")

@@ -36,8 +36,7 @@ def measure(name: str, model: nn.Module, n: int, seed: int = 0, dataset: str = d
     """The ruler's report on ``n`` samples of ``model`` (balanced requests for a conditional one, with the fidelity
     of each attribute asked for), one thread, with the sampling time per image; the time alone on a data set
     without a ruler."""
-    sizes = checkpoints.condition_sizes(model)
-    asked = checkpoints.balanced_conditions(n, sizes, seed) if sizes else None
+    asked = checkpoints.requests(model, n, seed)
     with config.one_thread():
         start = time.process_time()
         images, labels = checkpoints.generate(name, n, seed, model=model, batch_size=500, labels=asked)

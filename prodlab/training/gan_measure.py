@@ -66,11 +66,7 @@ def gan_report(name: str, gan: gan_models.GAN, n: int, seed: int = 0,
 
     Chapter 02 (notebooks/02_gan.ipynb).
     """
-    r = ruler.load(dataset=dataset)
-    asked = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed) if gan.conditional else None
-    images, labels = checkpoints.generate(name, n, seed, model=gan, labels=asked)
-    return {**ruler.generator_report(images, labels, r, seed=seed), **ruler.attribute_report(r, images, asked,
-                                                                                             gan.cfg.image)}
+    return ruler.sample_report(name, gan, n, seed, ruler.load(dataset=dataset))
 
 
 def unmeasured(cfg: GANConfig, dataset: str) -> list[str]:
@@ -320,7 +316,7 @@ def truncated_report(name: str, gan: gan_models.GAN, n: int, threshold: float | 
     """
     gan.eval()
     generator = torch.Generator().manual_seed(seed)
-    labels = checkpoints.balanced_conditions(n, gan.cfg.condition_sizes, seed) if gan.conditional else None
+    labels = checkpoints.requests(gan, n, seed)
     chunks = [gan.sample(min(batch_size, n - start), generator,
                          None if labels is None else labels[start : start + batch_size], threshold)
               for start in range(0, n, batch_size)]

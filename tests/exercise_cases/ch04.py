@@ -32,6 +32,12 @@ def pr(real, fake, k, index=None):
     return covered(fake, real), covered(real, fake)
 
 
+def dc(real, fake, k, index=None, per_sample=False):
+    radii = torch.cdist(real, real).sort(dim=1).values[:, k if index is None else index]
+    inside = torch.cdist(fake, real) <= radii[None, :]
+    return float(inside.double().sum() / (k * len(fake))), float(inside.any(1 if per_sample else 0).double().mean())
+
+
 CASES = {
     exercises.check_gaussian_fid: (
         fid_sqrtm,
@@ -47,5 +53,10 @@ CASES = {
         pr,
         [(lambda r, f, k: pr(r, f, k)[::-1], "swapped"), (lambda r, f, k: pr(r, f, k, k - 1), "itself"),
          (lambda r, f, k: (0.5, 0.5), "wrong values")],
+    ),
+    exercises.check_density_coverage: (
+        dc,
+        [(lambda r, f, k: dc(r, f, k, per_sample=True), "coverage"), (lambda r, f, k: dc(r, f, k, k - 1), "itself"),
+         (lambda r, f, k: (1.0, 1.0), "wrong values")],
     ),
 }
