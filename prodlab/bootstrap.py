@@ -74,6 +74,11 @@ class Prepared:
         return metrics.frechet_distance(*weighted_moments(self.real, w_real.numpy()),
                                         *weighted_moments(self.fake, w_fake.numpy()))
 
+    def measured(self) -> dict[str, float]:
+        """The ball metrics (and class fidelity) of the sets as measured: every point once."""
+        return self.averages(torch.ones(len(self.real), dtype=torch.float64),
+                             torch.ones(len(self.fake), dtype=torch.float64))
+
     def averages(self, w_real: torch.Tensor, w_fake: torch.Tensor) -> dict[str, float]:
         """Precision, density (and class fidelity) weighted by ``w_fake``, recall and coverage by ``w_real``."""
         m, n = float(w_fake.sum()), float(w_real.sum())
@@ -109,8 +114,8 @@ def intervals(prepared: Prepared, replicates: int = REPLICATES, seed: int = 0, l
     """
     generator = torch.Generator().manual_seed(seed)
     n, m = len(prepared.real), len(prepared.fake)
-    ones_real, ones_fake = torch.ones(n, dtype=torch.float64), torch.ones(m, dtype=torch.float64)
-    measured = {"fid": prepared.fid(ones_real, ones_fake), **prepared.averages(ones_real, ones_fake)}
+    measured = {"fid": prepared.fid(torch.ones(n, dtype=torch.float64), torch.ones(m, dtype=torch.float64)),
+                **prepared.measured()}
     rows = []
     for _ in range(replicates):
         w_real, w_fake = weights(n, generator), weights(m, generator)

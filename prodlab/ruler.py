@@ -279,7 +279,7 @@ def space_report(r: Ruler, feats: torch.Tensor, reference: torch.Tensor | None =
     kid_mean, kid_std = metrics.kid(reference, feats, subsets=kid_subsets, seed=seed)
     prepared = bootstrap.prepare(reference, feats, k, DENSITY_K, r.reference_radii("test", k) if cached else None,
                                  r.reference_radii("test", DENSITY_K) if cached else None, hits)
-    shares = prepared.averages(*(torch.ones(len(x), dtype=torch.float64) for x in (reference, feats)))
+    shares = prepared.measured()
     shares.pop("class_fidelity", None)  # the caller's, with the per-class split
     report = {"n": len(feats), "fid": metrics.fid(reference, feats), "kid": kid_mean, "kid_std": kid_std, **shares}
     if replicates:
