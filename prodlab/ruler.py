@@ -315,9 +315,19 @@ def sample_report(name: str, model: torch.nn.Module, n: int, seed: int, r: Ruler
     report = {**generator_report(images, labels, r, seed=seed, replicates=replicates),
               **attribute_report(r, images, asked, model.cfg.image)}
     if second is not None:
-        report["second_ruler"] = {"ruler": second_name(second.dataset),
-                                  **space_report(second, second.features(images), seed=seed, replicates=replicates)}
+        report["second_ruler"] = second_report(second, images, seed, replicates)
     return report
+
+
+def second_report(second: Ruler, images: torch.Tensor | np.ndarray, seed: int = 0, replicates: int = 0
+                  ) -> dict[str, Any]:
+    """The ``second_ruler`` block of a report: the second ruler's name and :func:`space_report` of ``images`` in
+    its feature space (with intervals when ``replicates`` > 0).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
+    return {"ruler": second_name(second.dataset),
+            **space_report(second, second.features(images), seed=seed, replicates=replicates)}
 
 
 def evaluate_generator(name: str, n: int = 10_000, seed: int = 0, directory: Path | None = None,

@@ -180,3 +180,9 @@ def test_every_recipe_trains_end_to_end_in_quick_mode(name, tmp_path, monkeypatc
     if registry.entry(name).generative:
         images, _ = checkpoints.generate(name, 4, model=model)
         assert images.shape == (4, data.spec().height, data.spec().width, data.spec().channels)
+
+
+def test_rechoosing_a_shipped_sampler_is_refused_in_quick_mode(monkeypatch, capsys):
+    monkeypatch.setenv("PRODLAB_QUICK", "1")  # its 200-sample metrics would overwrite the shipped JSON's
+    assert main(["bench", "diffusion-sampling", "--model", "diffusion"]) == 1
+    assert "run it without PRODLAB_QUICK" in capsys.readouterr().err

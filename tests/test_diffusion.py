@@ -237,14 +237,35 @@ def test_the_latent_prior_decodes_through_the_vae():
         model.sample(2, labels=torch.zeros(2, dtype=torch.long))
 
 
-def test_guidance_is_chosen_by_fid_among_faithful_scales():
-    rows = [{"guidance": 1.0, "fid": 2.0, "class_fidelity": 0.85},
-            {"guidance": 2.0, "fid": 3.0, "class_fidelity": 0.93},
-            {"guidance": 3.0, "fid": 4.0, "class_fidelity": 0.97}]
-    assert diffusion_measure.choose_guidance(rows) == 2.0
-    assert diffusion_measure.choose_guidance(rows, min_fidelity=0.99) == 1.0  # none faithful enough: the best FID
+def _row(steps, guidance, fid, fidelity, second=None):
+    row = {"steps": steps, "guidance": guidance, "fid": fid, "class_fidelity": fidelity,
+           "network_calls": diffusion.network_calls("heun", steps, guidance != 1.0)}
+    return row if second is None else {**row, "second_fid": second}
+
+
+def test_with_one_ruler_the_setting_of_lowest_fid_among_faithful_ones_is_chosen():
+    rows = [_row(4, 1.0, 2.0, 0.85), _row(4, 2.0, 3.0, 0.93), _row(4, 3.0, 4.0, 0.97)]
+    assert diffusion_measure.choose_sampling(rows)["guidance"] == 2.0
+    assert diffusion_measure.choose_sampling(rows, min_fidelity=0.99)["guidance"] == 1.0  # none faithful: best FID
     assert diffusion_measure.fidelity_floor() == 0.9 and diffusion_measure.fidelity_floor("colour") == 0.85
     assert diffusion_measure.fidelity_floor("a-catalogue-without-a-ruler") == 0.9
+
+
+def test_with_two_rulers_the_setting_whose_worse_ruler_is_happiest_is_chosen():
+    rows = [_row(4, 1.5, 2.0, 0.95, second=0.60),  # the classifier's favourite, the encoder's last
+            _row(8, 1.25, 2.3, 0.91, second=0.20),  # 15 % and 25 % above the best in each space
+            _row(12, 1.25, 2.4, 0.92, second=0.16),  # 20 % and 0 %: the worse ratio is the smallest
+            _row(12, 1.0, 3.2, 0.86, second=0.14)]  # not faithful enough
+    chosen = diffusion_measure.choose_sampling(rows)
+    assert (chosen["steps"], chosen["guidance"]) == (12, 1.25)
+    tie = [_row(8, 1.25, 2.0, 0.95, second=0.2), _row(12, 1.25, 2.0, 0.95, second=0.2)]
+    assert diffusion_measure.choose_sampling(tie)["steps"] == 8  # a tie goes to fewer network calls
+
+
+def test_the_sampling_grid_sweeps_steps_on_fashion_mnist_and_guidance_alone_elsewhere():
+    grey, colour = diffusion_measure.sampling_candidates(), diffusion_measure.sampling_candidates("colour")
+    assert {s for s, _ in grey} == {4, 8, 12} and len(grey) == 12
+    assert colour == [(4, w) for w in diffusion_measure.GUIDANCE_CANDIDATES]
 
 
 def test_both_models_are_in_the_registry():
@@ -304,3 +325,29 @@ def test_the_shipped_latent_prior_cuts_its_first_stages_fid_by_30_percent():
     assert meta["acceptance"]["vae_fid"] == stage["metrics"]["fid"]  # measured against the VAE shipped now
     assert meta["metrics"]["n"] == stage["metrics"]["n"] == 10_000
     assert meta["metrics"]["fid"] <= 0.7 * stage["metrics"]["fid"]
+
+
+def test_the_classifier_alone_picks_the_four_step_setting_of_lowest_fid():
+    sweep = [_row(4, 1.0, 3.0, 0.93, second=0.3), _row(4, 1.5, 2.7, 0.95, second=0.6),
+             _row(12, 1.25, 2.4, 0.92, second=0.16)]
+    assert diffusion_measure.choose_sampling(sweep)["steps"] == 12  # both rulers: the 12-step row
+    pick = diffusion_measure.classifier_pick(sweep)
+    assert (pick["steps"], pick["guidance"]) == (4, 1.5) and "second_fid" not in pick  # the encoder never asked
+
+
+def test_a_win_needs_the_fid_ratio_the_recall_and_separated_intervals():
+    from prodlab.chapters import ch08_diffusion as ch08
+
+    gan = {"fid": 3.0, "recall": 0.55, "intervals": {"fid": (2.9, 3.1), "recall": (0.54, 0.56)}}
+    better = {"fid": 2.2, "recall": 0.60, "intervals": {"fid": (2.1, 2.3), "recall": (0.59, 0.61)}}
+    assert all(ch08.wins(better, gan).values())
+    close = {"fid": 2.5, "recall": 0.555, "intervals": {"fid": (2.4, 2.95), "recall": (0.545, 0.565)}}
+    verdict = ch08.wins(close, gan)
+    assert verdict == {"fid_at_most_0.8x": False, "recall_above": True, "fid_separated": False,
+                       "recall_separated": False}
+    assert ch08.with_interval(2.2049, (2.1, 2.3)) == "2.2 [2.1, 2.3]"
+
+
+def test_rechoosing_the_sampler_refuses_a_model_that_is_not_a_diffusion_model():
+    with pytest.raises(checkpoints.ModelError, match="not a diffusion model"):
+        diffusion_measure.rechoose_sampling("classifier")

@@ -8,12 +8,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
 from prodlab import bootstrap, cache, checkpoints, config, data, metrics, plotting, ruler, ruler_checks
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
-from prodlab.training import registry
+from prodlab.training import diffusion_measure, registry
 
 
 def confusion_matrix(confusion: Sequence[Sequence[int]], class_names: Sequence[str], title: str) -> Figure:
@@ -216,20 +217,32 @@ def eval_coverage(sweeps: dict | None = None) -> Figure:
 RANKED = ("dcgan", "cdcgan", "vae", "diffusion")  # the generators section 7 ranks with both rulers
 RANK_N = 2_000  # samples per generator (quick mode: 500)
 SPACE_KEYS = ("fid", "precision", "recall", "density", "coverage")
+FEW_STEPS = "diffusion-4"  # the shipped diffusion weights, sampled as the classifier alone would choose at 4 steps
+
+
+def ranked_models() -> dict[str, torch.nn.Module]:
+    """:data:`RANKED`'s shipped models by name, and :data:`FEW_STEPS`: the diffusion weights with the setting of
+    ``diffusion_measure.classifier_pick``."""
+    out = {name: checkpoints.load(name) for name in RANKED if checkpoints.exists(name)}
+    if "diffusion" in out:
+        pick = diffusion_measure.classifier_pick(checkpoints.read_meta("diffusion")["sampling_sweep"])
+        out[FEW_STEPS] = diffusion_measure.with_sampling(out["diffusion"], sampler="heun", steps=pick["steps"],
+                                                         guidance=pick["guidance"])
+    return out
 
 
 @cache.computation("two-rulers", "the shipped generators measured in both rulers' feature spaces, with intervals")
 def two_rulers() -> cache.Result:
-    """:data:`RANKED`'s samples (``RANK_N``, seed 0, balanced requests) measured with the classifier and with the
-    second ruler (``ruler.load_second``), each metric with its 95 % bootstrap interval (quick mode: 500 samples,
-    50 resamples). Cached: the diffusion model needs a minute for its samples (``python -m prodlab compute
+    """The samples of :func:`ranked_models` (``RANK_N``, seed 0, balanced requests) measured with the classifier
+    and with the second ruler (``ruler.load_second``), each metric with its 95 % bootstrap interval (quick mode: 500
+    samples, 50 resamples). Cached: the diffusion model needs minutes for its samples (``python -m prodlab compute
     two-rulers``)."""
     n, replicates, first, second = config.budget(RANK_N, 500), config.budget(200, 50), ruler.load(), ruler.load_second()
     if second is None:
         raise checkpoints.CheckpointError("no second ruler is shipped: python -m prodlab train encoder")
     rows = []
-    for name in (m for m in RANKED if checkpoints.exists(m)):
-        report = ruler.sample_report(name, checkpoints.load(name), n, 0, first, replicates=replicates, second=second)
+    for name, model in ranked_models().items():
+        report = ruler.sample_report(name, model, n, 0, first, replicates=replicates, second=second)
         rows += [{"model": name, "space": space, **{k: r[k] for k in SPACE_KEYS}, "intervals": r["intervals"]}
                  for space, r in (("classifier", report), ("encoder", report["second_ruler"]))]
     return {"n": n, "rows": rows}

@@ -15,7 +15,7 @@ from typing import Any
 import torch
 from matplotlib.figure import Figure
 
-from prodlab import cache, checkpoints, config, data, diffusion, files, flow_toy, plotting, recipes, ruler
+from prodlab import bootstrap, cache, checkpoints, config, data, diffusion, files, flow_toy, plotting, recipes, ruler
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
@@ -24,6 +24,7 @@ from prodlab.training.diffusion import DiffusionRecipe
 
 FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
+SPACE_KEYS = ("fid", "precision", "recall", "density", "coverage")  # measured in both rulers' spaces
 
 
 def screening() -> dict[str, Any]:
@@ -60,20 +61,61 @@ def sampling_ms(name: str, n: int, seed: int = 0) -> float:
         return 1000 * (time.process_time() - start) / n
 
 
-@cache.computation("diffusion-family", "GAN, VAE and diffusion models on one ruler: metrics, budgets, timings")
+FAMILY_REPLICATES = 200  # bootstrap resamples of the family table's intervals (quick mode: 20)
+
+
+def family_report(name: str, n: int, replicates: int) -> dict[str, Any]:
+    """Model ``name`` measured by both rulers on ``n`` samples (seed 0) with bootstrap intervals: the metrics its
+    JSON records where its trainer measured it so (the diffusion models, 10,000 samples), else measured here by
+    ``ruler.evaluate_generator``, the same protocol."""
+    recorded = checkpoints.read_meta(name)["metrics"]
+    if recorded.get("n") == n and "second_ruler" in recorded and "intervals" in recorded:
+        return recorded
+    return ruler.evaluate_generator(name, n, 0, replicates=replicates)
+
+
+@cache.computation("diffusion-family", "GAN, VAE and diffusion models on both rulers: metrics, intervals, budgets")
 def family_result() -> cache.Result:
-    """One row per model of :data:`FAMILY` with a checkpoint: the ruler's metrics on 10,000 samples from its JSON,
-    training CPU-minutes, parameters and the sampling time measured here (200 samples; quick mode 50)."""
+    """One row per model of :data:`FAMILY` with a checkpoint: both rulers' metrics on 10,000 samples with 95 %
+    bootstrap intervals (quick mode: 200 samples, 20 resamples; :func:`family_report`), training CPU-minutes,
+    parameters and the sampling time measured here (200 samples; quick mode 50)."""
+    n, replicates = config.budget(10_000, 200), config.budget(FAMILY_REPLICATES, 20)
     rows = []
     for name in FAMILY:
         if not checkpoints.exists(name):
             continue
-        meta = checkpoints.read_meta(name)
+        meta, report = checkpoints.read_meta(name), family_report(name, n, replicates)
+        second = report["second_ruler"]
         rows.append({"model": name, "train_cpu_minutes": round(train_cpu_seconds(meta) / 60, 1),
-                     **{k: meta["metrics"].get(k) for k in METRIC_KEYS},
+                     **{k: report.get(k) for k in (*METRIC_KEYS, *SPACE_KEYS)},
+                     **{f"encoder_{k}": second[k] for k in SPACE_KEYS},
+                     "intervals": {**{k: report["intervals"][k] for k in SPACE_KEYS},
+                                   **{f"encoder_{k}": second["intervals"][k] for k in SPACE_KEYS}},
                      "sample_ms_per_image": round(sampling_ms(name, config.budget(200, 50)), 2),
                      "parameters": parameter_count(checkpoints.load(name))})
-    return {"rows": rows}
+    return {"n": n, "replicates": replicates, "rows": rows}
+
+
+def with_interval(value: float, interval: Sequence[float]) -> str:
+    """``value [low, high]`` with three significant digits each: a measurement and its 95 % interval."""
+    return f"{value:.3g} [{interval[0]:.3g}, {interval[1]:.3g}]"
+
+
+def interval_table(rows: Sequence[Mapping[str, Any]], keys: Sequence[str]) -> str:
+    """A text table of ``keys`` per model, each value followed by its 95 % interval (:func:`with_interval`)."""
+    lines = [f"{'model':18s}" + "".join(f"{k:>26s}" for k in keys)]
+    for r in rows:
+        lines.append(f"{r['model']:18s}" + "".join(f"{with_interval(r[k], r['intervals'][k]):>26s}" for k in keys))
+    return "\n".join(lines)
+
+
+def wins(row: Mapping[str, Any], other: Mapping[str, Any], space: str = "") -> dict[str, bool]:
+    """Issue 27's test of ``row`` against ``other`` in one space (``""``: the classifier's, ``"encoder_"``): FID at
+    most 0.8 times the other's, recall above it, and each with separated 95 % intervals."""
+    fid, recall = f"{space}fid", f"{space}recall"
+    return {"fid_at_most_0.8x": row[fid] <= 0.8 * other[fid], "recall_above": row[recall] > other[recall],
+            "fid_separated": bootstrap.separated(row["intervals"][fid], other["intervals"][fid]),
+            "recall_separated": bootstrap.separated(row["intervals"][recall], other["intervals"][recall])}
 
 
 def sampler_steps_bench() -> dict[str, Any]:
@@ -98,17 +140,19 @@ def ancestral_result() -> cache.Result:
 
 
 def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
-    """FID and ms per image against sampler steps, one line per sampler."""
-    fig = new_figure(9.0, 3.2)
-    axes = fig.subplots(1, 2)
+    """FID in both rulers' spaces and ms per image against sampler steps, one line per sampler."""
+    panels = {"fid": "FID, classifier (lower is better)", "second_fid": "FID, encoder (lower is better)",
+              "ms_per_image": "CPU ms per image (one thread)"}
+    fig = new_figure(12.0, 3.2)
+    axes = fig.subplots(1, len(panels))
     for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in result["rows"])):
         rows = [r for r in result["rows"] if r["sampler"] == sampler]
-        for ax, key in zip(axes, ("fid", "ms_per_image"), strict=True):
+        for ax, key in zip(axes, panels, strict=True):
             ax.plot([r["steps"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}", label=sampler)
-    for ax, label in zip(axes, ("FID (lower is better)", "CPU ms per image (one thread)"), strict=True):
+    for ax, label in zip(axes, panels.values(), strict=True):
         ax.set_xscale("log")
         ax.set_xlabel("sampler steps")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend()
     fig.suptitle(f"Fewer steps, faster samples: {result['n']:,} samples per point, guidance {result['guidance']:g}")
@@ -124,23 +168,32 @@ def diffusion_sampler_steps() -> Figure:
 
 
 def guidance_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:
-    """FID, precision, recall and class fidelity against the guidance scale (the trainer's sweep)."""
-    keys = {"fid": "FID", "precision": "precision", "recall": "recall", "class_fidelity": "class fidelity"}
-    fig = new_figure(11.0, 2.8)
-    for i, (ax, (key, label)) in enumerate(zip(fig.subplots(1, len(keys)), keys.items(), strict=True)):
-        ax.plot([r["guidance"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}")
+    """FID in both rulers' spaces, recall and class fidelity against the guidance scale, one line per number of
+    Heun steps (the trainer's sampling sweep)."""
+    keys = {"fid": "FID, classifier", "second_fid": "FID, encoder", "recall": "recall", "class_fidelity":
+            "class fidelity"}
+    fig = new_figure(12.0, 2.9)
+    axes = fig.subplots(1, len(keys))
+    for i, steps in enumerate(dict.fromkeys(r["steps"] for r in rows)):
+        chosen = [r for r in rows if r["steps"] == steps]
+        for ax, key in zip(axes, keys, strict=True):
+            ax.plot([r["guidance"] for r in chosen], [r[key] for r in chosen], "o-", color=f"C{i}",
+                    label=f"{steps} Heun steps")
+    for ax, label in zip(axes, keys.values(), strict=True):
         ax.set_xlabel("guidance scale w")
-        ax.set_title(label)
+        ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-    fig.suptitle("Classifier-free guidance trades diversity (recall) for fidelity")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("Guidance trades diversity (recall) for fidelity; the steps decide how sharp a sample is")
     return finish(fig)
 
 
-@register("diffusion-guidance", "Guidance scale against fidelity and diversity", "§3.3 step 4, beyond the article",
-          "08_diffusion",
-          "The trainer's sweep on 1,000 samples per scale, recorded in data/checkpoints/diffusion.json.")
+@register("diffusion-guidance", "Guidance scale and sampler steps against fidelity and diversity",
+          "§3.3 step 4, beyond the article", "08_diffusion",
+          "The trainer's sweep on 1,000 samples per setting, recorded in data/checkpoints/diffusion.json "
+          "(python -m prodlab bench diffusion-sampling).")
 def diffusion_guidance() -> Figure:
-    return guidance_figure(checkpoints.read_meta("diffusion")["guidance_sweep"])
+    return guidance_figure(checkpoints.read_meta("diffusion")["sampling_sweep"])
 
 
 def samples_per_class(name: str = "diffusion", per_class: int = 8, seed: int = 0) -> torch.Tensor:

@@ -1,7 +1,8 @@
 """``python -m prodlab bench TARGET``: measurements of a task or of throughput, each target with its own options.
 
 ``gan`` (training throughput and time-to-FID, notebook 02), ``diffusion`` (FID and ms per image against sampler
-steps, notebook 08), ``diffusion-screening`` (the candidates notebook 08 chose from), ``retrieval`` (search
+steps, notebook 08), ``diffusion-sampling`` (the trainer's choice of sampler steps and guidance, run again on the
+shipped weights), ``diffusion-screening`` (the candidates notebook 08 chose from), ``retrieval`` (search
 quality of every embedding, notebook 06), ``editing`` (the enhancement and restoration tables, notebook 05),
 ``search`` (exact against approximate search at scale, notebook 06), ``devices`` (every family on a GPU and on the
 CPU: where it ran, how fast; ``make gpu-check``)."""
@@ -15,7 +16,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from prodlab import config, files
+from prodlab import checkpoints, config, files
 from prodlab.cli.common import command
 
 MAX_SIZE = 100_000_000  # catalogue items for bench search
@@ -42,6 +43,20 @@ def bench_diffusion(args: argparse.Namespace) -> int:
     from prodlab.training import diffusion_measure  # samples for minutes: only this target needs it
 
     _print(diffusion_measure.write_bench(args.samples, seed=args.seed, out=args.out), args.out)
+    return 0
+
+
+def bench_sampling(args: argparse.Namespace) -> int:
+    """The trainer's choice of sampler steps and guidance, run again on a shipped diffusion model's weights; its JSON
+    is rewritten with the chosen setting, the sweep and the metrics in both rulers' spaces (notebook 08)."""
+    from prodlab.training import diffusion_measure  # samples for minutes: only this target needs it
+
+    if config.quick():
+        raise checkpoints.ModelError("bench diffusion-sampling rewrites a shipped checkpoint's JSON with 10,000-sample "
+                                     "metrics: run it without PRODLAB_QUICK")
+    meta = diffusion_measure.rechoose_sampling(args.model, args.seed)
+    print(json.dumps({k: meta[k] for k in ("model", "config", "metrics")}, indent=2))
+    print(f"Rewrote {checkpoints.paths(args.model)[1]}", file=sys.stderr)
     return 0
 
 
@@ -130,8 +145,8 @@ def _positive(text: str) -> int:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "bench", "measure a task or throughput: gan, diffusion, diffusion-screening, retrieval, "
-                "editing, search", lambda args: args.target_func(args),
+    p = command(sub, "bench", "measure a task or throughput: gan, diffusion, diffusion-sampling, "
+                "diffusion-screening, retrieval, editing, search", lambda args: args.target_func(args),
                 "python -m prodlab bench search --sizes 1000000")
     targets = p.add_subparsers(dest="target", required=True)
 
@@ -148,6 +163,9 @@ def add(sub: argparse._SubParsersAction) -> None:
     q = target("diffusion", bench_diffusion, "FID and ms per image of the shipped diffusion model against sampler "
                "steps (notebook 08)", "data/checkpoints/bench_diffusion.json; quick mode runs/")
     q.add_argument("--samples", type=_positive, default=None, help="samples per point (default 1,000; quick 30)")
+    q = target("diffusion-sampling", bench_sampling, "choose a shipped diffusion model's sampler steps and guidance "
+               "again, as its trainer does, and rewrite its JSON (notebook 08)", None)
+    q.add_argument("--model", default="diffusion", help="the diffusion checkpoint (default: diffusion)")
     q = target("diffusion-screening", bench_screening, "the diffusion candidates of notebook 08, trained for equal "
                "CPU time", None)
     q.add_argument("--cpu-seconds", type=float, default=30.0, help="training CPU seconds per candidate (default 30)")
