@@ -312,8 +312,18 @@ def sample_report(name: str, model: torch.nn.Module, n: int, seed: int, r: Ruler
     """
     asked = checkpoints.requests(model, n, seed)
     images, labels = checkpoints.generate(name, n, seed, model=model, device=device, labels=asked)
+    return samples_report(images, labels, asked, model.cfg.image, r, seed, replicates, second)
+
+
+def samples_report(images: torch.Tensor, labels: torch.Tensor | None, asked: torch.Tensor | None, image: ImageSpec,
+                   r: Ruler, seed: int = 0, replicates: int = 0, second: Ruler | None = None) -> dict[str, Any]:
+    """What :func:`sample_report` measures, on samples already drawn by a generator of images ``image``: classes
+    ``labels`` and requests ``asked`` (``checkpoints.requests``; None for an unconditional one).
+
+    Chapter 04 (notebooks/04_evaluation.ipynb).
+    """
     report = {**generator_report(images, labels, r, seed=seed, replicates=replicates),
-              **attribute_report(r, images, asked, model.cfg.image)}
+              **attribute_report(r, images, asked, image)}
     if second is not None:
         report["second_ruler"] = second_report(second, images, seed, replicates)
     return report

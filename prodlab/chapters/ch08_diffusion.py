@@ -16,6 +16,7 @@ import torch
 from matplotlib.figure import Figure
 
 from prodlab import bootstrap, cache, checkpoints, config, data, diffusion, files, flow_toy, plotting, recipes, ruler
+from prodlab.chapters.ch04_evaluation import SPACE_KEYS  # the metrics measured in both rulers' spaces
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
@@ -24,7 +25,6 @@ from prodlab.training.diffusion import DiffusionRecipe
 
 FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
-SPACE_KEYS = ("fid", "precision", "recall", "density", "coverage")  # measured in both rulers' spaces
 
 
 def screening() -> dict[str, Any]:

@@ -45,12 +45,9 @@ def measure(name: str, model: nn.Module, n: int, seed: int = 0, dataset: str = d
         ms = 1000 * (time.process_time() - start) / n
     if ruler.find(dataset) is None:
         return {"sample_cpu_ms_per_image": round(ms, 2)}
-    r, second = ruler.load(dataset=dataset), ruler.load_second(dataset)
-    report = {**ruler.generator_report(images, labels, r, seed=seed, replicates=replicates),
-              **ruler.attribute_report(r, images, asked, model.cfg.image), "sample_cpu_ms_per_image": round(ms, 2)}
-    if second is not None:
-        report["second_ruler"] = ruler.second_report(second, images, seed, replicates)
-    return report
+    report = ruler.samples_report(images, labels, asked, model.cfg.image, ruler.load(dataset=dataset), seed, replicates,
+                                  ruler.load_second(dataset))
+    return {**report, "sample_cpu_ms_per_image": round(ms, 2)}
 
 
 # The screening of chapter 08: each candidate trains for the same CPU budget (epochs on a subset sized so),
