@@ -21,7 +21,10 @@ one-hots of class, colour and pattern side by side, D's projection sums one embe
 (``<embed(y) + embed_colour(a) + embed_pattern(p), features(x)>``), and labels are N x (1 + K) (the class, then
 each attribute in the spec's order: :attr:`GANConfig.condition_sizes`). Without attributes nothing changes.
 With ``class_norm`` (the shipped ``colour-cdcgan``) every batch norm of G also takes the labels
-(:class:`ClassBatchNorm`), as in the projection GAN's own generator.
+(:class:`ClassBatchNorm`), as in the projection GAN's own generator. With ``aux_classifier`` (also the shipped
+``colour-cdcgan``) D has a second head, a linear classifier of the product class on the same features: the recipe's
+``aux_weight`` trains it on real images and asks G's fakes to be classified as the class they were drawn for
+(AC-GAN, Odena et al. 2017, with the class loss on real images only for D).
 
 Weights start from the DCGAN initialisation (§3.1.2 step 1): convolution and linear weights ~ N(0, 0.02²) (standard
 deviation 0.02), batch norm scales ~ N(1, 0.02²), biases 0.
@@ -58,10 +61,12 @@ class GANConfig(Conditioned):
     conditional: bool = False  # one generator for every product class of the spec (cdcgan), or none (dcgan)
     spectral_norm: bool = False  # discriminator: spectral normalisation of every layer instead of batch norm
     class_norm: bool = False  # conditional G: each BN's scale and shift also depend on the labels (ClassBatchNorm)
+    aux_classifier: bool = False  # conditional D: a second head that classifies the product class (AC-GAN)
 
     def __post_init__(self) -> None:
-        if self.class_norm and not self.conditional:
-            raise ValueError("class_norm conditions G's batch norms on the labels: it needs conditional=True")
+        for switch in ("class_norm", "aux_classifier"):
+            if getattr(self, switch) and not self.conditional:
+                raise ValueError(f"{switch} works on the labels: it needs conditional=True")
 
     @property
     def stages(self) -> int:
@@ -171,6 +176,7 @@ class Discriminator(nn.Module):
         # one more projection embedding per attribute, in the spec's order (none without attributes: same tensors)
         self.embed_attributes = nn.ModuleList(norm(nn.Embedding(size, cfg.features))
                                               for size in cfg.condition_sizes[1:])
+        self.classify = norm(nn.Linear(cfg.features, cfg.n_classes)) if cfg.aux_classifier else None
         self.apply(init_dcgan)
 
     def features(self, x: Tensor) -> Tensor:
@@ -178,7 +184,11 @@ class Discriminator(nn.Module):
         projection) is computed from."""
         return self.body(x)
 
-    def forward(self, x: Tensor, labels: Tensor | None = None) -> Tensor:
+    def forward(
+        self, x: Tensor, labels: Tensor | None = None, with_class: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor]:
+        """The logits N; with ``with_class`` (needs ``aux_classifier``) also the class head's logits N x classes, from
+        the same features (one call, so that DDP sees one forward)."""
         h = self.features(x)
         logit = self.head(h).squeeze(1)
         if self.embed is not None:  # projection: "is it a real product of class y (in colour a, pattern p)?"
@@ -187,7 +197,11 @@ class Discriminator(nn.Module):
             for embed, column in zip(self.embed_attributes, columns[1:], strict=True):
                 e = e + embed(column)
             logit = logit + (e * h).sum(1)
-        return logit
+        if not with_class:
+            return logit
+        if self.classify is None:
+            raise ValueError("with_class needs a discriminator with a class head (GANConfig.aux_classifier)")
+        return logit, self.classify(h)
 
 
 class GAN(nn.Module):

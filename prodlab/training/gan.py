@@ -19,6 +19,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
+import torch.nn.functional as F
 from safetensors.torch import load_file
 from torch import nn
 
@@ -60,12 +61,13 @@ class GANRecipe:
     n_snapshot: int = 10  # images of the fixed noise batch kept at steps 10, 20, 50, 100, 200, 500, ... and the last
     patience: int = 200  # steps D may stay pinned at 0 or 1 before the run is stopped
     bn_batches: int = 40  # noise batches that re-estimate the EMA generator's BN statistics
+    aux_weight: float = 0.0  # AC-GAN: weight of D's class-head cross-entropy (needs GANConfig.aux_classifier)
 
     def __post_init__(self) -> None:
         if self.loss not in GAN_LOSSES:
             raise ValueError(f"loss must be one of {', '.join(GAN_LOSSES)}, not {self.loss!r}")
-        if self.epochs < 0 or self.batch_size < 1:
-            raise ValueError("epochs must be >= 0 and batch_size >= 1")
+        if self.epochs < 0 or self.batch_size < 1 or self.aux_weight < 0:
+            raise ValueError("epochs and aux_weight must be >= 0 and batch_size >= 1")
 
 
 @dataclass
@@ -95,12 +97,29 @@ class DataParallelGAN:
         return self.gan.noise(n, generator)
 
 
+def judge(d: nn.Module, images: torch.Tensor, labels: torch.Tensor | None,
+          aux_weight: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """D's logits on ``images``, and the AC-GAN term ``aux_weight * CE(class head, class asked)`` from the same
+    forward pass (a zero without ``aux_weight``, and D is called as before).
+
+    Chapter 02 (notebooks/02_gan.ipynb).
+    """
+    if not aux_weight:
+        return d(images, labels), torch.zeros((), device=images.device)
+    logits, class_logits = d(images, labels, with_class=True)
+    classes = labels if labels.ndim == 1 else labels[:, 0]
+    return logits, aux_weight * F.cross_entropy(class_logits, classes)
+
+
 def gan_step(
     gan: gan_models.GAN | DataParallelGAN, opt_g: torch.optim.Optimizer, opt_d: torch.optim.Optimizer,
     loss_fns: tuple[LossFn, LossFn], x: torch.Tensor, y: torch.Tensor | None, generator: torch.Generator,
+    aux_weight: float = 0.0,
 ) -> dict[str, float]:
     """§3.1.2 steps 2-6 on one real batch ``x`` (labels ``y`` for a conditional GAN: classes N, or N x (1 + K) with
     the attributes of a spec that has them, and the fakes' labels drawn the same way); chapter 02 runs it by hand.
+    With ``aux_weight`` (AC-GAN, :func:`judge`) D also learns the class of real images, and G is asked for fakes
+    that D's class head reads as the class they were drawn for.
 
     Returns what the loop logs: ``loss_d``, ``loss_g``, and the mean ``D(x)`` and ``D(G(z))`` before D's update.
     Deterministic given its inputs and the state of ``generator`` (the only source of randomness; a CPU
@@ -113,14 +132,15 @@ def gan_step(
     y_fake = None if y_fake is None else y_fake.to(x.device)
     fake = g(z, y_fake)  # Step 3: generate fakes G(z).
     # Step 4 is the caller's: x is the real batch. Step 5: update D with L_D (fakes detached: this must not move G).
-    real_logits, fake_logits = d(x, y), d(fake.detach(), y_fake)
-    loss_d = loss_d_fn(real_logits, fake_logits)
+    (real_logits, class_loss_real), fake_logits = judge(d, x, y, aux_weight), d(fake.detach(), y_fake)
+    loss_d = loss_d_fn(real_logits, fake_logits) + class_loss_real
     opt_d.zero_grad(set_to_none=True)
     loss_d.backward()
     opt_d.step()
     # Step 6: update G with L_G through the updated D (D's weights frozen: no gradient is wasted on them).
     d.requires_grad_(False)
-    loss_g = loss_g_fn(d(fake, y_fake))
+    judged_fake, class_loss_fake = judge(d, fake, y_fake, aux_weight)
+    loss_g = loss_g_fn(judged_fake) + class_loss_fake
     opt_g.zero_grad(set_to_none=True)
     loss_g.backward()
     opt_g.step()
@@ -192,6 +212,8 @@ class GANFamily(loop.Family):
 
     def __init__(self, cfg: gan_models.GANConfig, recipe: GANRecipe, dataset: str, seed: int) -> None:
         super().__init__()
+        if recipe.aux_weight and not cfg.aux_classifier:
+            raise ValueError("aux_weight trains D's class head: the config needs aux_classifier=True")
         self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
         self.batch_size, self.epochs, self.patience = recipe.batch_size, recipe.epochs, recipe.patience
         self.snapshots: dict[int, torch.Tensor] = {}
@@ -220,7 +242,7 @@ class GANFamily(loop.Family):
 
     def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
         return gan_step(self.nets, self.optimizers["g"], self.optimizers["d"], GAN_LOSSES[self.recipe.loss], x, y,
-                        state.generator)
+                        state.generator, self.recipe.aux_weight)
 
     def checks(self, row: dict[str, float]) -> tuple[dict[str, float], float | None, float | None]:
         """Step 7 (monitor): stop on a NaN/inf loss or a D pinned at 0 or 1."""
