@@ -132,6 +132,40 @@ def test_one_training_step_with_attributes_moves_every_embedding():
     assert one_hot_columns.abs().sum(0).gt(0).all()  # every one-hot column of G received a gradient
 
 
+def test_the_class_head_is_a_cross_entropy_on_the_same_features_and_only_the_aux_weight_trains_it():
+    torch.manual_seed(0)
+    cfg = dataclasses.replace(TINY, aux_classifier=True)
+    d = gan_models.GAN(cfg).discriminator.eval()
+    x, y = torch.rand(5, *SPEC.shape) * 2 - 1, torch.tensor([[0, 2, 1], [1, 0, 0], [1, 1, 1], [0, 0, 1], [1, 2, 0]])
+    logits, class_loss = gan_training.judge(d, x, y, 0.5)
+    reference = torch.nn.functional.cross_entropy(d.classify(d.features(x)), y[:, 0])  # torch's own, by hand
+    assert torch.equal(logits, d(x, y)) and torch.allclose(class_loss, 0.5 * reference)
+    plain_logits, zero = gan_training.judge(d, x, y, 0.0)
+    assert torch.equal(plain_logits, logits) and zero.item() == 0
+    for weight in (0.0, 1.0):
+        torch.manual_seed(1)
+        gan = gan_models.GAN(cfg)
+        head = gan.discriminator.classify.weight.detach().clone()
+        opt_g, opt_d = (torch.optim.Adam(m.parameters(), lr=1e-3) for m in (gan.generator, gan.discriminator))
+        gan_training.gan_step(gan, opt_g, opt_d, gan_training.GAN_LOSSES["bce"], x, y,
+                              torch.Generator().manual_seed(4), weight)
+        assert torch.equal(head, gan.discriminator.classify.weight) == (weight == 0)  # moved only by the aux term
+
+
+def test_a_class_head_needs_labels_and_an_aux_weight_needs_a_class_head():
+    with pytest.raises(ValueError, match="aux_classifier works on the labels"):
+        gan_models.GANConfig(SPEC, aux_classifier=True)
+    with pytest.raises(ValueError, match="needs aux_classifier=True"):
+        gan_training.GANFamily(TINY, gan_training.GANRecipe(aux_weight=1.0), NAME, seed=0)
+    with pytest.raises(ValueError, match="class head"):
+        gan_models.GAN(TINY).discriminator(torch.zeros(2, *SPEC.shape), torch.tensor([[0, 0, 0], [1, 1, 1]]),
+                                           with_class=True)
+    with pytest.raises(ValueError, match="aux_weight must be >= 0"):
+        gan_training.GANRecipe(aux_weight=-1.0)
+    shipped = registry.entry("colour-cdcgan")
+    assert shipped.config(SPEC).aux_classifier and shipped.recipe.aux_weight > 0 and shipped.quick.aux_weight > 0
+
+
 @pytest.fixture(scope="module")
 def home(tmp_path_factory):
     """Catalogue ``tinycolour`` (64 training images with attributes) in a data home and runs folder of its own."""
