@@ -56,12 +56,13 @@ lint: $(STAMP)
 # in which, after each exercise's checker (which must print "not done yet" for the stub), the hidden solution cell and
 # the checker run again (which must pass). One execution thus runs every cell of the full notebook in order, asserts
 # and all, in quick mode (any error fails), and the student edition end to end (tests/test_student.py says why).
+# --durations: the 30 slowest units in the log, where the time of a run on a fresh machine (cold caches) goes.
 TEST_WORKERS ?= 2
 CHECKED := _build/checked
 test: setup lint
 	rm -rf $(CHECKED) && $(BIN)/python -m prodlab.student --checked --out $(CHECKED)
 	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-	  --nbval-lax --nbval-current-env $(CHECKED)/*.ipynb tests
+	  --durations=30 --nbval-lax --nbval-current-env $(CHECKED)/*.ipynb tests
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

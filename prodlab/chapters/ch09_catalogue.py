@@ -141,8 +141,8 @@ def samples_figure(name: str, per_class: int = 8, seed: int = 0, model: str = "c
 
 def family_table(name: str) -> dict[str, dict[str, Any]]:
     """The recorded measures of each generative model of catalogue ``name`` (:data:`FAMILY_ROWS`, where one is
-    trained; keyed by kind), all on that catalogue's ruler: FID, precision, recall, the fidelity of each condition
-    asked for, CPU milliseconds per sample and CPU minutes of training steps. Read from the checkpoints' JSON, where
+    trained; keyed by kind), all on that catalogue's ruler: samples measured, FID, precision, recall, the fidelity of
+    each condition asked for, CPU milliseconds per sample and CPU minutes of training steps. Read from the checkpoints' JSON, where
     ``python -m prodlab train`` wrote them."""
     rows = {}
     for kind in FAMILY_ROWS:
@@ -152,7 +152,7 @@ def family_table(name: str) -> dict[str, dict[str, Any]]:
             continue
         meta = checkpoints.read_meta(checkpoint, where)
         found = meta["metrics"]
-        rows[kind] = {**{k: found.get(k) for k in ("fid", "precision", "recall", "class_fidelity")},
+        rows[kind] = {**{k: found.get(k) for k in ("n", "fid", "precision", "recall", "class_fidelity")},
                       **{k.removeprefix("attribute_fidelity_"): v for k, v in found.items()
                          if k.startswith("attribute_fidelity_")},
                       "sample_ms": found.get("sample_cpu_ms_per_image"),
