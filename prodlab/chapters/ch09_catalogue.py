@@ -142,8 +142,8 @@ def samples_figure(name: str, per_class: int = 8, seed: int = 0, model: str = "c
 def family_table(name: str) -> dict[str, dict[str, Any]]:
     """The recorded measures of each generative model of catalogue ``name`` (:data:`FAMILY_ROWS`, where one is
     trained; keyed by kind), all on that catalogue's ruler: samples measured, FID, precision, recall, the fidelity of
-    each condition asked for, CPU milliseconds per sample and CPU minutes of training steps. Read from the checkpoints' JSON, where
-    ``python -m prodlab train`` wrote them."""
+    each condition asked for, CPU milliseconds per sample and CPU minutes of training steps. Read from the
+    checkpoints' JSON, where ``python -m prodlab train`` wrote them."""
     rows = {}
     for kind in FAMILY_ROWS:
         try:
