@@ -20,7 +20,7 @@ MODULES = sorted(p for p in PACKAGE.rglob("*.py") if "__pycache__" not in p.part
 LAYERS: dict[str, int] = {
     "config": 0, "files": 0,
     "data": 1, "datasets": 1, "losses": 1, "recipes": 1, "runs": 1, "provenance": 1, "imageio": 1, "degrade": 1,
-    "distributed": 1,
+    "distributed": 1, "text": 1,
     "models": 2, "metrics": 2, "bootstrap": 2, "toy": 2, "toy_vae": 2, "diffusion": 2, "flow_toy": 2,
     "checkpoints": 3, "plotting": 3, "figures": 3, "cache": 3, "show": 3,
     "ruler": 4, "ruler_checks": 4, "training": 4, "edit": 4, "search": 4, "exercises": 4,
@@ -95,6 +95,7 @@ TAUGHT = {  # module -> the chapter that teaches it
     "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "edit/diffusion_prior": "05",
     "widgets": "07", "catalogue_explorer": "07",
     "models/encoder": "04", "training/contrastive": "04",
+    "text": "10", "models/clip": "10",
 }
 
 
