@@ -3,13 +3,17 @@ as positives, the text encoders' use of padding and word order, the logit scale'
 
 from __future__ import annotations
 
+import copy
 import math
 
+import pytest
 import torch
 import torch.nn.functional as F
 
 from prodlab import data, text
+from prodlab.datasets import colour
 from prodlab.models import clip
+from prodlab.training import clip as clip_training
 
 TOKENIZER = text.Tokenizer.from_texts(["a red striped dress", "a blue bag", "a pair of green dotted trousers"])
 
@@ -66,3 +70,73 @@ def test_the_logits_are_scaled_cosines_and_the_scale_stops_at_100():
     with torch.no_grad():
         model.log_scale.fill_(10.0)
     assert math.isclose(model.scale.item(), clip.MAX_SCALE, rel_tol=1e-5)
+
+
+# ---------------------------------------------------------------- training on the colour catalogue's words
+
+SPEC = data.spec(colour.NAME)
+
+
+def test_the_catalogue_tokenizer_knows_every_phrasing_and_a_shoppers_words():
+    tok = clip_training.catalogue_tokenizer(SPEC)
+    combos = clip_training.combinations(SPEC)
+    assert len(combos) == SPEC.n_classes * 8 * 4 and combos.unique(dim=0).shape == combos.shape
+    prompts = [p for row in combos.tolist() for p in clip_training.words_of(SPEC, row)]
+    assert tok.decode(tok.encode(prompts)) == prompts
+    assert {"t-shirt", "pants", "striped", "dotted"} <= set(tok.words)
+
+
+def test_prompts_are_drawn_among_each_products_phrasings_from_the_generator():
+    labels = torch.tensor([[0, 4, 0], [1, 0, 1], [3, 2, 2]] * 20)  # a top, trousers, a dress
+    first = clip_training.draw_prompts(SPEC, labels, torch.Generator().manual_seed(0))
+    assert first == clip_training.draw_prompts(SPEC, labels, torch.Generator().manual_seed(0))
+    assert {p for p in first[::3]} == {"a blue top", "a blue t-shirt"}  # both words, over 20 draws
+    assert all(p in clip_training.words_of(SPEC, row) for p, row in zip(first, labels.tolist(), strict=True))
+
+
+def test_held_out_combinations_are_found_and_left_out_of_the_training_photos():
+    labels = torch.tensor([[1, 3, 0], [1, 3, 2], [1, 4, 0], [8, 0, 1], [8, 0, 0], [3, 5, 1]])
+    held = (("Trouser", "colour", "green"), ("Bag", "pattern", "stripes"))
+    assert clip_training.held_out_mask(SPEC, labels, held).tolist() == [True, True, False, True, False, False]
+    family = clip_training.CLIPFamily(clip.CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC)),
+                                      clip_training.CLIPRecipe(held_out=held, train_limit=2000), colour.NAME, seed=0)
+    images, kept = family.data()
+    everything = clip_training.catalogue_labels(colour.NAME, "train")
+    assert images.shape == (2000, *SPEC.shape) and not clip_training.held_out_mask(SPEC, kept, held).any()
+    assert torch.equal(kept, everything[~clip_training.held_out_mask(SPEC, everything, held)][:2000])
+
+
+def test_the_step_is_the_loss_of_the_similarity_matrix_then_one_update():
+    torch.manual_seed(0)
+    cfg = clip.CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC), width=16, heads=2, image_widths=(8, 16),
+                          embed_dim=8)
+    model = clip.CLIP(cfg)
+    by_hand = copy.deepcopy(model)
+    labels = torch.tensor([[0, 4, 0], [1, 0, 1], [0, 4, 0], [9, 7, 3]])
+    images, tokens = torch.rand(4, *SPEC.shape), cfg.tokenizer.encode(["a blue top", "a pair of red dotted pants",
+                                                                       "a blue t-shirt", "a white checked boot"])
+    same = clip_training.same_product(labels)
+    assert same.tolist()[0] == [True, False, True, False]  # a top and a t-shirt of one colour: the same product
+    row = clip_training.clip_step(model, torch.optim.AdamW(model.parameters(), lr=1e-3), images, tokens, same)
+    optimizer = torch.optim.AdamW(by_hand.parameters(), lr=1e-3)
+    loss = clip.clip_loss(by_hand.scale * by_hand.embed_images(images) @ by_hand.embed_texts(tokens).T, same)
+    loss.backward()
+    optimizer.step()
+    assert row["loss"] == pytest.approx(loss.item(), rel=1e-6)
+    assert all(torch.allclose(a, b, atol=1e-7) for a, b in zip(model.parameters(), by_hand.parameters(), strict=True))
+
+
+def test_a_model_that_knows_every_product_finds_and_reads_all_of_them(monkeypatch):
+    """The measures' bookkeeping: embeddings that are the one-hot of each product's combination retrieve and read
+    every product right, seen and held-out alike."""
+    model = clip.CLIP(clip.CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC)))
+    combos = clip_training.combinations(SPEC)
+    index = {tuple(row): i for i, row in enumerate(combos.tolist())}
+    test_labels = clip_training.catalogue_labels(colour.NAME, "test")
+    one_hot = torch.eye(len(combos))
+    monkeypatch.setattr(model, "encode_prompts", lambda prompts: one_hot)
+    monkeypatch.setattr(model, "encode_images", lambda images: one_hot[[index[tuple(r)] for r in test_labels.tolist()]])
+    assert clip_training.zero_shot(model) == {"class": 1.0, "colour": 1.0, "pattern": 1.0}
+    found = clip_training.text_to_image(model, clip_training.CLIPRecipe().held_out, k=5)
+    assert set(found) == {"seen", "held_out"}
+    assert all(v == 1.0 for group in found.values() for v in group.values())

@@ -50,6 +50,9 @@ ADJECTIVES = {"plain": "", "stripes": "striped", "dots": "dotted", "checks": "ch
 NOUNS = {"T-shirt/top": "top", "Trouser": "pair of {} trousers", "Pullover": "pullover", "Dress": "dress",
          "Coat": "coat", "Sandal": "sandal", "Shirt": "shirt", "Sneaker": "sneaker", "Bag": "bag",
          "Ankle boot": "ankle boot"}
+# A shopper's other words for a class (text to product, chapter 10): each is a caption's noun too.
+SYNONYMS = {"T-shirt/top": ("t-shirt",), "Trouser": ("pair of {} pants",), "Pullover": ("sweater",),
+            "Coat": ("jacket",), "Sneaker": ("trainer",), "Bag": ("handbag",), "Ankle boot": ("boot",)}
 ATTRIBUTES = (("colour", tuple(name for name, _ in COLOURS)), ("pattern", PATTERNS))
 PATTERN_ON_WHITE = (0.60, 0.61, 0.64)  # a white product's pattern: light grey (white on white would not show, and a
 # dark one would make white with dark checks look like black with white checks)
@@ -78,10 +81,22 @@ class BuildReport:
 def caption(class_name: str, colour: str, pattern: str) -> str:
     """A shop's words for one product: ``caption("Dress", "red", "stripes") == "a red striped dress"``; a plain
     product gets no pattern word ("an orange coat"). Chapter 00 (notebooks/00_products.ipynb)."""
-    if class_name not in NOUNS or colour not in dict(COLOURS) or pattern not in PATTERNS:
+    return _phrase(NOUNS.get(class_name, ""), class_name, colour, pattern)
+
+
+def phrasings(class_name: str, colour: str, pattern: str) -> tuple[str, ...]:
+    """Every way the catalogue words one product: its :func:`caption`, then the same with each of the class's
+    :data:`SYNONYMS` ("a blue t-shirt" beside "a blue top"). What a text model learns from, so that a shopper's word
+    means the same product as the catalogue's. Chapter 10 (notebooks/10_text_to_product.ipynb)."""
+    return (caption(class_name, colour, pattern),
+            *(_phrase(noun, class_name, colour, pattern) for noun in SYNONYMS.get(class_name, ())))
+
+
+def _phrase(noun: str, class_name: str, colour: str, pattern: str) -> str:
+    """``noun`` (a format string where the colour and pattern words go inside it) with its colour and pattern."""
+    if not noun or colour not in dict(COLOURS) or pattern not in PATTERNS:
         raise ValueError(f"no caption for ({class_name!r}, {colour!r}, {pattern!r})")
     words = " ".join(w for w in (colour, ADJECTIVES[pattern]) if w)
-    noun = NOUNS[class_name]
     phrase = noun.format(words) if "{}" in noun else f"{words} {noun}"
     return f"{'an' if phrase[0] in 'aeiou' else 'a'} {phrase}"
 
