@@ -136,7 +136,9 @@ def test_a_model_that_knows_every_product_finds_and_reads_all_of_them(monkeypatc
     one_hot = torch.eye(len(combos))
     monkeypatch.setattr(model, "encode_prompts", lambda prompts: one_hot)
     monkeypatch.setattr(model, "encode_images", lambda images: one_hot[[index[tuple(r)] for r in test_labels.tolist()]])
-    assert clip_training.zero_shot(model) == {"class": 1.0, "colour": 1.0, "pattern": 1.0}
+    assert clip_training.image_to_text(model, ks=(1,)) == {"class": 1.0, "colour": 1.0, "pattern": 1.0,
+                                                           "recall_at_1": 1.0}
+    assert torch.equal(clip_training.combination_index(SPEC, combos), torch.arange(len(combos)))
     found = clip_training.text_to_image(model, clip_training.CLIPRecipe().held_out, k=5)
     assert set(found) == {"seen", "held_out"}
     assert all(v == 1.0 for group in found.values() for v in group.values())

@@ -8,7 +8,7 @@ update), what notebook 10 runs by hand; :class:`CLIPFamily` runs it in the workb
 
 Combinations the recipe holds out (``held_out``: a class with a colour or a pattern, "no green trousers") are removed
 from the training photos: what the model then does with "a green pair of trousers" measures whether it composes the
-words it learned apart. The measures (:func:`text_to_image`, :func:`zero_shot`) report seen and held-out
+words it learned apart. The measures (:func:`text_to_image`, :func:`image_to_text`) report seen and held-out
 combinations side by side.
 """
 
@@ -20,11 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from prodlab import data, datasets, distributed, runs, text
+from prodlab import config, data, datasets, distributed, runs, text
 from prodlab.datasets import colour
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models.clip import CLIP, CLIPConfig, clip_loss
 from prodlab.training import loop
+from prodlab.training.base import Context, Trained
 
 
 @dataclass(frozen=True)
@@ -163,14 +164,31 @@ def caption_embeddings(model: CLIP) -> tuple[Tensor, Tensor]:
     return combos, model.encode_prompts([words_of(spec, row)[0] for row in combos.tolist()])
 
 
-def zero_shot(model: CLIP, dataset: str = colour.NAME, split: str = "test") -> dict[str, float]:
-    """Image -> text: each photo is read as the combination whose caption is most similar; the share of photos whose
-    class, colour and pattern are read right (as the ruler's attribute accuracies are measured). Chapter 10."""
+def combination_index(spec: ImageSpec, labels: Tensor) -> Tensor:
+    """int64 N: each labelled product's row in :func:`combinations` (the labels read as a mixed-radix number).
+    Chapter 10."""
+    sizes = (spec.n_classes, *(len(values) for _, values in spec.attributes))
+    index = torch.zeros(len(labels), dtype=torch.long)
+    for column, size in enumerate(sizes):
+        index = index * size + labels[:, column]
+    return index
+
+
+def image_to_text(model: CLIP, dataset: str = colour.NAME, split: str = "test",
+                  ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+    """Image -> text over every caption the catalogue can write: each photo is read as the combination whose caption
+    is most similar (zero-shot), and the share of photos whose class, colour and pattern are read right is given per
+    attribute (as the ruler's accuracies are); ``recall_at_k``: the share whose own caption is among the ``k`` most
+    similar. Chapter 10."""
     combos, captions = caption_embeddings(model)
     labels = catalogue_labels(dataset, split)
-    read = combos[(model.encode_images(data.load(split, dataset=dataset)[0]) @ captions.T).argmax(1)]
+    sims = model.encode_images(data.load(split, dataset=dataset)[0]) @ captions.T
+    read = combos[sims.argmax(1)]
     names = ("class", *model.cfg.image.attribute_names)
-    return {name: float((read[:, i] == labels[:, i]).float().mean()) for i, name in enumerate(names)}
+    own = sims.gather(1, combination_index(model.cfg.image, labels)[:, None])
+    rank = (sims > own).sum(1)  # captions more similar than the photo's own
+    return {**{name: float((read[:, i] == labels[:, i]).float().mean()) for i, name in enumerate(names)},
+            **{f"recall_at_{k}": float((rank < k).float().mean()) for k in ks}}
 
 
 def text_to_image(model: CLIP, held_out: tuple[tuple[str, str, str], ...], dataset: str = colour.NAME,
@@ -187,3 +205,19 @@ def text_to_image(model: CLIP, held_out: tuple[tuple[str, str, str], ...], datas
     unseen = held_out_mask(model.cfg.image, combos, held_out)
     return {group: {key: float(v.float().mean(1)[present & rows].mean()) for key, v in shares.items()}
             for group, rows in (("seen", ~unseen), ("held_out", unseen)) if (present & rows).any()}
+
+
+def train_entry(recipe: CLIPRecipe, _baseline: None, ctx: Context) -> Trained:
+    """``train clip``: train the text-image model on the context's catalogue and measure it both ways: image -> text
+    (:func:`image_to_text`) and text -> image (:func:`text_to_image`, seen and held-out combinations apart).
+    Chapter 10 (notebooks/10_text_to_product.ipynb)."""
+    model, history = train_clip(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device,
+                                ctx.dataset, ctx.threads)
+    if not ctx.measures:
+        return Trained(model, {}, {})
+    with config.threads(ctx.threads):
+        read = image_to_text(model, ctx.dataset)
+        found = text_to_image(model, recipe.held_out, ctx.dataset)
+    measured = {**{f"image_to_text_{k}": v for k, v in read.items()},
+                **{f"text_to_image_{group}_{k}": v for group, row in found.items() for k, v in row.items()}}
+    return Trained(model, measured, {"history": history})

