@@ -368,6 +368,10 @@ def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None =
         report = classifier_report(model, "test", dataset=dataset)
         del report["test_confusion"]
         return {"model": name, **report, **attribute_accuracies(model, "test", dataset)}
+    if meta["kind"] in ("encoder", "clip"):  # they draw nothing: their measures are of their spaces
+        raise ValueError(f"{name} is an {meta['kind']} model and draws no images: its measures are in "
+                         f"{checkpoints.paths(name, directory)[1]}; python -m prodlab train {name} measures them "
+                         "again")
     report = evaluate_generator(name, n, seed, directory, device, replicates)
     if meta["kind"] == "vae":  # notebook 03: the likelihood of test images as well
         report.update(vae_likelihoods(name, directory, seed))

@@ -4,6 +4,7 @@ as positives, the text encoders' use of padding and word order, the logit scale'
 from __future__ import annotations
 
 import copy
+import json
 import math
 
 import pytest
@@ -142,3 +143,57 @@ def test_a_model_that_knows_every_product_finds_and_reads_all_of_them(monkeypatc
     found = clip_training.text_to_image(model, clip_training.CLIPRecipe().held_out, k=5)
     assert set(found) == {"seen", "held_out"}
     assert all(v == 1.0 for group in found.values() for v in group.values())
+
+
+# ---------------------------------------------------------------- the command line: train, search by words
+
+
+def test_the_recipe_trains_end_to_end_through_the_command_line(tmp_path, monkeypatch):
+    from prodlab import checkpoints, config
+    from prodlab.cli import main
+
+    monkeypatch.setenv("PRODLAB_QUICK", "1")
+    monkeypatch.setattr(config, "RUNS_DIR", tmp_path / "runs")
+    assert main(["train", "clip", "--set", "train_limit=512", "--set", "batch_size=64", "--out", str(tmp_path)]) == 0
+    meta = checkpoints.read_meta("clip", tmp_path)
+    assert meta["quick_mode"] and meta["dataset"] == colour.NAME
+    measured = {"image_to_text_class", "text_to_image_seen_class_colour", "text_to_image_held_out_all"}
+    assert measured <= set(meta["metrics"])
+    model = checkpoints.load("clip", tmp_path)
+    assert isinstance(model, clip.CLIP) and model.cfg.tokenizer == clip_training.catalogue_tokenizer(SPEC)
+
+
+def _search(capsys, *argv: str) -> tuple[int, str, str]:
+    from prodlab.cli import main
+
+    status = main(["search", *argv])
+    out, err = capsys.readouterr()
+    return status, out, err
+
+
+def test_search_by_words_finds_the_products_a_prompt_describes(capsys):
+    status, out, _ = _search(capsys, "--text", "a blue striped shirt", "--data", colour.NAME, "--k", "5", "--json")
+    hits = json.loads(out)
+    assert status == 0 and len(hits) == 5 and [h["score"] for h in hits] == sorted((h["score"] for h in hits),
+                                                                                  reverse=True)
+    assert all(h["colour"] == "blue" for h in hits) and sum(h["class"] == "Shirt" for h in hits) >= 3
+    assert sum(h["pattern"] == "stripes" for h in hits) >= 3
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["--text", "a teal scarf", "--data", colour.NAME], "'teal' is not in the vocabulary"),
+    (["--text", "a blue bag"], "knows the words of catalogue 'colour'"),
+    (["photo.png", "--text", "a blue bag", "--data", colour.NAME], "one of the two"),
+    (["--data", colour.NAME], "one of the two"),
+])
+def test_a_prompt_that_cannot_be_searched_gets_one_line(capsys, argv, message):
+    status, out, err = _search(capsys, *argv)
+    assert status == 1 and message in err and len(err.strip().splitlines()) == 1 and not out
+
+
+def test_evaluate_refuses_a_model_that_draws_nothing_in_one_line(capsys):
+    from prodlab.cli import main
+
+    assert main(["evaluate", "clip"]) == 1
+    err = capsys.readouterr().err
+    assert "draws no images" in err and "clip.json" in err and len(err.strip().splitlines()) == 1

@@ -10,12 +10,14 @@ import pytest
 
 from prodlab import checkpoints, data, metrics, ruler
 from prodlab.models import vae as vae_models
+from prodlab.training import clip as clip_training
 from prodlab.training import contrastive, diffusion_measure, registry
 
 # Another CPU moves these by far less; another model (or another sampler) by far more. Keys by prefix
 # (``test_accuracy_colour`` is a ``test_accuracy``).
 TOLERANCE = {"test_accuracy": (0.002, 0.0), "class_fidelity": (0.005, 0.0), "fid": (0.0, 0.02),
-             "neg_elbo_bernoulli": (0.0, 0.002), "knn_accuracy": (0.002, 0.0), "linear_probe_accuracy": (0.003, 0.0)}
+             "neg_elbo_bernoulli": (0.0, 0.002), "knn_accuracy": (0.002, 0.0), "linear_probe_accuracy": (0.003, 0.0),
+             "image_to_text": (0.003, 0.0)}
 
 
 def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -30,6 +32,9 @@ def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if kind == "encoder":  # on the second ruler's cached features of every training and test image
         r = ruler.load_second(dataset)
         now = contrastive.label_accuracies(r.reference("train"), r.reference("test"), dataset)
+        return {key: recorded[key] for key in now}, now
+    if kind == "clip":  # the image -> text reading of the test photos (one pass of the image encoder)
+        now = {f"image_to_text_{k}": v for k, v in clip_training.image_to_text(checkpoints.load(name)).items()}
         return {key: recorded[key] for key in now}, now
     if kind == "diffusion":  # the recorded sweep's cheapest row: 4 Heun steps, unguided (1,000 samples, 13 ms each)
         row = next(r for r in meta["sampling_sweep"] if r["guidance"] == 1.0 and r["steps"] == 4)

@@ -14,9 +14,13 @@ from prodlab.cli.common import command
 
 
 def cmd_search(args: argparse.Namespace) -> int:
-    """Find the catalogue products that look most like an image file."""
+    """Find the catalogue products that look most like an image file, or that a prompt in words describes."""
     from prodlab import search  # FAISS and scikit-learn: only this command needs them
 
+    if (args.image is None) == (args.text is None):
+        raise ValueError("give a photo or --text PROMPT, one of the two")
+    if args.text is not None:
+        return _text(args, search.search_text(args.text, args.data, k=args.k))
     hits = search.search_photo(args.image, dataset=args.data, k=args.k, embedding=args.embedding, kind=args.index)
     if args.grid:
         _grid(args, hits)
@@ -26,6 +30,18 @@ def cmd_search(args: argparse.Namespace) -> int:
     print(f"Top {args.k} catalogue products of {args.data} for {args.image} ({hits[0]['embedding']} embedding):")
     for rank, hit in enumerate(hits, 1):
         print(f"  {rank:3d}. id {hit['id']:6d}  {hit['class']:16s} score {hit['score']:.4f}")
+    return 0
+
+
+def _text(args: argparse.Namespace, hits: list[dict]) -> int:
+    """Print the products found for a prompt (JSON with --json)."""
+    if args.json:
+        print(json.dumps(hits))
+        return 0
+    print(f"Top {args.k} catalogue products of {args.data} for {args.text!r} (text-image model):")
+    for rank, hit in enumerate(hits, 1):
+        words = " ".join(str(v) for k, v in hit.items() if k not in ("id", "label", "class", "score"))
+        print(f"  {rank:3d}. id {hit['id']:6d}  {hit['class']:12s} {words:18s} score {hit['score']:.4f}")
     return 0
 
 
@@ -44,9 +60,13 @@ def _grid(args: argparse.Namespace, hits: list[dict]) -> None:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "search", "find the catalogue products that look like an image file", cmd_search,
-                "python -m prodlab search photo.jpg --k 8 --grid results.png")
-    p.add_argument("image", type=Path, help="any image file PIL can read (photo, PNG with transparency, ...)")
+    p = command(sub, "search", "find the catalogue products that look like an image file, or that words describe",
+                cmd_search, "python -m prodlab search photo.jpg --k 8 --grid results.png; "
+                "python -m prodlab search --text \"a blue striped shirt\" --data colour")
+    p.add_argument("image", type=Path, nargs="?",
+                   help="any image file PIL can read (photo, PNG with transparency, ...)")
+    p.add_argument("--text", metavar="PROMPT",
+                   help="search by words instead of a photo, with the text-image model (python -m prodlab train clip)")
     p.add_argument("--data", default=datasets.DEFAULT, metavar="NAME",
                    help="the catalogue to search (default: Fashion-MNIST; python -m prodlab data list)")
     p.add_argument("--k", type=int, default=8, help="number of results (default 8)")

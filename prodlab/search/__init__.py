@@ -11,6 +11,7 @@ images are the products searched. The package is cut by step:
 - :mod:`~prodlab.search.index`: the exact index (one matrix product) and the cached catalogue indexes;
 - :mod:`~prodlab.search.approx`: the approximate index on FAISS (IVF), for millions of products;
 - :mod:`~prodlab.search.photo`: a shopper's photo as a query of the catalogue's spec, and :func:`search_photo`;
+- :mod:`~prodlab.search.by_text`: a shopper's words as the query, by the text-image model (:func:`search_text`);
 - :mod:`~prodlab.search.evaluate`: precision@k, AP@k, mAP, MRR, NDCG and the benchmark of the embeddings;
 - :mod:`~prodlab.search.explore`: best and worst queries, edited and generated queries, the t-SNE map;
 - :mod:`~prodlab.search.bench` and :mod:`~prodlab.search.sizing`: exact against approximate search at
@@ -22,6 +23,7 @@ Everything notebooks and figures use is importable from ``prodlab.search`` itsel
 from prodlab import data
 from prodlab.search import bench, sizing
 from prodlab.search.approx import ApproxIndex, recall_at_k
+from prodlab.search.by_text import search_text
 from prodlab.search.embed import (
     BEST,
     EMBEDDINGS,
@@ -86,6 +88,7 @@ __all__ = [
     "embedding_key", "embedding_spec", "EmbeddingSpec", "evaluate_embedding", "fit_pca", "format_table",
     "found_images", "good_and_failed", "Index", "load_index", "mean_precision", "ndcg_at_k", "photo_image",
     "precision_at_k", "query", "query_set", "recall_at_k", "reciprocal_rank", "recovery", "relevance", "search_photo",
-    "SearchError", "SearchIndex", "sharded_search", "shift", "single_query_ms", "sizing", "tune_queries",
+    "search_text", "SearchError", "SearchIndex", "sharded_search", "shift", "single_query_ms", "sizing",
+    "tune_queries",
     "unavailable", "variant_queries",
 ]
