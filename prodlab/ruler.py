@@ -369,7 +369,7 @@ def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None =
         del report["test_confusion"]
         return {"model": name, **report, **attribute_accuracies(model, "test", dataset)}
     if meta["kind"] in ("encoder", "clip"):  # they draw nothing: their measures are of their spaces
-        raise ValueError(f"{name} is an {meta['kind']} model and draws no images: its measures are in "
+        raise ValueError(f"{name} draws no images to measure: its measures are in "
                          f"{checkpoints.paths(name, directory)[1]}; python -m prodlab train {name} measures them "
                          "again")
     report = evaluate_generator(name, n, seed, directory, device, replicates)
