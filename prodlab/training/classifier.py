@@ -103,7 +103,7 @@ def _attribute_terms(heads: dict[str, torch.Tensor], attributes: torch.Tensor) -
     return terms
 
 
-class ClassifierFamily(loop.Family):
+class ClassifierFamily(loop.RecipeFamily):
     """The ruler as the training loop sees it (chapter 04): AdamW with a one-cycle learning rate (a scheduler the
     loop saves and restores like the optimiser, so ``--resume`` works), :func:`classifier_step` per batch, and the
     test accuracy after every epoch (one per head on a data set with attributes: ``test_accuracy`` is the class's,
@@ -111,11 +111,6 @@ class ClassifierFamily(loop.Family):
 
     per_step_history = False
     drop_last = False
-
-    def __init__(self, cfg: ClassifierConfig, recipe: ClassifierRecipe, dataset: str, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
-        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
 
     def build(self, device: torch.device) -> None:
         self.model = ProductClassifier(self.cfg).to(device, memory_format=torch.channels_last)

@@ -104,17 +104,12 @@ def clip_step(model: nn.Module, optimizer: torch.optim.Optimizer, images: Tensor
     return {"loss": float(loss.detach()), "accuracy": float(hits.float().mean())}
 
 
-class CLIPFamily(loop.Family):
+class CLIPFamily(loop.RecipeFamily):
     """The text-image model as the training loop sees it (chapter 10): AdamW with a one-cycle learning rate,
     :func:`clip_step` per batch of photos and their drawn phrasings, the held-out combinations left out of the data.
     Under torchrun each rank contrasts its own slice of the batch."""
 
     per_step_history = False
-
-    def __init__(self, cfg: CLIPConfig, recipe: CLIPRecipe, dataset: str, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
-        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
 
     def build(self, device: torch.device) -> None:
         self.model = CLIP(self.cfg).to(device)

@@ -235,18 +235,13 @@ def label_accuracies(bank: torch.Tensor, queries: torch.Tensor, dataset: str = d
     return {**report, "linear_probe_accuracy": round(probe, 4)}
 
 
-class EncoderFamily(loop.Family):
+class EncoderFamily(loop.RecipeFamily):
     """The encoder as the training loop sees it (chapter 04): AdamW with a one-cycle learning rate (saved and
     restored by the loop, so ``--resume`` works), :func:`contrastive_step` per batch of unlabelled images, and after
     every epoch the k-NN accuracy of 1,000 test images against 2,000 training images, to watch the space learn.
     Under torchrun each rank contrasts the views of its own slice of the batch (no gathering of negatives)."""
 
     per_step_history = False
-
-    def __init__(self, cfg: EncoderConfig, recipe: ContrastiveRecipe, dataset: str, seed: int) -> None:
-        super().__init__()
-        self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
-        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
 
     def build(self, device: torch.device) -> None:
         self.model = ContrastiveEncoder(self.cfg).to(device, memory_format=torch.channels_last)

@@ -116,6 +116,16 @@ class Family:
         return ", ".join(f"{k} {v:.4g}" for k, v in means.items())
 
 
+
+class RecipeFamily(Family):
+    """A family made the usual way: from a model config, a recipe with ``batch_size`` and ``epochs``, the data set
+    it trains on and the seed (the classifier's, the encoder's and the text-image model's)."""
+
+    def __init__(self, cfg: Any, recipe: Any, dataset: str, seed: int) -> None:
+        super().__init__()
+        self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
+        self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
+
 @contextmanager
 def _execution(setup: Setup) -> Iterator[torch.device]:
     device = setup.device or config.device()
