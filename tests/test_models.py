@@ -6,10 +6,11 @@ from __future__ import annotations
 import pytest
 import torch
 
-from prodlab import checkpoints, data, models
+from prodlab import checkpoints, data, models, text
 from prodlab.datasets import colour, fashion_mnist
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import classifier as classifier_models
+from prodlab.models import clip as clip_models
 from prodlab.models import encoder as encoder_models
 from prodlab.models import gan as gan_models
 from prodlab.models import shapes, unet
@@ -79,7 +80,9 @@ def test_every_family_rebuilds_from_its_checkpoint_json(kind, tmp_path):
     cfg = {"classifier": classifier_models.ClassifierConfig(spec, channels=(4, 8, 8), hidden=16),
            "gan": gan_models.GANConfig(spec, latent_dim=8, width=4, conditional=True), "vae": vae,
            "diffusion": unet.DiffusionConfig(spec, width=8), "latent-diffusion": unet.LatentDiffusionConfig(vae),
-           "encoder": encoder_models.EncoderConfig(spec, widths=(8, 16), projection_dim=4)}[kind]
+           "encoder": encoder_models.EncoderConfig(spec, widths=(8, 16), projection_dim=4),
+           "clip": clip_models.CLIPConfig(spec, text.Tokenizer.from_texts(["a red bag", "a blue dress"]), width=8,
+                                          heads=2, image_widths=(8, 16), embed_dim=4)}[kind]
     build = models.FAMILIES[kind][0]
     torch.manual_seed(0)
     model = build(cfg)
