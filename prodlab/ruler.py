@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from prodlab import bootstrap, checkpoints, config, data, datasets, files, metrics
+from prodlab import bootstrap, checkpoints, config, data, datasets, files, metrics, models
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models import vae as vae_models
 from prodlab.models.classifier import ProductClassifier
@@ -368,7 +368,7 @@ def evaluate(name: str, n: int = 10_000, seed: int = 0, directory: Path | None =
         report = classifier_report(model, "test", dataset=dataset)
         del report["test_confusion"]
         return {"model": name, **report, **attribute_accuracies(model, "test", dataset)}
-    if meta["kind"] in ("encoder", "clip"):  # they draw nothing: their measures are of their spaces
+    if not models.draws_images(meta["kind"]):  # an encoder, the text-image model: their measures are of spaces
         raise ValueError(f"{name} draws no images to measure: its measures are in "
                          f"{checkpoints.paths(name, directory)[1]}; python -m prodlab train {name} measures them "
                          "again")

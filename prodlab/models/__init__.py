@@ -37,6 +37,12 @@ def kind_of(model: nn.Module) -> str:
     raise ValueError(f"{type(model).__name__} is not a network a checkpoint can hold ({', '.join(FAMILIES)})")
 
 
+def draws_images(kind: str) -> bool:
+    """Whether the networks of family ``kind`` draw images (their class has ``sample``): not the rulers' networks
+    (classifier, encoder) nor the text-image model."""
+    return callable(getattr(FAMILIES[kind][0], "sample", None))
+
+
 def is_generative(model: nn.Module) -> bool:
     """The model draws new images: ``sample(n, generator, labels=None)``."""
     return callable(getattr(model, "sample", None))

@@ -115,18 +115,24 @@ class CLIPFamily(loop.RecipeFamily):
         self.model = CLIP(self.cfg).to(device)
         self.net = distributed.wrap(self.model, device)
         r = self.recipe
-        n = len(self.data()[1])
+        n = len(self._kept()[1])
         optimizer = torch.optim.AdamW(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
         schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=r.lr, epochs=max(1, r.epochs),
                                                        steps_per_epoch=max(1, n // r.batch_size))
         self.modules, self.optimizers = {"model": self.model}, {"optimizer": optimizer, "schedule": schedule}
 
-    def data(self) -> tuple[Tensor, Tensor]:
-        """The training photos in [0, 1] and their labels (N x 3), the held-out combinations left out."""
+    def _kept(self) -> tuple[Tensor, Tensor]:
+        """Which training photos it learns from (bool N: not of a held-out combination) and their labels (up to
+        ``train_limit``)."""
         labels = catalogue_labels(self.dataset, "train")
         keep = ~held_out_mask(self.cfg.image, labels, self.recipe.held_out)
+        return keep, labels[keep][: self.recipe.train_limit]
+
+    def data(self) -> tuple[Tensor, Tensor]:
+        """The training photos in [0, 1] and their labels (N x 3), the held-out combinations left out."""
+        keep, labels = self._kept()
         images = data.load("train", dataset=self.dataset)[0][keep][: self.recipe.train_limit]
-        return data.to_float(images), labels[keep][: self.recipe.train_limit]
+        return data.to_float(images), labels
 
     def step(self, x: Tensor, y: Tensor | None, state: loop.State) -> dict[str, float]:
         assert y is not None  # data() always gives labels

@@ -62,7 +62,7 @@ class Entry:
     @property
     def generative(self) -> bool:
         """Its network draws images (every family but the two rulers', the classifier and the encoder)."""
-        return callable(getattr(models.FAMILIES[self.kind][0], "sample", None))
+        return models.draws_images(self.kind)
 
     def conditional(self, image: ImageSpec | None = None) -> bool:
         """Whether its ``sample`` takes class labels (built for ``image``, default its data set's)."""
