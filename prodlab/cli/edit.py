@@ -49,13 +49,17 @@ DENOISE = Edit("denoise", {
 CHANGE = {"cdcgan": "the conditional GAN: the photo's code found, the condition swapped (default)",
           "vae": "a latent direction of the catalogue's VAE",
           "diffusion": "SDEdit with the new condition by the conditional flow model, its change carried over",
-          "sdedit": "SDEdit with the new condition, the flow model's drawing as it is"}  # prodlab.edit.recolour
+          "sdedit": "SDEdit with the new condition, the flow model's drawing as it is",
+          "prompt": "SDEdit by the new prompt, the text-to-product model's drawing as it is",
+          "prompt-carried": "SDEdit by the new prompt with the text-to-product model, its change carried over",
+          }  # prodlab.edit.recolour
 RECOLOUR = Edit("recolour", CHANGE)
 PATTERN = Edit("pattern", CHANGE)
 ATTRIBUTE = {RECOLOUR.name: "colour", PATTERN.name: "pattern"}  # the attribute each of these edits changes
 # The edits, exactly one per command (argparse's mutually exclusive group in add()).
 EDITS = {e.name: e for e in (INPAINT, DENOISE, RECOLOUR, PATTERN)}
-RANDOM = {"diffusion", "sdedit", "dcgan", "cdcgan"}  # the methods that draw random numbers (--seed); others: not
+# the methods that draw random numbers (--seed); others: not
+RANDOM = {"diffusion", "sdedit", "dcgan", "cdcgan", "prompt", "prompt-carried"}
 
 
 def cmd_edit(args: argparse.Namespace) -> int:

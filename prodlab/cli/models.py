@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from prodlab import bootstrap, checkpoints, config, files, ruler
+from prodlab import bootstrap, checkpoints, config, data, files, ruler
 from prodlab.cli.common import add_checkpoint, add_device, command, locate
 from prodlab.datasets.spec import ImageSpec
 
@@ -32,6 +32,10 @@ def cmd_sample(args: argparse.Namespace) -> int:
     files.check_memory(nbytes, f"{args.n:,} images of {name}")
     files.check_disk(nbytes, args.out, f"{args.n:,} images of {name}")
     model = checkpoints.load(name, folder)
+    if args.prompt is not None:
+        return _sample_prompt(args, name, model)
+    if args.negative_prompt is not None:
+        raise ValueError("--negative-prompt goes with --prompt")
     spec, sizes = model.cfg.image, checkpoints.condition_sizes(model)
     conditions = ("class", *spec.attribute_names)[: len(sizes)]  # the label columns, in order
     fixed = _fixed(args.where, spec, conditions, name)
@@ -46,6 +50,29 @@ def cmd_sample(args: argparse.Namespace) -> int:
                      for j, c in enumerate(conditions))
     print(f"Wrote {len(images):,} samples of {name} (seed {args.seed}), uint8 {' x '.join(map(str, images.shape))}"
           f", to {args.out}" + (f" with labels: {said}" if conditions else ""))
+    return 0
+
+
+def _sample_prompt(args: argparse.Namespace, name: str, model: torch.nn.Module) -> int:
+    """``sample MODEL --prompt WORDS``: ``--n`` products drawn from one prompt by a text-to-product model, guided away
+    from ``--negative-prompt``; one line for a model that reads no words or a word outside its vocabulary."""
+    if not callable(getattr(model, "draw", None)):
+        raise ValueError(f"{name} reads no prompts: --prompt needs a text-to-product model (text-diffusion)")
+    if args.where:
+        raise ValueError("--where and --prompt both say what to draw: give one of them")
+    generator = torch.Generator().manual_seed(args.seed)
+    with torch.inference_mode():
+        x = torch.cat([model.draw([args.prompt] * len(chunk), generator, args.negative_prompt or "",
+                                  guidance=args.guidance)
+                       for chunk in torch.arange(args.n).split(250)])
+    images = data.to_uint8(x).numpy()
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    arrays = {"images": images, "prompt": np.array(args.prompt),
+              "negative_prompt": np.array(args.negative_prompt or "")}
+    files.write_with(args.out, lambda tmp: _write_npz(tmp, arrays))
+    print(f"Wrote {len(images):,} samples of {name} for {args.prompt!r} (seed {args.seed}, guidance "
+          f"{model.cfg.guidance if args.guidance is None else args.guidance}), uint8 "
+          f"{' x '.join(map(str, images.shape))}, to {args.out}")
     return 0
 
 
@@ -144,7 +171,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
 
 def add(sub: argparse._SubParsersAction) -> None:
     p = command(sub, "sample", "draw samples of a generative model into an .npz file", cmd_sample,
-                "python -m prodlab sample cdcgan --n 16 --where class=Sneaker --out samples.npz")
+                "python -m prodlab sample cdcgan --n 16 --where class=Sneaker --out samples.npz\n"
+                "python -m prodlab sample text-diffusion --prompt 'a red dotted dress' --n 16 --out x.npz")
     add_checkpoint(p, "generative model")
     p.add_argument("--n", type=int, default=64, help="number of samples (default 64)")
     p.add_argument("--out", type=Path, required=True,
@@ -154,6 +182,10 @@ def add(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--where", action="append", default=[], metavar="NAME=VALUE",
                    help="ask a conditional model for one value (repeatable): class=Dress; for a GAN conditioned on "
                         "attributes also e.g. colour=red, pattern=stripes (default: every value as often)")
+    p.add_argument("--prompt", metavar="WORDS",
+                   help='what a text-to-product model draws, in its vocabulary\'s words: "a red dotted dress"')
+    p.add_argument("--negative-prompt", metavar="WORDS", help="what guidance steers away from (with --prompt)")
+    p.add_argument("--guidance", type=float, help="classifier-free guidance scale (with --prompt; default the model's)")
     p.add_argument("--seed", type=int, default=0)
     add_device(p, "sample")
     p = command(sub, "evaluate", "measure a checkpoint (accuracy, or FID/KID/precision/recall)", cmd_evaluate,

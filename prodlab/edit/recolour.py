@@ -38,7 +38,7 @@ from torch import Tensor
 from prodlab import data, datasets, diffusion, ruler
 from prodlab.datasets import colour, fashion_mnist
 from prodlab.degrade import blur
-from prodlab.edit import restore
+from prodlab.edit import by_prompt, restore
 from prodlab.edit.evaluate import psnr, ssim
 from prodlab.models import gan as gan_models
 from prodlab.models import vae as vae_models
@@ -46,8 +46,12 @@ from prodlab.models.unet import DiffusionModel
 
 METHODS = {"cdcgan": "the conditional GAN, condition swapped", "vae": "a latent direction of the catalogue's VAE",
            "diffusion": "SDEdit with the new condition, its change carried into the photo",
-           "sdedit": "SDEdit with the new condition, its drawing as the edit"}
-MODEL = {"cdcgan": "cdcgan", "vae": "vae", "diffusion": "diffusion", "sdedit": "diffusion"}  # the model each draws with
+           "sdedit": "SDEdit with the new condition, its drawing as the edit",
+           "prompt": "SDEdit by the new prompt with the text-to-product model, its drawing as the edit",
+           "prompt-carried": "SDEdit by the new prompt with the text-to-product model, its change carried into the "
+                             "photo"}
+MODEL = {"cdcgan": "cdcgan", "vae": "vae", "diffusion": "diffusion", "sdedit": "diffusion",
+         "prompt": "text-diffusion", "prompt-carried": "text-diffusion"}  # the model each draws with
 ATTRIBUTES = tuple(name for name, _ in colour.ATTRIBUTES)  # what an edit can change: colour, pattern
 DIRECTION_IMAGES = 20_000  # training products whose codes give each value's mean code
 GAN_INVERSION = restore.InversionConfig(steps=150, restarts=8)  # chapter 05's GAN inversion with 150 steps, not 100
@@ -219,9 +223,13 @@ def edit(x: Tensor, attribute: str, value: int | Tensor, method: str = "cdcgan",
         before, after = gan_pair(restore.load_trained("cdcgan", dataset, kind="gan"), x, labels, new_labels,
                                  seed=seed)
         return change(attribute, x, before, after)
-    before, after = diffusion_pair(restore.load_trained("diffusion", dataset, kind="diffusion"), x, labels,
-                                   new_labels, seed=seed)
-    return after if method == "sdedit" else change(attribute, x, before, after)
+    if method.startswith("prompt"):
+        model = restore.load_trained("text-diffusion", dataset, kind="text-diffusion")
+        before, after = (by_prompt.sdedit(model, x, model.captions(y), seed=seed) for y in (labels, new_labels))
+    else:
+        before, after = diffusion_pair(restore.load_trained("diffusion", dataset, kind="diffusion"), x, labels,
+                                       new_labels, seed=seed)
+    return after if method in ("sdedit", "prompt") else change(attribute, x, before, after)
 
 
 def ground_truth(products: slice, attribute: str, seed: int = EDIT_SEED) -> dict[str, Tensor]:

@@ -305,6 +305,8 @@ def trained(name: str, dataset: str = data.DEFAULT) -> tuple[str, Path]:
         return name, config.CHECKPOINT_DIR
     if checkpoints.exists(f"{dataset}-{name}"):
         return f"{dataset}-{name}", config.CHECKPOINT_DIR
+    if checkpoints.exists(name) and checkpoints.read_meta(name).get("dataset") == dataset:  # text-diffusion: colour's
+        return name, config.CHECKPOINT_DIR
     runs_of = [p for p in (config.RUNS_DIR / dataset).glob(f"{name}*/{name}.json")
                if p.with_suffix(".safetensors").is_file()]
     if not runs_of:

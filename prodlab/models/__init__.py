@@ -1,7 +1,7 @@
 """The networks: the DCGAN (chapter 02), the VAEs (chapter 03), the product classifier and the self-supervised
 encoder, the two rulers of chapter 04, the U-Net of the diffusion models and the latent prior (chapter 08), and the
-text-image model (chapter 10). Each is built from a frozen config dataclass that holds the image spec it reads or
-draws, and that a checkpoint records whole.
+text-image model, the first stage and the text-to-product model (chapter 10). Each is built from a frozen config
+dataclass that holds the image spec it reads or draws, and that a checkpoint records whole.
 
 :data:`FAMILIES` names each kind of network with its class and its config class: what a checkpoint's ``kind``
 says, so a checkpoint can be rebuilt from its JSON alone.
@@ -11,10 +11,12 @@ from __future__ import annotations
 
 from torch import nn
 
+from prodlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from prodlab.models.classifier import ClassifierConfig, ProductClassifier
 from prodlab.models.clip import CLIP, CLIPConfig
 from prodlab.models.encoder import ContrastiveEncoder, EncoderConfig
 from prodlab.models.gan import GAN, GANConfig
+from prodlab.models.text_diffusion import TextDiffusion, TextDiffusionConfig
 from prodlab.models.unet import DiffusionConfig, DiffusionModel, LatentDiffusion, LatentDiffusionConfig
 from prodlab.models.vae import ConvVAE, VAEConfig
 
@@ -26,6 +28,8 @@ FAMILIES: dict[str, tuple[type[nn.Module], type]] = {
     "latent-diffusion": (LatentDiffusion, LatentDiffusionConfig),
     "encoder": (ContrastiveEncoder, EncoderConfig),
     "clip": (CLIP, CLIPConfig),
+    "autoencoder": (Autoencoder, AutoencoderConfig),
+    "text-diffusion": (TextDiffusion, TextDiffusionConfig),
 }
 
 

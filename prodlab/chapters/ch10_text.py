@@ -1,0 +1,159 @@
+"""Text to product (chapter 10, issue 26): the helpers and figures of notebooks/10_text_to_product.ipynb.
+
+The notebook opens the three parts of a text-to-image product generator (CLIP in miniature, the first stage, the
+denoiser with cross-attention), runs each by hand, and reads the shipped models' measures from their checkpoints;
+the figures are drawn here: search by words, the first stage's round trip, the cross-attention of a prompt's words
+over the latent grid, products drawn per prompt, the guidance sweep, edits by words, and the table that puts the
+miniature beside the large models.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+from matplotlib.figure import Figure
+
+from prodlab import checkpoints, data, plotting, runs
+from prodlab.datasets import colour
+from prodlab.edit import by_prompt
+from prodlab.models.text_diffusion import TextDiffusion
+from prodlab.search import by_text
+from prodlab.training import clip as clip_training
+from prodlab.training import registry
+from prodlab.training import text_diffusion as td_training
+from prodlab.training.base import Context
+
+# What is public about the large models the miniature copies (parameters, training data, compute), with the source
+# of each number: the model cards and papers. A row is what its source says, never an estimate of ours.
+LARGE_MODELS = (
+    {"model": "CLIP ViT-L/14 (Radford et al. 2021)", "parameters": "428 M (text 123 M)",
+     "data": "400 M image-text pairs (WIT)", "compute": "12 days on 256 V100 GPUs",
+     "source": "the CLIP paper, sections 2.4-2.5"},
+    {"model": "Stable Diffusion v1 (Rombach et al. 2022)", "parameters": "860 M U-Net, 123 M text, 84 M autoencoder",
+     "data": "LAION-2B-en, then LAION-Aesthetics subsets", "compute": "150,000 A100 GPU-hours",
+     "source": "the stable-diffusion-v1 model card"},
+    {"model": "Imagen (Saharia et al. 2022)", "parameters": "2 B base U-Net, frozen T5-XXL text encoder (4.6 B)",
+     "data": "about 860 M image-text pairs", "compute": "TPU v4 pods (hours not published)",
+     "source": "the Imagen paper, section 4 and appendix"},
+)
+
+
+def search_figure(prompts: list[str], dataset: str = colour.NAME, k: int = 8) -> Figure:
+    """The ``k`` catalogue photos nearest to each prompt in CLIP's space, one row per prompt."""
+    images = data.load("train", dataset=dataset)[0]
+    rows = [images[[hit["id"] for hit in by_text.search_text(p, dataset, k)]] for p in prompts]
+    return plotting.labelled_rows(rows, prompts, label_width=2.4)
+
+
+def round_trip(model: TextDiffusion, n: int = 10, dataset: str = colour.NAME) -> Figure:
+    """Test photos, their latent grids (the first channel) and the first stage's reconstructions."""
+    x = data.to_float(data.load("test", dataset=dataset)[0][:n])
+    z = model.autoencoder.latents(x)
+    grid = z[:, :1]
+    grid = (grid - grid.amin((2, 3), keepdim=True)) / (grid.amax((2, 3), keepdim=True)
+                                                      - grid.amin((2, 3), keepdim=True)).clamp_min(1e-6)
+    return plotting.labelled_rows([x, grid.expand(-1, 3, -1, -1), model.autoencoder.reconstruct(x)],
+                                  ["photo", f"latent {' x '.join(map(str, z.shape[1:]))}\n(channel 1)",
+                                   "reconstruction"], label_width=1.8)
+
+
+def word_attention(model: TextDiffusion, photo: torch.Tensor, prompt: str, t: float = 0.5, seed: int = 0
+                   ) -> tuple[list[str], torch.Tensor]:
+    """The words of ``prompt`` (and the end token) and how much each latent position attends to each, averaged over
+    the blocks and heads: words x h x w, for the photo's latent noised to time ``t``."""
+    tokens = model.cfg.tokenizer.encode([prompt])
+    z0 = model.to_latents(photo[None])
+    z_t = (1 - t) * z0 + t * torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
+    weights = model.cross_attention(z_t, torch.tensor([t]), tokens).mean(0)[0]  # positions x L
+    n_words = int((tokens[0] > 0).sum())
+    _, h, w = model.cfg.first_stage.latent_shape
+    words = [model.cfg.tokenizer.words[i] for i in tokens[0, :n_words].tolist()]
+    return words, weights[:, :n_words].T.reshape(n_words, h, w)
+
+
+def attention_figure(words: list[str], maps: torch.Tensor, photo: torch.Tensor) -> Figure:
+    """The photo, then one heat map per word: the share of each latent position's cross-attention it receives."""
+    fig = plotting.new_figure(1.3 * (len(words) + 1), 1.6)
+    axes = fig.subplots(1, len(words) + 1)
+    plotting.show_image(axes[0], plotting.as_numpy(photo[None])[0], "photo")
+    for ax, word, m in zip(axes[1:], words, maps, strict=True):
+        ax.imshow(m.numpy(), cmap="magma", vmin=0, vmax=float(maps.max()))
+        ax.set_title(word, fontsize=9)
+        ax.axis("off")
+    return plotting.finish(fig)
+
+
+def prompt_rows(model: TextDiffusion, prompts: list[str], per_prompt: int = 8, seed: int = 0,
+                negative_prompt: str = "", guidance: float | None = None) -> Figure:
+    """``per_prompt`` products drawn for each prompt, one row each (the same noise in every row)."""
+    rows = [model.draw([p] * per_prompt, torch.Generator().manual_seed(seed), negative_prompt, guidance=guidance)
+            for p in prompts]
+    return plotting.labelled_rows(rows, prompts, label_width=2.4)
+
+
+def attribute_lines(metrics: dict[str, Any]) -> list[str]:
+    """The measured attribute accuracy, seen and held-out combinations, one line each, from a checkpoint's metrics."""
+    return [f"{group:9s} n {row['n']:5d}  class {row['class']:.3f}  colour {row['colour']:.3f}  "
+            f"pattern {row['pattern']:.3f}  all three {row['all']:.3f}" for group, row in metrics["attributes"].items()]
+
+
+def guidance_figure(sweep: list[dict[str, Any]]) -> Figure:
+    """Fidelity (share of samples with all three attributes as asked, seen and held-out) and diversity (recall,
+    coverage) against the guidance scale."""
+    w = [row["guidance"] for row in sweep]
+    fig = plotting.new_figure(8, 3)
+    left, right = fig.subplots(1, 2)
+    for key, label in (("seen_all", "seen combinations"), ("held_out_all", "held-out combinations")):
+        left.plot(w, [row[key] for row in sweep], "o-", label=label)
+    left.set(xlabel="guidance scale w", ylabel="all three attributes as asked", title="fidelity")
+    left.legend(fontsize=8)
+    for key in ("recall", "coverage"):
+        right.plot(w, [row[key] for row in sweep], "o-", label=key)
+    right.set(xlabel="guidance scale w", title="diversity")
+    right.legend(fontsize=8)
+    return plotting.finish(fig)
+
+
+def edit_rows(model: TextDiffusion, n: int = 6, first: int = 500, dataset: str = colour.NAME) -> Figure:
+    """Test photos recoloured and re-patterned by a new prompt (SDEdit) and their centre redrawn from a prompt
+    (inpainting), one row each."""
+    spec = model.cfg.image
+    x = data.to_float(data.load("test", dataset=dataset)[0][first : first + n])
+    labels = clip_training.catalogue_labels(dataset, "test")[first : first + n]
+    recoloured, repatterned = labels.clone(), labels.clone()
+    recoloured[:, 1] = (labels[:, 1] + 3) % len(spec.values("colour"))
+    repatterned[:, 2] = (labels[:, 2] + 1) % len(spec.values("pattern"))
+    missing = torch.zeros(n, spec.height, spec.width, dtype=torch.bool)
+    missing[:, spec.height // 4 : 3 * spec.height // 4, spec.width // 4 : 3 * spec.width // 4] = True
+    rows = [x, by_prompt.sdedit(model, x, model.captions(recoloured)),
+            by_prompt.sdedit(model, x, model.captions(repatterned)), x * ~missing[:, None],
+            by_prompt.inpaint(model, x, missing, model.captions(recoloured))]
+    names = ["photo", "new colour\n(SDEdit)", "new pattern\n(SDEdit)", "centre hidden", "centre drawn,\nnew colour"]
+    return plotting.labelled_rows(rows, names, label_width=1.5)
+
+
+def our_row(name: str = "text-diffusion") -> dict[str, str]:
+    """The miniature's row of the comparison table, from the checkpoints' JSON and the catalogue."""
+    meta, clip_meta = checkpoints.read_meta(name), checkpoints.read_meta("clip")
+    first = checkpoints.read_meta(meta["recipe"]["fields"]["first_stage"])
+    model = checkpoints.load(name, kind="text-diffusion")
+    count = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+    minutes = sum(m["train_cpu_seconds"] for m in (meta, clip_meta, first)) / 60
+    images = len(data.load("train", dataset=meta["dataset"])[1])
+    return {"model": "ours: clip + colour-autoencoder + text-diffusion",
+            "parameters": f"{count(model.net) / 1e6:.2f} M denoiser, {count(model.text_encoder) / 1e6:.2f} M text, "
+                          f"{count(model.autoencoder) / 1e6:.2f} M autoencoder",
+            "data": f"{images:,} synthetic photos, {len(clip_training.combinations(model.cfg.image))} captions",
+            "compute": f"{minutes:.0f} CPU-minutes, one thread", "source": "this notebook"}
+
+
+def live_model(epochs: int = 2, limit: int = 512, seed: int = 0) -> tuple[TextDiffusion, list[dict[str, float]]]:
+    """A fresh denoiser on the shipped parts, trained for a few seconds on ``limit`` photos (the live run)."""
+    recipe = td_training.TextDiffusionRecipe(epochs=epochs, batch_size=64, train_limit=limit, warmup_steps=4)
+    entry = registry.entry("text-diffusion")
+    run = runs.Run("text-diffusion-live", registry.run_folder(entry.dataset))
+    ctx = Context(entry.name, entry.config(data.spec(entry.dataset)), entry.dataset, seed, progress=False,
+                  resume=False, run=run, with_baseline=False)
+    return td_training.train_text_diffusion(recipe, ctx)
+

@@ -1,0 +1,173 @@
+"""Text to product (issue 26): the first stage's loss against torch's Gaussian KL, its step by hand; the denoiser's
+cross-attention never reads padding and sums to one over the words; the empty prompt is prompt dropout's and
+guidance's "no label"; a negative prompt takes its place in guidance; labels are asked for by their captions; the
+prompt edits keep what they must."""
+
+from __future__ import annotations
+
+import copy
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch.distributions import Normal, kl_divergence
+
+from prodlab import data, diffusion
+from prodlab.datasets import colour
+from prodlab.edit import by_prompt
+from prodlab.models import autoencoder as ae
+from prodlab.models import text_diffusion as td
+from prodlab.models.clip import CLIPConfig
+from prodlab.training import autoencoder as ae_training
+from prodlab.training import clip as clip_training
+from prodlab.training import text_diffusion as td_training
+
+SPEC = data.spec(colour.NAME)
+
+
+def _autoencoder() -> ae.Autoencoder:
+    torch.manual_seed(0)
+    return ae.Autoencoder(ae.AutoencoderConfig(SPEC, widths=(8, 16, 16), latent_channels=2)).eval()
+
+
+def _model(**fields) -> td.TextDiffusion:
+    """A small untrained model on the colour catalogue's words, its last layer drawn at random so that every input
+    moves the prediction."""
+    torch.manual_seed(0)
+    text = CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC), width=16, heads=2, image_widths=(8, 16),
+                      embed_dim=8)
+    cfg = td.TextDiffusionConfig(_autoencoder().cfg, text, width=32, depth=2, heads=2, steps=2, **fields)
+    model = td.TextDiffusion(cfg)
+    for p in (*model.net.out.parameters(), *(q for b in model.net.blocks for q in b.modulation.parameters())):
+        torch.nn.init.normal_(p, std=0.1)
+    return model.eval()
+
+
+# ---------------------------------------------------------------- the first stage
+
+
+def test_the_autoencoder_refuses_sides_it_cannot_halve_and_says_its_latent_grid():
+    cfg = ae.AutoencoderConfig(SPEC)
+    assert cfg.latent_shape == (cfg.latent_channels, SPEC.height // 4, SPEC.width // 4) and cfg.factor == 4
+    with pytest.raises(ValueError, match="divisible by 64"):
+        ae.AutoencoderConfig(SPEC, widths=(8,) * 7)
+    with pytest.raises(ValueError, match="at least two widths"):
+        ae.AutoencoderConfig(SPEC, widths=(8,))
+
+
+def test_the_first_stage_loss_is_the_mse_plus_the_weighted_kl_of_torch_distributions():
+    g = torch.Generator().manual_seed(0)
+    x, recon = torch.rand(3, *SPEC.shape, generator=g), torch.rand(3, *SPEC.shape, generator=g)
+    mean, logvar = torch.randn(3, 2, 8, 8, generator=g), torch.randn(3, 2, 8, 8, generator=g)
+    kl = kl_divergence(Normal(mean, (logvar / 2).exp()), Normal(0.0, 1.0)).mean()
+    assert torch.allclose(ae.reconstruction_loss(recon, x, mean, logvar, 0.3), F.mse_loss(recon, x) + 0.3 * kl)
+
+
+def test_the_first_stage_step_is_one_draw_the_loss_and_one_update():
+    model, x = _autoencoder().train(), torch.rand(4, *SPEC.shape, generator=torch.Generator().manual_seed(1))
+    twin = copy.deepcopy(model)
+    opt, opt_twin = (torch.optim.AdamW(m.parameters(), lr=1e-3) for m in (model, twin))
+    out = ae_training.autoencoder_step(model, opt, x, 1e-3, torch.Generator().manual_seed(2))
+    recon, mean, logvar = twin(x, torch.Generator().manual_seed(2))
+    loss = ae.reconstruction_loss(recon, x, mean, logvar, 1e-3)
+    opt_twin.zero_grad()
+    loss.backward()
+    opt_twin.step()
+    assert out["loss"] == pytest.approx(float(loss.detach()), rel=1e-6)
+    assert all(torch.equal(a, b) for a, b in zip(model.parameters(), twin.parameters(), strict=True))
+
+
+# ---------------------------------------------------------------- the denoiser and its words
+
+
+def test_cross_attention_reads_the_words_and_the_end_token_never_the_padding():
+    model = _model()
+    tokens = model.cfg.tokenizer.encode(["a red dress", "a pair of green dotted trousers"])
+    z, t = torch.randn(2, *model.cfg.first_stage.latent_shape), torch.tensor([0.3, 0.8])
+    weights = model.cross_attention(z, t, tokens)
+    assert weights.shape == (model.cfg.depth, 2, 64, model.cfg.tokenizer.length)
+    assert torch.allclose(weights.sum(-1), torch.ones(()))
+    assert float((weights * (tokens == 0)[None, :, None, :]).abs().max()) == 0.0
+    # the prediction is that of the words and the end token alone: cutting the padding off changes nothing
+    context, padding = model.context(tokens[:1])
+    words = ~padding[0]
+    assert torch.allclose(model(z[:1], t[:1], tokens[:1]), model.net(z[:1], t[:1], context[:, words],
+                                                                     padding[:, words]), atol=1e-6)
+
+
+def test_the_prompt_moves_the_prediction_and_the_empty_prompt_is_the_missing_one():
+    model = _model()
+    z, t = torch.randn(2, *model.cfg.first_stage.latent_shape), torch.tensor([0.5, 0.5])
+    red, blue = (model.cfg.tokenizer.encode([p] * 2) for p in ("a red dress", "a blue dress"))
+    assert not torch.allclose(model(z, t, red), model(z, t, blue))
+    assert torch.equal(model.null_tokens(2), model.cfg.tokenizer.encode(["", ""]))
+    assert torch.equal(model(z, t), model(z, t, model.null_tokens(2)))
+
+
+def test_prompt_dropout_replaces_whole_prompts_by_the_empty_one():
+    model = _model()
+    tokens = model.cfg.tokenizer.encode(["a red dress", "a blue striped bag", "a pair of green trousers"])
+    null = tuple(model.null_tokens(1)[0].tolist())
+    seen: list[torch.Tensor] = []
+    diffusion.diffusion_loss(lambda z, t, y: seen.append(y) or torch.zeros_like(z),
+                             torch.zeros(3, *model.cfg.first_stage.latent_shape), tokens, "flow",
+                             torch.Generator().manual_seed(0), label_dropout=0.999, null_label=null)
+    assert torch.equal(seen[0], model.null_tokens(3))
+
+
+def test_a_negative_prompt_takes_the_empty_prompts_place_in_guidance():
+    model, w = _model(), 2.5
+    z, t = torch.randn(1, *model.cfg.first_stage.latent_shape), torch.tensor([0.6])
+    tok = model.cfg.tokenizer.encode(["a red dress"])
+    neg = model.cfg.tokenizer.encode(["a blue dress"])
+    guided = diffusion.predict(model, z, 0.6, tok, w, tuple(neg[0].tolist()))
+    by_hand = model(z, t, neg) + w * (model(z, t, tok) - model(z, t, neg))
+    assert torch.allclose(guided, by_hand, atol=1e-5)
+    a, b = (model.draw(["a red dress"], torch.Generator().manual_seed(3), negative_prompt=n)
+            for n in ("", "a blue dress"))
+    assert a.shape == (1, *SPEC.shape) and not torch.allclose(a, b)
+
+
+def test_labels_are_asked_for_by_their_captions():
+    model = _model()
+    labels = torch.tensor([[SPEC.class_names.index("Dress"), SPEC.values("colour").index("red"),
+                            SPEC.values("pattern").index("stripes")]])
+    assert model.captions(labels) == ["a red striped dress"]
+    by_labels = model.sample(1, torch.Generator().manual_seed(4), labels=labels)
+    assert torch.equal(by_labels, model.draw(["a red striped dress"], torch.Generator().manual_seed(4)))
+    with pytest.raises(ValueError, match="expected integer labels"):
+        model.sample(1, labels=torch.tensor([[99, 0, 0]]))
+    with pytest.raises(Exception, match="'teal' is not in the vocabulary"):
+        model.draw(["a teal dress"])
+
+
+def test_inpainting_keeps_every_visible_pixel_and_fills_the_rest():
+    model = _model()
+    x = torch.rand(2, *SPEC.shape, generator=torch.Generator().manual_seed(5))
+    missing = torch.zeros(2, SPEC.height, SPEC.width, dtype=torch.bool)
+    missing[:, 8:20, 10:22] = True
+    out = by_prompt.inpaint(model, x, missing, ["a red dress", "a blue bag"], steps=2)
+    keep = ~missing[:, None].expand_as(x)
+    assert torch.equal(out[keep], x[keep]) and not torch.allclose(out[~keep], x[~keep])
+    known = by_prompt.latent_known(model, missing)
+    assert known.shape == (2, 1, 8, 8) and known[0, 0, 2:5, 2:6].sum() == 0 and known.sum() == 2 * (64 - 12)
+
+
+def test_sdedit_by_prompt_from_a_late_start_stays_near_the_first_stages_reconstruction():
+    model = _model()
+    x = data.to_float(data.load("test", dataset=colour.NAME)[0][:2])
+    near = by_prompt.sdedit(model, x, ["a red dress", "a blue bag"], start=0.02, steps=1)
+    far = by_prompt.sdedit(model, x, ["a red dress", "a blue bag"], start=0.9, steps=1)
+    recon = model.to_images(model.to_latents(x))
+    assert (near - recon).abs().mean() < 0.25 * (far - recon).abs().mean()
+
+
+def test_the_training_set_leaves_the_held_out_combinations_out_and_tokenises_their_phrasings():
+    model = _model()
+    recipe = td_training.TextDiffusionRecipe(train_limit=3000)
+    latents, labels, tokens = td_training.training_set(recipe, model, colour.NAME, 0)
+    assert latents.shape == (3000, *model.cfg.first_stage.latent_shape) and len(labels) == len(tokens) == 3000
+    assert not clip_training.held_out_mask(SPEC, labels, recipe.held_out).any()
+    words = model.cfg.tokenizer.decode(tokens)
+    assert all(w in clip_training.words_of(SPEC, row) for w, row in zip(words, labels.tolist(), strict=True))
+    assert recipe.held_out == clip_training.CLIPRecipe().held_out
