@@ -95,7 +95,9 @@ TAUGHT = {  # module -> the chapter that teaches it
     "edit/restore": "05", "edit/evaluate": "05", "edit/personalise": "05", "edit/diffusion_prior": "05",
     "widgets": "07", "catalogue_explorer": "07",
     "models/encoder": "04", "training/contrastive": "04",
-    "text": "10", "models/clip": "10", "training/clip": "10", "search/by_text": "10",
+    "text": "10", "models/clip": "10", "training/clip": "10", "search/by_text": "10", "models/autoencoder": "10",
+    "training/autoencoder": "10", "models/text_diffusion": "10", "training/text_diffusion": "10",
+    "edit/by_prompt": "10",
 }
 
 

@@ -9,11 +9,13 @@ import torch
 from prodlab import checkpoints, data, models, text
 from prodlab.datasets import colour, fashion_mnist
 from prodlab.datasets.spec import ImageSpec
+from prodlab.models import autoencoder as ae_models
 from prodlab.models import classifier as classifier_models
 from prodlab.models import clip as clip_models
 from prodlab.models import encoder as encoder_models
 from prodlab.models import gan as gan_models
 from prodlab.models import shapes, unet
+from prodlab.models import text_diffusion as td_models
 from prodlab.models import vae as vae_models
 
 SPECS = {
@@ -77,12 +79,15 @@ def test_the_resolution_ladder_follows_the_spec():
 def test_every_family_rebuilds_from_its_checkpoint_json(kind, tmp_path):
     spec = SPECS["colour 32"]
     vae = vae_models.VAEConfig(spec, latent_dim=3, channels=(4, 8), hidden=16)
+    text_config = clip_models.CLIPConfig(spec, text.Tokenizer.from_texts(["a red bag", "a blue dress"]), width=8,
+                                         heads=2, image_widths=(8, 16), embed_dim=4)
+    first_stage = ae_models.AutoencoderConfig(spec, widths=(8, 8, 8), latent_channels=2)
     cfg = {"classifier": classifier_models.ClassifierConfig(spec, channels=(4, 8, 8), hidden=16),
            "gan": gan_models.GANConfig(spec, latent_dim=8, width=4, conditional=True), "vae": vae,
            "diffusion": unet.DiffusionConfig(spec, width=8), "latent-diffusion": unet.LatentDiffusionConfig(vae),
            "encoder": encoder_models.EncoderConfig(spec, widths=(8, 16), projection_dim=4),
-           "clip": clip_models.CLIPConfig(spec, text.Tokenizer.from_texts(["a red bag", "a blue dress"]), width=8,
-                                          heads=2, image_widths=(8, 16), embed_dim=4)}[kind]
+           "clip": text_config, "autoencoder": first_stage,
+           "text-diffusion": td_models.TextDiffusionConfig(first_stage, text_config, width=8, depth=1, heads=2)}[kind]
     build = models.FAMILIES[kind][0]
     torch.manual_seed(0)
     model = build(cfg)

@@ -171,3 +171,45 @@ def test_the_training_set_leaves_the_held_out_combinations_out_and_tokenises_the
     words = model.cfg.tokenizer.decode(tokens)
     assert all(w in clip_training.words_of(SPEC, row) for w, row in zip(words, labels.tolist(), strict=True))
     assert recipe.held_out == clip_training.CLIPRecipe().held_out
+
+
+# ---------------------------------------------------------------- the command line: train, sample by words
+
+
+def test_the_model_trains_measures_and_draws_from_a_prompt_through_the_command_line(tmp_path, monkeypatch, capsys):
+    import numpy as np
+
+    from prodlab import checkpoints, config
+    from prodlab.cli import main
+
+    monkeypatch.setenv("PRODLAB_QUICK", "1")
+    monkeypatch.setattr(config, "RUNS_DIR", tmp_path / "runs")
+    assert main(["train", "text-diffusion", "--set", "train_limit=256", "--out", str(tmp_path)]) == 0
+    meta = checkpoints.read_meta("text-diffusion", tmp_path)
+    assert meta["quick_mode"] and meta["recipe"]["fields"]["held_out"] == [list(r) for r in
+                                                                          clip_training.CLIPRecipe().held_out]
+    assert set(meta["metrics"]["attributes"]) == {"seen", "held_out"}
+    assert {"clip_score", "clip_score_real", "fid", "recall", "ms_per_image"} <= set(meta["metrics"])
+    assert [row["guidance"] for row in meta["guidance_sweep"]] == list(td_training.GUIDANCE_SCALES[:2])
+    out = tmp_path / "x.npz"
+    argv = ["sample", "text-diffusion", "--checkpoint-dir", str(tmp_path), "--n", "3", "--out", str(out)]
+    assert main([*argv, "--prompt", "a red dotted dress", "--negative-prompt", "a blue dress"]) == 0
+    with np.load(out) as saved:
+        assert saved["images"].shape == (3, SPEC.height, SPEC.width, SPEC.channels)
+        assert str(saved["prompt"]) == "a red dotted dress" and str(saved["negative_prompt"]) == "a blue dress"
+    capsys.readouterr()
+    assert main([*argv, "--prompt", "a teal dress"]) == 1
+    err = capsys.readouterr().err
+    assert "'teal' is not in the vocabulary" in err and "sneaker" in err and len(err.strip().splitlines()) == 1
+
+
+@pytest.mark.parametrize(("argv", "message"), [
+    (["sample", "cdcgan", "--prompt", "a red dress"], "reads no prompts"),
+    (["sample", "cdcgan", "--negative-prompt", "a red dress"], "goes with --prompt"),
+])
+def test_a_prompt_to_a_model_that_reads_none_gets_one_line(tmp_path, capsys, argv, message):
+    from prodlab.cli import main
+
+    assert main([*argv, "--n", "2", "--out", str(tmp_path / "x.npz")]) == 1
+    err = capsys.readouterr().err
+    assert message in err and len(err.strip().splitlines()) == 1

@@ -148,7 +148,7 @@ def our_row(name: str = "text-diffusion") -> dict[str, str]:
             "compute": f"{minutes:.0f} CPU-minutes, one thread", "source": "this notebook"}
 
 
-def live_model(epochs: int = 2, limit: int = 512, seed: int = 0) -> tuple[TextDiffusion, list[dict[str, float]]]:
+def live_model(epochs: int = 3, limit: int = 1024, seed: int = 0) -> tuple[TextDiffusion, list[dict[str, float]]]:
     """A fresh denoiser on the shipped parts, trained for a few seconds on ``limit`` photos (the live run)."""
     recipe = td_training.TextDiffusionRecipe(epochs=epochs, batch_size=64, train_limit=limit, warmup_steps=4)
     entry = registry.entry("text-diffusion")

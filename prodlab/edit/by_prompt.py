@@ -44,7 +44,7 @@ def sdedit(model: TextDiffusion, x: Tensor, prompts: list[str], start: float = S
 
 def latent_known(model: TextDiffusion, missing: Tensor) -> Tensor:
     """float N x 1 x h x w: 1 where a latent position's pixels are all visible (``missing``: bool N x H x W or
-    N x 1 x H x W, True = to fill), 0 where any is missing."""
+    N x 1 x H x W, True = to fill), 0 where any is missing. Chapter 10."""
     m = missing.reshape(len(missing), 1, *missing.shape[-2:]).float()
     return 1 - F.max_pool2d(m, model.cfg.first_stage.factor)
 

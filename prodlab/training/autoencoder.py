@@ -50,7 +50,8 @@ def autoencoder_step(model: torch.nn.Module, optimizer: torch.optim.Optimizer, x
 
 
 class AutoencoderFamily(loop.RecipeFamily):
-    """The first stage as the training loop sees it: :func:`autoencoder_step` per batch, AdamW, one-cycle."""
+    """The first stage as the training loop sees it: :func:`autoencoder_step` per batch, AdamW, one-cycle.
+    Chapter 10."""
 
     per_step_history = False
 
