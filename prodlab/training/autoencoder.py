@@ -17,7 +17,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor
 
-from prodlab import config, data, datasets, distributed, ruler, runs
+from prodlab import config, data, datasets, ruler, runs
 from prodlab.datasets import colour
 from prodlab.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
 from prodlab.training import loop
@@ -56,14 +56,8 @@ class AutoencoderFamily(loop.RecipeFamily):
     per_step_history = False
 
     def build(self, device: torch.device) -> None:
-        self.model = Autoencoder(self.cfg).to(device)
-        self.net = distributed.wrap(self.model, device)
-        r = self.recipe
-        n = len(data.load("train", dataset=self.dataset)[1][: r.train_limit])
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=r.lr, epochs=max(1, r.epochs),
-                                                       steps_per_epoch=max(1, n // r.batch_size))
-        self.modules, self.optimizers = {"model": self.model}, {"optimizer": optimizer, "schedule": schedule}
+        images = len(data.load("train", dataset=self.dataset)[1][: self.recipe.train_limit])
+        self.optimise(Autoencoder(self.cfg).to(device), device, images, self.recipe.lr)
 
     def data(self) -> tuple[Tensor, None]:
         return data.to_float(data.load("train", dataset=self.dataset)[0][: self.recipe.train_limit]), None

@@ -116,13 +116,8 @@ class ClassifierFamily(loop.RecipeFamily):
         self.model = ProductClassifier(self.cfg).to(device, memory_format=torch.channels_last)
         if distributed.world().size > 1:
             torch.manual_seed(distributed.rank_seed(self.seed))  # dropout: each rank its own masks
-        self.net = distributed.wrap(self.model, device)
-        r = self.recipe
-        steps = -(-(r.train_limit or len(data.load("train", dataset=self.dataset)[1])) // r.batch_size)
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=r.max_lr, weight_decay=r.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=r.max_lr, epochs=max(1, r.epochs),
-                                                       steps_per_epoch=steps)
-        self.modules, self.optimizers = {"model": self.model}, {"optimizer": optimizer, "schedule": schedule}
+        images = len(data.load("train", dataset=self.dataset)[1][: self.recipe.train_limit])
+        self.optimise(self.model, device, images, self.recipe.max_lr)
         test_images, test_labels = data.load("test", dataset=self.dataset)
         self.x_test, self.y_test = data.to_float(test_images).to(device), test_labels.to(device)
         test_attributes = self.attributes("test")

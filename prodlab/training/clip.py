@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from prodlab import config, data, datasets, distributed, runs, text
+from prodlab import config, data, datasets, runs, text
 from prodlab.datasets import colour
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models.clip import CLIP, CLIPConfig, clip_loss
@@ -112,14 +112,7 @@ class CLIPFamily(loop.RecipeFamily):
     per_step_history = False
 
     def build(self, device: torch.device) -> None:
-        self.model = CLIP(self.cfg).to(device)
-        self.net = distributed.wrap(self.model, device)
-        r = self.recipe
-        n = len(self._kept()[1])
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=r.lr, epochs=max(1, r.epochs),
-                                                       steps_per_epoch=max(1, n // r.batch_size))
-        self.modules, self.optimizers = {"model": self.model}, {"optimizer": optimizer, "schedule": schedule}
+        self.optimise(CLIP(self.cfg).to(device), device, len(self._kept()[1]), self.recipe.lr)
 
     def _kept(self) -> tuple[Tensor, Tensor]:
         """Which training photos it learns from (bool N: not of a held-out combination) and their labels (up to

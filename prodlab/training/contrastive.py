@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from prodlab import config, data, datasets, distributed, runs
+from prodlab import config, data, datasets, runs
 from prodlab.models.encoder import ContrastiveEncoder, EncoderConfig
 from prodlab.training import loop
 from prodlab.training.base import Context, Trained
@@ -244,14 +244,9 @@ class EncoderFamily(loop.RecipeFamily):
     per_step_history = False
 
     def build(self, device: torch.device) -> None:
-        self.model = ContrastiveEncoder(self.cfg).to(device, memory_format=torch.channels_last)
-        self.net = distributed.wrap(self.model, device)
-        r = self.recipe
-        images, labels = (t[: r.train_limit] for t in data.load("train", dataset=self.dataset))
-        optimizer = torch.optim.AdamW(self.model.parameters(), lr=r.lr, weight_decay=r.weight_decay)
-        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=r.lr, epochs=max(1, r.epochs),
-                                                       steps_per_epoch=max(1, len(images) // r.batch_size))
-        self.modules, self.optimizers = {"model": self.model}, {"optimizer": optimizer, "schedule": schedule}
+        images, labels = (t[: self.recipe.train_limit] for t in data.load("train", dataset=self.dataset))
+        self.optimise(ContrastiveEncoder(self.cfg).to(device, memory_format=torch.channels_last), device, len(images),
+                      self.recipe.lr)
         bank, queries = MONITOR
         test_images, test_labels = data.load("test", dataset=self.dataset)
         self.monitor = (images[:bank], labels[:bank], test_images[:queries], test_labels[:queries])

@@ -126,6 +126,17 @@ class RecipeFamily(Family):
         self.cfg, self.recipe, self.dataset, self.seed = cfg, recipe, dataset, seed
         self.batch_size, self.epochs = recipe.batch_size, recipe.epochs
 
+    def optimise(self, model: nn.Module, device: torch.device, images: int, lr: float) -> None:
+        """Hold ``model`` (DDP-wrapped as ``net`` on ``device``) with AdamW and a one-cycle learning rate peaking at
+        ``lr`` over the recipe's epochs of ``images`` training images: what the classifier, the encoder, the
+        text-image model and the first stage share."""
+        self.model, self.net, r = model, distributed.wrap(model, device), self.recipe
+        steps = max(1, images // r.batch_size) if self.drop_last else -(-images // r.batch_size)
+        optimizer = torch.optim.AdamW(model.parameters(), lr=lr, weight_decay=r.weight_decay)
+        schedule = torch.optim.lr_scheduler.OneCycleLR(optimizer, max_lr=lr, epochs=max(1, r.epochs),
+                                                       steps_per_epoch=steps)
+        self.modules, self.optimizers = {"model": model}, {"optimizer": optimizer, "schedule": schedule}
+
 @contextmanager
 def _execution(setup: Setup) -> Iterator[torch.device]:
     device = setup.device or config.device()
