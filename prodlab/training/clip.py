@@ -168,15 +168,20 @@ def combination_index(spec: ImageSpec, labels: Tensor) -> Tensor:
     return index
 
 
+def photo_vectors(model: CLIP, dataset: str = colour.NAME, split: str = "test") -> Tensor:
+    """The unit vectors of a split's photos (N x D), what both measures compare the captions with. Chapter 10."""
+    return model.encode_images(data.load(split, dataset=dataset)[0])
+
+
 def image_to_text(model: CLIP, dataset: str = colour.NAME, split: str = "test",
-                  ks: tuple[int, ...] = (1, 5, 10)) -> dict[str, float]:
+                  ks: tuple[int, ...] = (1, 5, 10), vectors: Tensor | None = None) -> dict[str, float]:
     """Image -> text over every caption the catalogue can write: each photo is read as the combination whose caption
     is most similar (zero-shot), and the share of photos whose class, colour and pattern are read right is given per
     attribute (as the ruler's accuracies are); ``recall_at_k``: the share whose own caption is among the ``k`` most
-    similar. Chapter 10."""
+    similar. ``vectors``: the split's photos already encoded (:func:`photo_vectors`). Chapter 10."""
     combos, captions = caption_embeddings(model)
     labels = catalogue_labels(dataset, split)
-    sims = model.encode_images(data.load(split, dataset=dataset)[0]) @ captions.T
+    sims = (photo_vectors(model, dataset, split) if vectors is None else vectors) @ captions.T
     read = combos[sims.argmax(1)]
     names = ("class", *model.cfg.image.attribute_names)
     own = sims.gather(1, combination_index(model.cfg.image, labels)[:, None])
@@ -186,13 +191,14 @@ def image_to_text(model: CLIP, dataset: str = colour.NAME, split: str = "test",
 
 
 def text_to_image(model: CLIP, held_out: tuple[tuple[str, str, str], ...], dataset: str = colour.NAME,
-                  split: str = "test", k: int = 10) -> dict[str, dict[str, float]]:
+                  split: str = "test", k: int = 10, vectors: Tensor | None = None) -> dict[str, dict[str, float]]:
     """Text -> image search: each combination's caption finds its ``k`` most similar photos of ``split``; the share
     of them with the caption's class, class and colour, and all three, averaged over the seen and over the held-out
-    combinations (those present in the split). Chapter 10."""
+    combinations (those present in the split); ``vectors`` as for :func:`image_to_text`. Chapter 10."""
     combos, captions = caption_embeddings(model)
     labels = catalogue_labels(dataset, split)
-    found = labels[(captions @ model.encode_images(data.load(split, dataset=dataset)[0]).T).topk(k, dim=1).indices]
+    vectors = photo_vectors(model, dataset, split) if vectors is None else vectors
+    found = labels[(captions @ vectors.T).topk(k, dim=1).indices]
     match = found == combos[:, None, :]  # M x k x 3
     shares = {"class": match[..., 0], "class_colour": match[..., :2].all(-1), "all": match.all(-1)}
     present = (combos[:, None, :] == labels[None, :, :]).all(-1).any(1)  # the split holds a photo of it
@@ -210,8 +216,9 @@ def train_entry(recipe: CLIPRecipe, _baseline: None, ctx: Context) -> Trained:
     if not ctx.measures:
         return Trained(model, {}, {})
     with config.threads(ctx.threads):
-        read = image_to_text(model, ctx.dataset)
-        found = text_to_image(model, recipe.held_out, ctx.dataset)
+        vectors = photo_vectors(model, ctx.dataset)  # encoded once for both measures
+        read = image_to_text(model, ctx.dataset, vectors=vectors)
+        found = text_to_image(model, recipe.held_out, ctx.dataset, vectors=vectors)
     measured = {**{f"image_to_text_{k}": v for k, v in read.items()},
                 **{f"text_to_image_{group}_{k}": v for group, row in found.items() for k, v in row.items()}}
     return Trained(model, measured, {"history": history})
