@@ -10,14 +10,16 @@ import pytest
 
 from prodlab import checkpoints, data, metrics, ruler
 from prodlab.models import vae as vae_models
+from prodlab.training import autoencoder as autoencoder_training
 from prodlab.training import clip as clip_training
 from prodlab.training import contrastive, diffusion_measure, registry
+from prodlab.training import text_diffusion as text_diffusion_training
 
 # Another CPU moves these by far less; another model (or another sampler) by far more. Keys by prefix
 # (``test_accuracy_colour`` is a ``test_accuracy``).
 TOLERANCE = {"test_accuracy": (0.002, 0.0), "class_fidelity": (0.005, 0.0), "fid": (0.0, 0.02),
              "neg_elbo_bernoulli": (0.0, 0.002), "knn_accuracy": (0.002, 0.0), "linear_probe_accuracy": (0.003, 0.0),
-             "image_to_text": (0.003, 0.0)}
+             "image_to_text": (0.003, 0.0), "kept": (0.003, 0.0), "psnr": (0.02, 0.0)}
 
 
 def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
@@ -36,6 +38,15 @@ def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
     if kind == "clip":  # the image -> text reading of the test photos (one pass of the image encoder)
         now = {f"image_to_text_{k}": v for k, v in clip_training.image_to_text(checkpoints.load(name)).items()}
         return {key: recorded[key] for key in now}, now
+    if kind == "autoencoder":  # what the first stage keeps of the test photos (one round trip, the ruler twice)
+        now = autoencoder_training.keeps(checkpoints.load(name), dataset, recorded["n"])
+        return {key: recorded[key] for key in now if key.startswith(("kept", "psnr"))}, now
+    if kind == "text-diffusion":  # the guidance sweep's unguided row (500 samples, one network call a step)
+        row = next(r for r in meta["guidance_sweep"] if r["guidance"] == 1.0)
+        model = text_diffusion_training.with_guidance(checkpoints.load(name), 1.0)
+        images, _ = checkpoints.generate(name, 500, seed=0, model=model, batch_size=250)  # as it was measured
+        return {"fid": row["fid"]}, {"fid": metrics.fid(ruler.load(dataset=dataset).reference("test"),
+                                                        ruler.load(dataset=dataset).features(images))}
     if kind == "diffusion":  # the recorded sweep's cheapest row: 4 Heun steps, unguided (1,000 samples, 13 ms each)
         row = next(r for r in meta["sampling_sweep"] if r["guidance"] == 1.0 and r["steps"] == 4)
         model = diffusion_measure.with_sampling(checkpoints.load(name), sampler="heun", steps=4, guidance=1.0)
