@@ -244,7 +244,7 @@ def colour_photo(tmp_path_factory):
     return path, colour.ATTRIBUTES[0][1][int(attributes[i, 0])]
 
 
-@pytest.mark.parametrize("model", ["vae", "cdcgan", "sdedit"])
+@pytest.mark.parametrize("model", ["vae", "cdcgan", "sdedit", "prompt"])
 def test_recolouring_a_photo_makes_the_ruler_read_the_asked_colour(colour_photo, tmp_path, capsys, model):
     from prodlab import ruler
 

@@ -106,11 +106,11 @@ def guidance_figure(sweep: list[dict[str, Any]]) -> Figure:
     left, right = fig.subplots(1, 2)
     for key, label in (("seen_all", "seen combinations"), ("held_out_all", "held-out combinations")):
         left.plot(w, [row[key] for row in sweep], "o-", label=label)
-    left.set(xlabel="guidance scale w", ylabel="all three attributes as asked", title="fidelity")
+    left.set(xlabel="guidance scale w", ylabel="all three attributes as asked", title="fidelity", ylim=(0, 1.02))
     left.legend(fontsize=8)
     for key in ("recall", "coverage"):
         right.plot(w, [row[key] for row in sweep], "o-", label=key)
-    right.set(xlabel="guidance scale w", title="diversity")
+    right.set(xlabel="guidance scale w", title="diversity", ylim=(0, 1.02))
     right.legend(fontsize=8)
     return plotting.finish(fig)
 
