@@ -165,7 +165,7 @@ def test_sdedit_by_prompt_from_a_late_start_stays_near_the_first_stages_reconstr
 def test_the_training_set_leaves_the_held_out_combinations_out_and_tokenises_their_phrasings():
     model = _model()
     recipe = td_training.TextDiffusionRecipe(train_limit=3000)
-    latents, labels, tokens = td_training.training_set(recipe, model, colour.NAME, 0)
+    latents, labels, tokens = td_training.training_set(recipe, model.autoencoder, model.cfg.tokenizer, colour.NAME, 0)
     assert latents.shape == (3000, *model.cfg.first_stage.latent_shape) and len(labels) == len(tokens) == 3000
     assert not clip_training.held_out_mask(SPEC, labels, recipe.held_out).any()
     words = model.cfg.tokenizer.decode(tokens)

@@ -55,7 +55,7 @@ class TextDiffusionConfig(Conditioned):
     heads: int = 4
     objective: str = "flow"
     sampler: str = "heun"
-    steps: int = 8
+    steps: int = 6
     guidance: float = 3.0
     conditional: bool = True
 

@@ -26,7 +26,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from prodlab import checkpoints, config, data, recipes, ruler
+from prodlab import checkpoints, config, data, recipes, ruler, text
 from prodlab.datasets import colour
 from prodlab.models.autoencoder import Autoencoder
 from prodlab.models.clip import CLIP
@@ -74,27 +74,26 @@ def parts(recipe: TextDiffusionRecipe, dataset: str) -> tuple[Autoencoder, CLIP]
     return autoencoder, clip
 
 
-def training_set(recipe: TextDiffusionRecipe, model: TextDiffusion, dataset: str, seed: int
-                 ) -> tuple[Tensor, Tensor, Tensor]:
-    """The training photos (held-out combinations removed, the first ``train_limit``): their raw latent means, their
-    labels N x 3 and one drawn phrasing each, tokenised. Chapter 10."""
-    spec = model.cfg.image
+def training_set(recipe: TextDiffusionRecipe, autoencoder: Autoencoder, tokenizer: text.Tokenizer, dataset: str,
+                 seed: int) -> tuple[Tensor, Tensor, Tensor]:
+    """The training photos (held-out combinations removed, the first ``train_limit``): their raw latent means under
+    the first stage, their labels N x 3 and one drawn phrasing each, tokenised. Chapter 10."""
+    spec = autoencoder.cfg.image
     labels = clip_training.catalogue_labels(dataset, "train")
     keep = ~clip_training.held_out_mask(spec, labels, recipe.held_out)
     images = data.load("train", dataset=dataset)[0][keep][: recipe.train_limit]
     labels = labels[keep][: recipe.train_limit]
     with config.one_thread():
-        latents = model.autoencoder.latents(images)
+        latents = autoencoder.latents(images)
     prompts = clip_training.draw_prompts(spec, labels, torch.Generator().manual_seed(seed))
-    return latents, labels, model.cfg.tokenizer.encode(prompts)
+    return latents, labels, tokenizer.encode(prompts)
 
 
 def train_text_diffusion(recipe: TextDiffusionRecipe, ctx: Context) -> tuple[TextDiffusion, list[dict[str, float]]]:
     """Assemble the model from its shipped parts and train its denoiser in chapter 08's loop; return its moving
     average (CPU, eval mode) and the per-step history. Chapter 10."""
     autoencoder, clip = parts(recipe, ctx.dataset)
-    probe = build(recipe, autoencoder, clip, torch.zeros(2, *autoencoder.cfg.latent_shape))
-    latents, _, tokens = training_set(recipe, probe, ctx.dataset, ctx.seed)
+    latents, _, tokens = training_set(recipe, autoencoder, clip.cfg.tokenizer, ctx.dataset, ctx.seed)
     model = build(recipe, autoencoder, clip, latents)
     null = tuple(model.null_tokens(1)[0].tolist())
     z = (latents - model.z_mean) / model.z_std
@@ -148,7 +147,7 @@ def prompt_report(name: str, model: TextDiffusion, n: int, seed: int, held_out: 
     asked = checkpoints.requests(model, n, seed)
     start = time.process_time()
     with config.one_thread():
-        images, _ = checkpoints.generate(name, n, seed, model=model, labels=asked, batch_size=250)
+        images, _ = checkpoints.generate(name, n, seed, model=model, labels=asked, batch_size=100)
     ms = 1000 * (time.process_time() - start) / n
     hits = attribute_hits(r, images, asked)
     unseen = clip_training.held_out_mask(model.cfg.image, asked, held_out)
