@@ -30,6 +30,7 @@ truth.
 from __future__ import annotations
 
 import functools
+from collections.abc import Callable
 from typing import Any
 
 import torch
@@ -132,25 +133,30 @@ def gan_pair(gan: gan_models.GAN, x: Tensor, labels: Tensor, new_labels: Tensor,
     return gan.render(z, labels), gan.render(z, new_labels)
 
 
-def diffusion_pair(model: DiffusionModel, x: Tensor, labels: Tensor, new_labels: Tensor, start: float = SDEDIT_START,
-                   steps: int = SDEDIT_STEPS, seed: int = 0) -> tuple[Tensor, Tensor]:
-    """SDEdit with the new condition: each photo put on the model's path to noise at ``t = start`` (``x_t = (1 - t)
-    x + t eps`` for the flow), then integrated back to ``t = 0`` under ``labels`` and, from the same ``x_t``, under
-    ``new_labels`` (N x (1 + K)); the two drawings as float N x C x H x W in [0, 1]. Deterministic given ``seed``.
+def diffusion_redraw(model: DiffusionModel, x: Tensor, labels: Tensor, start: float = SDEDIT_START,
+                     steps: int = SDEDIT_STEPS, seed: int = 0) -> Tensor:
+    """SDEdit under a condition: each photo put on the model's path to noise at ``t = start`` (``x_t = (1 - t) x +
+    t eps`` for the flow, ``eps`` drawn from ``seed``), then integrated back to ``t = 0`` under ``labels`` (N x
+    (1 + K)); float N x C x H x W in [0, 1]. Deterministic given ``seed``: the same ``x_t`` for every condition.
 
     Notebook 09 (notebooks/09_catalogue.ipynb).
     """
     cfg = model.cfg
     noise = torch.randn(x.shape, generator=torch.Generator().manual_seed(seed))
     x_t = diffusion.add_noise(data.normalize(x), noise, torch.full((len(x),), start), cfg.objective)
+    with torch.no_grad():
+        out = diffusion.sample_trajectory(model, x_t.shape, cfg.objective, cfg.sampler, steps, labels, cfg.guidance,
+                                          null_label=cfg.null_label, noise=x_t, start=start)[-1]
+    return data.denormalize(out)
 
-    def draw(y: Tensor) -> Tensor:
-        with torch.no_grad():
-            out = diffusion.sample_trajectory(model, x_t.shape, cfg.objective, cfg.sampler, steps, y, cfg.guidance,
-                                              null_label=cfg.null_label, noise=x_t, start=start)[-1]
-        return data.denormalize(out)
 
-    return draw(labels), draw(new_labels)
+def diffusion_pair(model: DiffusionModel, x: Tensor, labels: Tensor, new_labels: Tensor, start: float = SDEDIT_START,
+                   steps: int = SDEDIT_STEPS, seed: int = 0) -> tuple[Tensor, Tensor]:
+    """:func:`diffusion_redraw` under the old ``labels`` and, from the same ``x_t``, under ``new_labels``: the two
+    drawings whose difference is the model's change. Notebook 09 (notebooks/09_catalogue.ipynb).
+    """
+    return (diffusion_redraw(model, x, labels, start, steps, seed),
+            diffusion_redraw(model, x, new_labels, start, steps, seed))
 
 
 def residual(x: Tensor, before: Tensor, after: Tensor) -> Tensor:
@@ -223,13 +229,21 @@ def edit(x: Tensor, attribute: str, value: int | Tensor, method: str = "cdcgan",
         before, after = gan_pair(restore.load_trained("cdcgan", dataset, kind="gan"), x, labels, new_labels,
                                  seed=seed)
         return change(attribute, x, before, after)
+    redraw = redrawer(method, x, dataset, seed)
+    if method in ("sdedit", "prompt"):  # the drawing is the edit: one drawing, under the new labels
+        return redraw(new_labels)
+    return change(attribute, x, redraw(labels), redraw(new_labels))
+
+
+def redrawer(method: str, x: Tensor, dataset: str, seed: int) -> Callable[[Tensor], Tensor]:
+    """SDEdit of photos ``x`` under labels N x (1 + K), as a function of the labels, with the model ``method``
+    draws with (:data:`MODEL`): the class-conditional flow, or the text-to-product model given the labels'
+    captions. The same seed, so the same noised photo, for every call. Notebook 09."""
     if method.startswith("prompt"):
-        model = restore.load_trained("text-diffusion", dataset, kind="text-diffusion")
-        before, after = (by_prompt.sdedit(model, x, model.captions(y), seed=seed) for y in (labels, new_labels))
-    else:
-        before, after = diffusion_pair(restore.load_trained("diffusion", dataset, kind="diffusion"), x, labels,
-                                       new_labels, seed=seed)
-    return after if method in ("sdedit", "prompt") else change(attribute, x, before, after)
+        model = restore.load_trained(MODEL[method], dataset, kind="text-diffusion")
+        return lambda labels: by_prompt.sdedit(model, x, model.captions(labels), seed=seed)
+    flow = restore.load_trained(MODEL[method], dataset, kind="diffusion")
+    return lambda labels: diffusion_redraw(flow, x, labels, seed=seed)
 
 
 def ground_truth(products: slice, attribute: str, seed: int = EDIT_SEED) -> dict[str, Tensor]:

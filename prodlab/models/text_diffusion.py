@@ -183,10 +183,7 @@ class TextDiffusion(nn.Module):
 
     def captions(self, labels: Tensor) -> list[str]:
         """The catalogue's caption of each request N x 3 (class, colour, pattern)."""
-        spec = self.cfg.image
-        return [colour.caption(spec.class_names[row[0]],
-                               *(values[i] for (_, values), i in zip(spec.attributes, row[1:], strict=True)))
-                for row in labels.tolist()]
+        return colour.captions(self.cfg.image, labels[:, 0], labels[:, 1:])
 
     @torch.no_grad()
     def draw(self, prompts: list[str], generator: torch.Generator | None = None, negative_prompt: str = "",

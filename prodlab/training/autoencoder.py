@@ -21,7 +21,7 @@ from prodlab import config, data, datasets, ruler, runs
 from prodlab.datasets import colour
 from prodlab.models.autoencoder import Autoencoder, AutoencoderConfig, reconstruction_loss
 from prodlab.training import loop
-from prodlab.training.base import Context, Trained
+from prodlab.training.base import Context, Trained, train_then_measure
 
 
 @dataclass(frozen=True)
@@ -103,10 +103,5 @@ def keeps(model: Autoencoder, dataset: str = colour.NAME, n: int = 10_000) -> di
 def train_entry(recipe: AutoencoderRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train colour-autoencoder``: train the first stage and measure what it keeps (:func:`keeps`).
     Chapter 10 (notebooks/10_text_to_product.ipynb)."""
-    model, history = train_autoencoder(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device,
-                                       ctx.dataset, ctx.threads)
-    if not ctx.measures:
-        return Trained(model, {}, {})
-    with config.threads(ctx.threads):
-        measured = keeps(model, ctx.dataset, config.budget(10_000, 500))
-    return Trained(model, measured, {"history": history})
+    return train_then_measure(train_autoencoder, recipe, ctx,
+                              lambda model: keeps(model, ctx.dataset, config.budget(10_000, 500)))

@@ -4,13 +4,14 @@ never import the registry."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
-from prodlab import distributed, runs
+from prodlab import config, distributed, runs
 from prodlab.datasets.spec import ImageSpec
 
 
@@ -48,3 +49,17 @@ class Trained:
     model: nn.Module
     metrics: dict[str, Any]
     extra: dict[str, Any]
+
+
+def train_then_measure(train: Callable[..., tuple[nn.Module, Any]], recipe: Any, ctx: Context,
+                       measure: Callable[[nn.Module], dict[str, Any]]) -> Trained:
+    """The train entry most families share: ``train(config, recipe, run, seed, progress, resume, device, dataset,
+    threads)`` from the context, then ``measure(model)`` on the context's threads (only where :attr:`Context.measures`),
+    the history kept beside the metrics."""
+    model, history = train(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.dataset,
+                           ctx.threads)
+    if not ctx.measures:
+        return Trained(model, {}, {})
+    with config.threads(ctx.threads):
+        measured = measure(model)
+    return Trained(model, measured, {"history": history})

@@ -20,12 +20,12 @@ from dataclasses import dataclass
 import torch
 from torch import Tensor, nn
 
-from prodlab import config, data, datasets, runs, text
+from prodlab import data, datasets, runs, text
 from prodlab.datasets import colour
 from prodlab.datasets.spec import ImageSpec
 from prodlab.models.clip import CLIP, CLIPConfig, clip_loss
 from prodlab.training import loop
-from prodlab.training.base import Context, Trained
+from prodlab.training.base import Context, Trained, train_then_measure
 
 
 @dataclass(frozen=True)
@@ -155,7 +155,7 @@ def caption_embeddings(model: CLIP) -> tuple[Tensor, Tensor]:
     Chapter 10."""
     spec = model.cfg.image
     combos = combinations(spec)
-    return combos, model.encode_prompts([words_of(spec, row)[0] for row in combos.tolist()])
+    return combos, model.encode_prompts(colour.captions(spec, combos[:, 0], combos[:, 1:]))
 
 
 def combination_index(spec: ImageSpec, labels: Tensor) -> Tensor:
@@ -211,14 +211,14 @@ def train_entry(recipe: CLIPRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train clip``: train the text-image model on the context's catalogue and measure it both ways: image -> text
     (:func:`image_to_text`) and text -> image (:func:`text_to_image`, seen and held-out combinations apart).
     Chapter 10 (notebooks/10_text_to_product.ipynb)."""
-    model, history = train_clip(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device,
-                                ctx.dataset, ctx.threads)
-    if not ctx.measures:
-        return Trained(model, {}, {})
-    with config.threads(ctx.threads):
-        vectors = photo_vectors(model, ctx.dataset)  # encoded once for both measures
-        read = image_to_text(model, ctx.dataset, vectors=vectors)
-        found = text_to_image(model, recipe.held_out, ctx.dataset, vectors=vectors)
-    measured = {**{f"image_to_text_{k}": v for k, v in read.items()},
-                **{f"text_to_image_{group}_{k}": v for group, row in found.items() for k, v in row.items()}}
-    return Trained(model, measured, {"history": history})
+    return train_then_measure(train_clip, recipe, ctx, lambda model: both_ways(model, recipe.held_out, ctx.dataset))
+
+
+def both_ways(model: CLIP, held_out: tuple[tuple[str, str, str], ...], dataset: str) -> dict[str, float]:
+    """:func:`image_to_text` and :func:`text_to_image` (seen and held-out combinations apart) as one flat row, the
+    test photos encoded once for both. Chapter 10."""
+    vectors = photo_vectors(model, dataset)
+    read = image_to_text(model, dataset, vectors=vectors)
+    found = text_to_image(model, held_out, dataset, vectors=vectors)
+    return {**{f"image_to_text_{k}": v for k, v in read.items()},
+            **{f"text_to_image_{group}_{k}": v for group, row in found.items() for k, v in row.items()}}

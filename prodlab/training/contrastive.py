@@ -39,7 +39,7 @@ from torch import nn
 from prodlab import config, data, datasets, runs
 from prodlab.models.encoder import ContrastiveEncoder, EncoderConfig
 from prodlab.training import loop
-from prodlab.training.base import Context, Trained
+from prodlab.training.base import Context, Trained, train_then_measure
 
 K_NEIGHBOURS = 10
 MONITOR = (2000, 1000)  # training images (the neighbours) and test images of the k-NN accuracy after each epoch
@@ -291,10 +291,5 @@ def train_encoder(
 def train_entry(recipe: ContrastiveRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train encoder``: train the second ruler on the context's data set and measure its space
     (:func:`representation_report`, on the context's threads). Chapter 04 (notebooks/04_evaluation.ipynb)."""
-    model, history = train_encoder(ctx.config, recipe, ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device,
-                                   ctx.dataset, ctx.threads)
-    if not ctx.measures:
-        return Trained(model, {}, {})
-    with config.threads(ctx.threads):
-        measured = representation_report(model, ctx.dataset, recipe.train_limit)
-    return Trained(model, measured, {"history": history})
+    return train_then_measure(train_encoder, recipe, ctx,
+                              lambda model: representation_report(model, ctx.dataset, recipe.train_limit))

@@ -284,12 +284,13 @@ def train_and_save(
     run = runs.Run(run_name(name, recipe), run_folder(dataset))
     ctx = Context(name, e.config(data.spec(dataset)), dataset, seed, progress, resume, run,
                   with_baseline=not overridden, device=device, threads=threads)
+    version = recipes.code_version()  # the code that trains, read before an edit made during a long run can creep in
     start, cpu_start = time.perf_counter(), time.process_time()
     with runs.interruptible(run):
         trained = e.train(recipe, baseline, ctx)
     if not distributed.is_main():
         return trained.metrics, None
-    extra = {**trained.extra, "code_version": recipes.code_version(), "train_torch_threads": threads or
+    extra = {**trained.extra, "code_version": version, "train_torch_threads": threads or
              torch.get_num_threads(), "train_cpu_seconds": round(time.process_time() - cpu_start, 1)}
     _, meta_path = checkpoints.save(
         name, trained.model, dataset=dataset, recipe=recipes.recipe_to_json(name, recipe), seed=seed,

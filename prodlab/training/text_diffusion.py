@@ -134,16 +134,17 @@ def held_out_rows(hits: Tensor, asked: Tensor, model: TextDiffusion, held_out: t
     return rows
 
 
-def prompt_report(name: str, model: TextDiffusion, n: int, seed: int, held_out: tuple[tuple[str, str, str], ...],
+def prompt_report(name: str, model: TextDiffusion, n: int, seed: int, recipe: TextDiffusionRecipe,
                   dataset: str = colour.NAME, guidance: float | None = None) -> dict[str, Any]:
     """``n`` samples for balanced requests (every class, colour and pattern equally often, combinations shuffled),
     measured: attribute accuracy by the ruler (seen and held-out combinations apart, each held-out rule alone), the
-    CLIP score against the prompts beside the real test photos' against their captions, FID, recall and the rest
-    in both rulers' spaces, and the sampling time per image on one thread. Chapter 10."""
+    CLIP score (by the recipe's text model) against the prompts beside the real test photos' against their
+    captions, FID, recall and the rest in both rulers' spaces, and the sampling time per image on one thread.
+    The held-out combinations are the recipe's. Chapter 10."""
     if guidance is not None:
         model = with_guidance(model, guidance)
     r, second = ruler.load(dataset=dataset), ruler.load_second(dataset)
-    clip = checkpoints.load("clip", kind="clip")
+    clip, held_out = checkpoints.load(recipe.text_model, kind="clip"), recipe.held_out
     asked = checkpoints.requests(model, n, seed)
     start = time.process_time()
     with config.one_thread():
@@ -174,13 +175,13 @@ def with_guidance(model: TextDiffusion, guidance: float) -> TextDiffusion:
 GUIDANCE_SCALES = (1.0, 2.0, 3.0, 5.0)
 
 
-def guidance_sweep(name: str, model: TextDiffusion, n: int, seed: int, held_out: tuple[tuple[str, str, str], ...],
+def guidance_sweep(name: str, model: TextDiffusion, n: int, seed: int, recipe: TextDiffusionRecipe,
                    dataset: str = colour.NAME, scales: tuple[float, ...] = GUIDANCE_SCALES) -> list[dict[str, Any]]:
     """Fidelity (attributes read as asked, CLIP score) against diversity (recall, coverage) and FID, at each
     guidance scale, ``n`` samples each. Chapter 10."""
     rows = []
     for w in scales:
-        rep = prompt_report(name, model, n, seed, held_out, dataset, w)
+        rep = prompt_report(name, model, n, seed, recipe, dataset, w)
         rows.append({"guidance": w, **{f"{g}_{k}": v for g, row in rep["attributes"].items()
                                        for k, v in row.items() if k != "n"},
                      **{k: rep[k] for k in ("clip_score", "fid", "recall", "coverage", "ms_per_image")}})
@@ -194,8 +195,8 @@ def train_entry(recipe: TextDiffusionRecipe, _baseline: None, ctx: Context) -> T
     if not ctx.measures:
         return Trained(model, {}, {})
     with config.threads(ctx.threads):
-        measured = prompt_report(ctx.name, model, config.budget(5000, 100), ctx.seed, recipe.held_out, ctx.dataset)
-        sweep = guidance_sweep(ctx.name, model, config.budget(500, 20), ctx.seed, recipe.held_out, ctx.dataset,
+        measured = prompt_report(ctx.name, model, config.budget(5000, 100), ctx.seed, recipe, ctx.dataset)
+        sweep = guidance_sweep(ctx.name, model, config.budget(500, 20), ctx.seed, recipe, ctx.dataset,
                                GUIDANCE_SCALES if not config.quick() else GUIDANCE_SCALES[:2])
     extra = {"history": loss_curve(history), "train_cpu_seconds_steps": history[-1]["cpu_seconds"],
              "parameters": sum(p.numel() for p in model.net.parameters()), "guidance_sweep": sweep}
