@@ -277,3 +277,37 @@ def test_a_colour_edit_needs_a_catalogue_with_that_attribute_and_a_known_value(c
     assert _edit(colour_photo[0], out, "--recolour", "blue", "--data", "colour", "--model", "median") == 1
     _one_line_error(capsys, "--model median cannot recolour")
     assert not out.exists()
+
+
+def test_inpainting_from_a_prompt_keeps_the_known_pixels_and_draws_the_words_in_the_box(colour_photo, tmp_path,
+                                                                                         capsys):
+    path, _ = colour_photo
+    with Image.open(path) as before:
+        photo = np.asarray(before.convert("RGB")).astype(int)
+    x, y, w, h = 8, 8, 16, 16
+    inside = np.zeros(photo.shape[:2], dtype=bool)
+    inside[y : y + h, x : x + w] = True
+    blue_minus_red = {}
+    for colour_word in ("blue", "red"):
+        out = tmp_path / f"{colour_word}.png"
+        assert _edit(path, out, "--inpaint", f"{x},{y},{w},{h}", "--data", "colour", "--model", "prompt",
+                     "--prompt", f"a {colour_word} dress", "--scale", "1") == 0
+        assert f"from 'a {colour_word} dress' (as a 3 x 32 x 32 colour image) with prompt" in capsys.readouterr().out
+        edited = _png(out).astype(int)
+        assert np.array_equal(edited[~inside], photo[~inside])  # the visible pixels are kept exactly
+        blue_minus_red[colour_word] = float((edited[inside][:, 2] - edited[inside][:, 0]).mean())
+    assert blue_minus_red["blue"] > blue_minus_red["red"] + 20  # the words decide what fills the box
+
+
+def test_a_prompt_goes_with_inpainting_by_the_text_model_and_uses_its_words(colour_photo, tmp_path, capsys):
+    path, out = colour_photo[0], tmp_path / "x.png"
+    assert _edit(path, out, "--inpaint", "8,8,8,8", "--data", "colour", "--model", "prompt") == 1
+    _one_line_error(capsys, "add --prompt WORDS")
+    assert _edit(path, out, "--inpaint", "8,8,8,8", "--data", "colour", "--prompt", "a red dress") == 1
+    _one_line_error(capsys, "--prompt says what --inpaint --model prompt draws")
+    assert _edit(path, out, "--inpaint", "8,8,8,8", "--data", "colour", "--model", "prompt", "--prompt",
+                 "a mauve dress") == 1
+    _one_line_error(capsys, "mauve", "dress")
+    assert _edit(path, out, "--denoise", "--data", "colour", "--model", "prompt") == 1
+    _one_line_error(capsys, "cannot denoise")
+    assert not out.exists()

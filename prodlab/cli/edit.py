@@ -1,7 +1,8 @@
 """``python -m prodlab edit PHOTO``: edit a product photo with the trained models and write the result as a PNG
 (notebooks 05 and 09, article §2.4 item 2, §3.3 step 4): ``--inpaint x,y,w,h`` fills a rectangle, ``--denoise``
 removes noise, in Fashion-MNIST or in any catalogue with a model trained on it (``--data NAME``); ``--recolour
-COLOUR`` and ``--pattern NAME`` change one attribute of a product, in a catalogue that has it (``--data colour``).
+COLOUR`` and ``--pattern NAME`` change one attribute of a product, in a catalogue that has it (``--data colour``);
+``--inpaint x,y,w,h --model prompt --prompt WORDS`` fills the rectangle from a prompt (notebook 10).
 
 The photo is first made a product image of the catalogue's spec, exactly as ``search`` reads it (``imageio``:
 bounded memory, one line for a file that cannot be read); the edit works on that image, and the PNG shows it,
@@ -27,7 +28,8 @@ from prodlab.datasets.spec import ImageSpec
 DEFAULT_SIGMA = 0.3  # chapter 05's denoising level (ch05_editing.DENOISE_SHOWN["gaussian"]; tests/test_cli_edit.py)
 MAX_SIGMA = 1.0  # pixel-scale noise beyond the whole pixel range is no photo's
 MAX_SCALE = 32  # a 28-pixel product becomes 896 pixels, a 64-pixel colour one 2,048
-MODELS = {"diffusion": ("diffusion", "diffusion"), "vae": ("vae", "vae"), "dcgan": ("dcgan", "gan")}  # checkpoint, kind
+MODELS = {"diffusion": ("diffusion", "diffusion"), "vae": ("vae", "vae"), "dcgan": ("dcgan", "gan"),
+          "prompt": ("text-diffusion", "text-diffusion")}  # checkpoint, kind
 
 
 @dataclass(frozen=True)
@@ -41,7 +43,8 @@ class Edit:
 INPAINT = Edit("inpaint", {
     "diffusion": "RePaint with the flow model (default)", "vae": "latent optimisation under the VAE",
     "dcgan": "latent optimisation under the DCGAN", "harmonic": "classical: the border diffused inwards",
-    "mean": "classical: the average catalogue product"})
+    "mean": "classical: the average catalogue product",
+    "prompt": "drawn from --prompt by the text-to-product model, RePaint in its latent grid"})
 DENOISE = Edit("denoise", {
     "diffusion": "SDEdit with the flow model (default)", "vae": "projection onto the VAE's products",
     "dcgan": "projection onto the DCGAN's products", "gaussian": "classical: Gaussian filter tuned to --sigma",
@@ -60,6 +63,7 @@ ATTRIBUTE = {RECOLOUR.name: "colour", PATTERN.name: "pattern"}  # the attribute 
 EDITS = {e.name: e for e in (INPAINT, DENOISE, RECOLOUR, PATTERN)}
 # the methods that draw random numbers (--seed); others: not
 RANDOM = {"diffusion", "sdedit", "dcgan", "cdcgan", "prompt", "prompt-carried"}
+PROMPT_EXAMPLE = "--inpaint 8,8,16,16 --model prompt --prompt 'a red striped dress'"
 
 
 def cmd_edit(args: argparse.Namespace) -> int:
@@ -68,6 +72,11 @@ def cmd_edit(args: argparse.Namespace) -> int:
     method = args.model or next(iter(edit.methods))
     if method not in edit.methods:
         raise ValueError(f"--model {method} cannot {edit.name}; --{edit.name} takes: {', '.join(edit.methods)}")
+    by_words = edit is INPAINT and method == "prompt"
+    if args.prompt is not None and not by_words:
+        raise ValueError(f"--prompt says what --inpaint --model prompt draws in the box, e.g. {PROMPT_EXAMPLE}")
+    if by_words and args.prompt is None:
+        raise ValueError(f"--inpaint --model prompt draws from words: add --prompt WORDS, e.g. {PROMPT_EXAMPLE}")
     if args.sigma is not None and edit is not DENOISE:
         raise ValueError(f"--sigma is the noise level of --denoise; --{edit.name} takes none")
     sigma = DEFAULT_SIGMA if args.sigma is None else args.sigma
@@ -93,13 +102,15 @@ def cmd_edit(args: argparse.Namespace) -> int:
             raise ValueError(f"the diffusion model of {args.data} has objective {model.cfg.objective!r}; editing "
                              f"needs a flow model: python -m prodlab train diffusion --data {args.data} "
                              "--set objective=flow")
+        if by_words:
+            model.cfg.tokenizer.encode([args.prompt])  # a word outside the vocabulary: one line that lists it
     missing = None if box is None else _missing(box, image)
-    edited = _run(edit, method, model, x, missing, sigma, args.seed, args.data)
+    edited = _run(edit, method, model, x, missing, sigma, args.seed, args.data, args.prompt)
     shown = x if missing is None else x.masked_fill(missing, 0.5)  # the hole grey, as chapter 05 shows it
     pixels = _pixels([shown, edited] if args.side_by_side else [edited], args.scale)
     _write_png(args.out, pixels)
     done = (f"Inpainted the {box[2]} x {box[3]} box at x {box[0]}, y {box[1]} of {args.photo}" if box is not None
-            else f"Denoised {args.photo} at noise level sigma {sigma}")
+            else f"Denoised {args.photo} at noise level sigma {sigma}") + (f" from {args.prompt!r}" if by_words else "")
     seed = f", seed {args.seed}" if method in RANDOM else ""
     print(f"{done} (as a {image.channels} x {image.height} x {image.width} {args.data} image) with {method} "
           f"({edit.methods[method].removesuffix(' (default)')}{seed}); wrote {args.out}, "
@@ -133,9 +144,9 @@ def _change(edit: Edit, method: str, args: argparse.Namespace, image: ImageSpec)
 
 
 def _run(edit: Edit, method: str, model: torch.nn.Module | None, x: Tensor, missing: Tensor | None, sigma: float,
-         seed: int, dataset: str) -> Tensor:
+         seed: int, dataset: str, prompt: str | None = None) -> Tensor:
     """The edited image, float 1 x C x H x W in [0, 1]."""
-    from prodlab.edit import diffusion_prior, restore  # as in cmd_edit: only this command needs them
+    from prodlab.edit import by_prompt, diffusion_prior, restore  # as in cmd_edit: only this command needs them
 
     if method in ("vae", "dcgan"):
         cfg = restore.inversion(method)
@@ -144,6 +155,8 @@ def _run(edit: Edit, method: str, model: torch.nn.Module | None, x: Tensor, miss
         y = x.masked_fill(missing, 0.0)  # the rectangle is missing: nothing of it reaches the methods
         if method == "diffusion":
             return diffusion_prior.repaint(y, missing, seed=seed, model=model)
+        if method == "prompt":
+            return by_prompt.inpaint(model, y, missing[:, 0], [prompt], seed=seed)
         if method in ("vae", "dcgan"):
             return restore.inpaint(p, y, missing, dataset=dataset)
         fill = restore.diffusion_fill if method == "harmonic" else restore.mean_fill
@@ -262,6 +275,9 @@ def add(sub: argparse._SubParsersAction) -> None:
                        help="the same product with this pattern (a catalogue with patterns: --data colour)")
     p.add_argument("--model", choices=list(dict.fromkeys(name for e in EDITS.values() for name in e.methods)),
                    default=None, metavar="NAME", help="how to edit: one of the methods above (default: the first)")
+    p.add_argument("--prompt", default=None, metavar="WORDS",
+                   help="--inpaint --model prompt: what to draw in the box, in the catalogue's words (e.g. 'a red "
+                        "striped dress')")
     p.add_argument("--sigma", type=float, default=None, metavar="S",
                    help=f"--denoise: the noise's standard deviation, pixels in 0..1 (default {DEFAULT_SIGMA}, "
                         "chapter 05's)")
