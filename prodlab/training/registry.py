@@ -122,10 +122,10 @@ AUTOENCODER_RECIPE = autoencoder_training.AutoencoderRecipe(epochs=3)
 # The denoiser, timed on one thread: a step of 128 latents costs 1.3 CPU-s at width 128 and 0.96 at width 96 (depth 4),
 # and a guided image 98 and 72 ms with 8 Heun steps; width 96 keeps sampling fast. Batches of 64: twice the steps in
 # the same time, as for the pixel models. Five epochs (37 CPU-minutes of steps) read the seen prompts' pattern 0.44
-# after epoch 2, 0.57 after 3 (400 samples each) and 0.70 after 5 (5,000), still rising: seven epochs (about 52 CPU-
-# minutes of steps) spend what the 90-minute training budget leaves after CLIP (10) and the first stage (20). Heun
-# steps, screened on the five-epoch model (1,000 prompts, guidance 3): 5, 6, 7 and 8 steps read the seen prompts'
-# pattern 0.705, 0.705, 0.706, 0.707 and FID 20.4, 20.3, 20.3, 20.3; six are shipped.
+# after epoch 2, 0.57 after 3 (400 samples each) and 0.70 after 5 (5,000), still rising: seven epochs, estimated at 52
+# CPU-minutes of steps to fit the 90-minute training budget beside CLIP (10) and the first stage (20), took 43.4,
+# leaving about 16 unspent. Heun steps, screened on the five-epoch model (1,000 prompts, guidance 3): 5, 6, 7 and 8
+# steps read the seen prompts' pattern 0.705, 0.705, 0.706, 0.707 and FID 20.4, 20.3, 20.3, 20.3; six are shipped.
 TEXT_DIFFUSION_RECIPE = text_diffusion_training.TextDiffusionRecipe(epochs=7, batch_size=64, lr=1e-3, width=96)
 
 
