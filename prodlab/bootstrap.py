@@ -128,6 +128,20 @@ def intervals(prepared: Prepared, replicates: int = REPLICATES, seed: int = 0, l
     return {name: [float(v) for v in pair] for name, pair in out.items()}
 
 
+def paired_interval(diff: torch.Tensor, replicates: int = REPLICATES, seed: int = 0, level: float = LEVEL
+                    ) -> tuple[float, float]:
+    """The percentile bootstrap interval of the mean of per-item differences ``diff`` (two methods measured on the
+    same items): the items are resampled together, so what both methods share (an easy or a hard image) cancels.
+
+    Chapter 05 (notebooks/05_editing.ipynb).
+    """
+    generator = torch.Generator().manual_seed(seed)
+    d = diff.double().flatten()
+    means = [float((weights(len(d), generator) * d).sum() / len(d)) for _ in range(replicates)]
+    low, high = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(low), float(high)
+
+
 def separated(a: list[float], b: list[float]) -> bool:
     """Whether two intervals ``[low, high]`` do not overlap: a ranking that holds outside the noise.
 

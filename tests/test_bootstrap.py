@@ -72,3 +72,18 @@ def test_more_samples_give_narrower_intervals_and_separation_needs_a_gap():
         assert large[key][1] - large[key][0] < 0.75 * (small[key][1] - small[key][0]), key
     assert bootstrap.separated([1.0, 2.0], [2.5, 3.0]) and bootstrap.separated([2.5, 3.0], [1.0, 2.0])
     assert not bootstrap.separated([1.0, 2.6], [2.5, 3.0])
+
+
+def test_the_paired_interval_agrees_with_scipy_and_cancels_what_both_methods_share():
+    from scipy import stats
+
+    g = torch.Generator().manual_seed(3)
+    shared = torch.randn(400, generator=g) * 5  # how hard each image is, for both methods alike
+    a, b = shared + 0.3 + 0.5 * torch.randn(400, generator=g), shared + 0.5 * torch.randn(400, generator=g)
+    low, high = bootstrap.paired_interval(a - b, replicates=2000, seed=0)
+    ref = stats.bootstrap(((a - b).numpy(),), np.mean, n_resamples=2000, method="percentile",
+                          random_state=np.random.default_rng(0)).confidence_interval
+    assert low == pytest.approx(ref.low, abs=0.02) and high == pytest.approx(ref.high, abs=0.02)
+    assert 0 < low < 0.3 < high  # the 0.3 lead is found; unpaired, the shared spread (5) would swamp it
+    assert bootstrap.paired_interval(a - b, 200, seed=0) == bootstrap.paired_interval(a - b, 200, seed=0)
+    assert bootstrap.paired_interval(torch.full((50,), 2.0)) == pytest.approx((2.0, 2.0))

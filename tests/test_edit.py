@@ -169,6 +169,21 @@ def test_evaluate_editing_reports_every_task_and_method():
     assert set(result["denoise_gaussian"]["median_filter"]["by_level"]) == levels
     table = edit.format_table(result)
     assert all(t.replace("_", " ") in table for t in edit.TASKS) and "**" in table
+    settings = {f"{k} {lv:g}" for k, lvs in edit.NOISE_LEVELS.items() for lv in lvs}  # each ranked in both spaces
+    assert set(result["rankings"]) == settings | {"superres"} | {f"inpaint {k}" for k in edit.MASKS}
+    for setting, row in result["rankings"].items():
+        assert {"psnr", "classifier", "encoder"} <= set(row) and isinstance(row["agree"], bool)
+        assert row["psnr"]["best"] == max(result[_task(setting)], key=lambda m: _psnr(result, setting, m))
+
+
+def _task(setting: str) -> str:
+    kind = setting.split()[0]
+    return f"denoise_{kind}" if kind in edit.NOISE_LEVELS else setting.replace(" ", "_")
+
+
+def _psnr(result: dict, setting: str, method: str) -> float:
+    row = result[_task(setting)][method]
+    return row["by_level"][str(float(setting.split()[1]))]["psnr"] if "by_level" in row else row["psnr"]
 
 
 def test_cli_bench_editing_prints_json(capsys):

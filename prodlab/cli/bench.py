@@ -38,6 +38,16 @@ def bench_gan(args: argparse.Namespace) -> int:
     return 0
 
 
+def bench_gan_rulers(args: argparse.Namespace) -> int:
+    """Every run of notebook 02's ablation trained again and measured in both rulers' spaces, with intervals."""
+    from prodlab.training import gan_rulers  # trains for minutes: only this target needs it
+
+    out = args.out or (config.RUNS_DIR / "bench_gan_rulers_quick.json" if config.quick() else gan_rulers.BENCH_FILE)
+    n = args.samples or config.budget(10_000, 300)
+    _print(gan_rulers.bench_gan_rulers(n, seed=args.seed, jobs=args.jobs, out_path=out), out)
+    return 0
+
+
 def bench_diffusion(args: argparse.Namespace) -> int:
     """The shipped diffusion model's FID and CPU time per image against sampler steps (notebook 08)."""
     from prodlab.training import diffusion_measure  # samples for minutes: only this target needs it
@@ -86,7 +96,8 @@ def bench_editing(args: argparse.Namespace) -> int:
     start = time.perf_counter()
     result = edit.evaluate_editing(args.images, args.seed)
     result["seconds"] = round(time.perf_counter() - start, 1)
-    print(json.dumps(result) if args.json else edit.format_table(result))
+    tables = edit.format_table(result) + "\n\n" + edit.rank.markdown(result["rankings"])
+    print(json.dumps(result) if args.json else tables)
     return 0
 
 
@@ -145,7 +156,7 @@ def _positive(text: str) -> int:
 
 
 def add(sub: argparse._SubParsersAction) -> None:
-    p = command(sub, "bench", "measure a task or throughput: gan, diffusion, diffusion-sampling, "
+    p = command(sub, "bench", "measure a task or throughput: gan, gan-rulers, diffusion, diffusion-sampling, "
                 "diffusion-screening, retrieval, editing, search", lambda args: args.target_func(args),
                 "python -m prodlab bench search --sizes 1000000")
     targets = p.add_subparsers(dest="target", required=True)
@@ -160,6 +171,11 @@ def add(sub: argparse._SubParsersAction) -> None:
 
     target("gan", bench_gan, "GAN recipes at equal budgets: throughput and time-to-FID (notebook 02)",
            "data/checkpoints/bench_gan.json; quick mode runs/bench_gan_quick.json")
+    q = target("gan-rulers", bench_gan_rulers, "every run of notebook 02's GAN ablation trained again and measured "
+               "in both rulers' spaces with intervals (notebook 02)",
+               "data/checkpoints/bench_gan_rulers.json; quick mode runs/bench_gan_rulers_quick.json")
+    q.add_argument("--samples", type=_positive, default=None, help="samples per generator (default 10,000; quick 300)")
+    q.add_argument("--jobs", type=_positive, default=2, help="runs trained at once, one process each (default 2)")
     q = target("diffusion", bench_diffusion, "FID and ms per image of the shipped diffusion model against sampler "
                "steps (notebook 08)", "data/checkpoints/bench_diffusion.json; quick mode runs/")
     q.add_argument("--samples", type=_positive, default=None, help="samples per point (default 1,000; quick 30)")

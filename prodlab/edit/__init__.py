@@ -21,8 +21,8 @@ product that fits the visible pixels: the notebook shows where the prior invents
 
 The code is cut by task: ``restore`` (baselines, priors, latent optimisation), ``diffusion_prior`` (the flow model
 of chapter 08 as a prior, by SDEdit and RePaint: no latent code, the sampler does the work), ``evaluate`` (the
-tables) and ``personalise`` (interpolation, class transfer, directions); the degradations are in
-``prodlab.degrade``.
+tables), ``rank`` (do the winners hold in both rulers' feature spaces?) and ``personalise`` (interpolation, class
+transfer, directions); the degradations are in ``prodlab.degrade``.
 This package gathers their public names, so ``from prodlab import edit; edit.invert(...)`` reads as one.
 """
 

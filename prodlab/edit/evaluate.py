@@ -15,7 +15,7 @@ from torchmetrics.functional.image import structural_similarity_index_measure
 
 from prodlab import config, data, ruler
 from prodlab.degrade import MASKS, downsample, gaussian_noise, missing_mask, salt_and_pepper
-from prodlab.edit import diffusion_prior
+from prodlab.edit import diffusion_prior, rank
 from prodlab.edit.restore import (
     INVERSION,
     QUICK_INVERSION,
@@ -180,7 +180,9 @@ def evaluate_editing(n: int = 1000, seed: int = 0) -> dict[str, Any]:
 
     Returns ``{task: {method: {"psnr", "ssim"}}}`` for ``denoise_gaussian``, ``denoise_saltpepper``
     (means over the strengths in ``NOISE_LEVELS``, with ``by_level`` per strength), ``superres`` and
-    ``inpaint_center|blocks|half`` (PSNR over the missing pixels only; SSIM does not apply to a region).
+    ``inpaint_center|blocks|half`` (PSNR over the missing pixels only; SSIM does not apply to a region), and
+    ``rankings``: every setting (each strength apart) ranked by PSNR and in both rulers' feature spaces, with
+    paired bootstrap intervals (``edit.rank``).
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
@@ -189,17 +191,25 @@ def evaluate_editing(n: int = 1000, seed: int = 0) -> dict[str, Any]:
     settings = QUICK_INVERSION if config.quick() else INVERSION
     result: dict[str, Any] = {"n": n, "seed": seed, "inversion": {k: asdict(v) for k, v in settings.items()},
                               "flow": diffusion_prior.settings()}
+    spaces, rankings = rank.rulers(), {}
+
+    def scored(setting: str, outputs: dict[str, Tensor], with_ssim: bool = True,
+               region: Tensor | None = None) -> dict[str, dict[str, float]]:
+        per_image = {m: psnr(out, x, region) for m, out in outputs.items()}
+        rankings[setting] = rank.rank_setting(outputs, per_image, x, spaces, seed)
+        return _scores(outputs, x, with_ssim, region)
+
     for noise, levels in NOISE_LEVELS.items():
-        per_level = {lv: _scores(enhancement_outputs(x, noise, lv, seed)[1], x) for lv in levels}
+        per_level = {lv: scored(f"{noise} {lv:g}", enhancement_outputs(x, noise, lv, seed)[1]) for lv in levels}
         methods = next(iter(per_level.values()))
         result[f"denoise_{noise}"] = {
             m: {k: round(sum(per_level[lv][m][k] for lv in levels) / len(levels), 4) for k in ("psnr", "ssim")}
             | {"by_level": {str(lv): per_level[lv][m] for lv in levels}} for m in methods}
-    result["superres"] = _scores(enhancement_outputs(x, "superres", 0.0, seed)[1], x)
+    result["superres"] = scored("superres", enhancement_outputs(x, "superres", 0.0, seed)[1])
     for kind in MASKS:
         _, m, outputs = inpainting_outputs(x, kind, seed)
-        result[f"inpaint_{kind}"] = _scores(outputs, x, with_ssim=False, region=m)
-    return result
+        result[f"inpaint_{kind}"] = scored(f"inpaint {kind}", outputs, with_ssim=False, region=m)
+    return {**result, "rankings": rankings}
 
 
 def format_table(result: dict[str, Any]) -> str:
