@@ -38,6 +38,7 @@ def test_one_run_is_trained_again_and_measured_in_both_spaces(monkeypatch):
             low, high = space["intervals"]["fid"]
             assert low <= space["fid"] <= high and space["fid"] > 0
         assert r["recorded_fid"] == plan["recorded_fid"][r["variant"]] and r["steps"] > 0
+        assert r["recipe"] == plan["recipe"]  # the rows are found by the recorded recipe, quick mode or not
 
 
 def _row(model, variant, batch, fid, interval, second_fid, second_interval):

@@ -12,4 +12,5 @@ from prodlab.chapters import (  # noqa: F401  (imported for their figures' regis
     ch06_search,
     ch08_diffusion,
     ch09_catalogue,
+    ch10_text,
 )

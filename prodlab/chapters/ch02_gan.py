@@ -15,7 +15,7 @@ from matplotlib.figure import Figure
 from prodlab import cache, checkpoints, config, files, metrics, plotting, ruler, runs
 from prodlab.figures import register
 from prodlab.plotting import finish, new_figure
-from prodlab.training import gan_measure
+from prodlab.training import gan_measure, gan_rulers
 from prodlab.training.gan import GANRecipe
 
 GAN_COLORS = {"L_D": "#c44e52", "L_G": "#4c72b0", "D(x)": "#55a868", "D(G(z))": "#8172b2"}
@@ -232,3 +232,26 @@ def truncation_figure(rows: Sequence[Mapping[str, float | str | None]]) -> Figur
           "gan-truncation).")
 def gan_truncation() -> Figure:
     return truncation_figure(truncation_result()["rows"])
+
+
+def ranking_claims(rows: list[dict]) -> list[tuple[str, dict, dict]]:
+    """Every ranking section 7 states, as (claim, the row said to be better, the row said to be worse), from the
+    rows of ``python -m prodlab bench gan-rulers`` (``gan_rulers.pick`` finds them by model, variant and recipe)."""
+    def dc(variant: str, **recipe: object) -> dict:
+        return gan_rulers.pick(rows, "dcgan", variant, **recipe)
+
+    full, short = {"epochs": 6}, {"epochs": 2}
+    return [
+        ("batches of 16 + EMA over batches of 64 (dcgan, shipped vs article)",
+         dc("ema", batch_size=16, **full), dc("raw", batch_size=64, **full)),
+        ("batch 16 over batch 64, raw G (dcgan)", dc("raw", batch_size=16, **full), dc("raw", batch_size=64, **full)),
+        ("EMA over raw G at batch 16 (dcgan)", dc("ema", batch_size=16, **full), dc("raw", batch_size=16, **full)),
+        ("raw G over EMA at batch 64 (dcgan)", dc("raw", batch_size=64, **full), dc("ema", batch_size=64, **full)),
+        ("EMA over raw G (cdcgan)", gan_rulers.pick(rows, "cdcgan", "ema"), gan_rulers.pick(rows, "cdcgan", "raw")),
+        ("recomputed over stale BN statistics, 2 epochs (article's losses)",
+         dc("ema", loss="bce", **short), dc("ema_stale_bn", loss="bce", **short)),
+        ("recomputed over stale BN statistics, 2 epochs (hinge + SN + TTUR)",
+         dc("ema", loss="hinge", **short), dc("ema_stale_bn", loss="hinge", **short)),
+        ("article's losses over hinge + SN + TTUR, 2 epochs, raw G",
+         dc("raw", loss="bce", **short), dc("raw", loss="hinge", **short)),
+    ]

@@ -4,7 +4,8 @@ The notebook opens the three parts of a text-to-image product generator (CLIP in
 denoiser with cross-attention), runs each by hand, and reads the shipped models' measures from their checkpoints;
 the figures are drawn here: search by words, the first stage's round trip, the cross-attention of a prompt's words
 over the latent grid, products drawn per prompt, the guidance sweep, edits by words, and the table that puts the
-miniature beside the large models.
+miniature beside the large models; and one cached analysis (:func:`pattern_results`): why the pattern is the
+generator's weakest attribute.
 """
 
 from __future__ import annotations
@@ -12,11 +13,14 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torchvision.transforms.functional as TF
 from matplotlib.figure import Figure
+from torch import Tensor
 
-from prodlab import checkpoints, data, plotting, runs
+from prodlab import cache, checkpoints, config, data, plotting, recipes, ruler, runs
 from prodlab.datasets import colour
 from prodlab.edit import by_prompt
+from prodlab.models.clip import CLIP
 from prodlab.models.text_diffusion import TextDiffusion
 from prodlab.search import by_text
 from prodlab.training import clip as clip_training
@@ -157,3 +161,71 @@ def live_model(epochs: int = 3, limit: int = 1024, seed: int = 0) -> tuple[TextD
                   resume=False, run=run, with_baseline=False)
     return td_training.train_text_diffusion(recipe, ctx)
 
+
+# Why is the pattern the weakest attribute? (issue 26) :func:`pattern_results` measures it three ways: which pattern
+# the ruler reads for each asked (seen requests), from which point of the path a real dotted photo keeps its dots when
+# the model redraws it by its own caption (SDEdit from t), and how the ruler and CLIP read blurred dotted photos.
+STARTS = (0.0, 0.1, 0.3, 0.5, 0.7, 1.0)  # SDEdit starts; 0: the first stage's round trip, 1: pure noise
+BLURS = (0.0, 0.4, 0.6, 0.8)  # Gaussian blur sigmas in pixels
+PATTERN = colour.PATTERNS.index("dots")  # the pattern the analysis follows along the path and under blur
+
+
+def pattern_column(spec_names: tuple[str, ...]) -> int:
+    """The column of the pattern in a request (class, then each attribute)."""
+    return 1 + spec_names.index("pattern")
+
+
+def confusion(asked: Tensor, read: Tensor, size: int) -> Tensor:
+    """int64 ``size`` x ``size``: row = the value asked for, column = the value read."""
+    return torch.bincount(asked * size + read, minlength=size * size).reshape(size, size)
+
+
+def clip_patterns(clip: CLIP, images: Tensor) -> Tensor:
+    """CLIP's zero-shot reading of each image's pattern: that of the most similar caption of the catalogue."""
+    combos, captions = clip_training.caption_embeddings(clip)
+    return combos[(clip.encode_images(images) @ captions.T).argmax(1), pattern_column(clip.cfg.image.attribute_names)]
+
+
+def ruler_patterns(r: ruler.Ruler, images: Tensor) -> Tensor:
+    """The ruler's reading of each image's pattern."""
+    return r.model.predict_attributes(data.as_batch(images, r.image))["pattern"].cpu()
+
+
+@cache.computation("text-patterns", "the patterns text-diffusion draws, where on its path a pattern is decided, "
+                   "and how blur reads", dataset=colour.NAME)
+def pattern_results() -> dict[str, Any]:
+    """The three measures of the module docstring: 1,000 balanced requests (quick mode 100) and the first 300 dotted
+    test photos (quick mode 40), seed 0, the shipped model's sampler and guidance."""
+    model = checkpoints.load("text-diffusion", kind="text-diffusion")
+    recipe = recipes.recipe_from_json(checkpoints.read_meta("text-diffusion")["recipe"],
+                                      td_training.TextDiffusionRecipe)
+    r, clip = ruler.load(dataset=colour.NAME), checkpoints.load(recipe.text_model, kind="clip")
+    col = pattern_column(model.cfg.image.attribute_names)
+    asked = checkpoints.requests(model, config.budget(1000, 100), 0)
+    with config.one_thread():
+        images, _ = checkpoints.generate("text-diffusion", len(asked), 0, model=model, labels=asked, batch_size=100)
+    seen = ~clip_training.held_out_mask(model.cfg.image, asked, recipe.held_out)
+    table = confusion(asked[seen, col], ruler_patterns(r, images)[seen], len(colour.PATTERNS))
+    labels = clip_training.catalogue_labels(colour.NAME, "test")
+    dotted = (labels[:, col] == PATTERN).nonzero()[:, 0][: config.budget(300, 40)]
+    photos, prompts = data.to_float(data.load("test", dataset=colour.NAME)[0][dotted]), model.captions(labels[dotted])
+    with config.one_thread():
+        kept = [float((ruler_patterns(r, by_prompt.sdedit(model, photos, prompts, t) if t > 0 else
+                                      model.to_images(model.to_latents(photos))) == PATTERN).float().mean())
+                for t in STARTS]
+    blurred = [photos if s == 0 else TF.gaussian_blur(photos, 5, s) for s in BLURS]
+    return {"n": len(asked), "photos": len(dotted), "confusion": table.tolist(), "starts": list(STARTS),
+            "kept": kept, "blurs": list(BLURS),
+            "ruler_blur": [float((ruler_patterns(r, b) == PATTERN).float().mean()) for b in blurred],
+            "clip_blur": [float((clip_patterns(clip, b) == PATTERN).float().mean()) for b in blurred]}
+
+
+def confusion_markdown(result: dict[str, Any]) -> str:
+    """The confusion table as Markdown, each row as shares of its requests, the diagonal (read as asked) in bold."""
+    lines = ["| asked \\ read | " + " | ".join(colour.PATTERNS) + " | requests |",
+             "|---|" + "---:|" * (len(colour.PATTERNS) + 1)]
+    for i, row in enumerate(result["confusion"]):
+        shares = [f"{v / max(sum(row), 1):.2f}" for v in row]
+        shares[i] = f"**{shares[i]}**"
+        lines.append(f"| {colour.PATTERNS[i]} | " + " | ".join(shares) + f" | {sum(row)} |")
+    return "\n".join(lines)

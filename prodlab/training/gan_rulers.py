@@ -55,7 +55,7 @@ def measure_run(plan: dict[str, Any], n: int, seed: int = 0, replicates: int = b
                 ) -> list[dict[str, Any]]:
     """Train one planned run from scratch (one thread; quick mode: one epoch on ``QUICK_LIMIT`` images) and
     measure each of its generators in both spaces with intervals of ``replicates`` resamples: its ablation rows,
-    with ``recorded_fid``."""
+    with the recorded recipe (what the rows are found by, also in quick mode) and ``recorded_fid``."""
     torch.set_num_threads(1)
     recipe = GANRecipe(**{**plan["recipe"], "betas": tuple(plan["recipe"]["betas"])})
     if config.quick():
@@ -67,7 +67,7 @@ def measure_run(plan: dict[str, Any], n: int, seed: int = 0, replicates: int = b
     reports = {key: ruler.sample_report(plan["model"], g, n, seed, first, replicates=replicates, second=second)
                for key, g in ema_variants(result).items()}
     rows = ablation_rows(plan["model"], result, recipe, reports, n)
-    return [{**row, "recorded_fid": plan["recorded_fid"].get(row["variant"]),
+    return [{**row, "recipe": plan["recipe"], "recorded_fid": plan["recorded_fid"].get(row["variant"]),
              "intervals": reports[row["variant"]]["intervals"], "second_ruler": reports[row["variant"]]["second_ruler"]}
             for row in rows]
 
@@ -105,3 +105,20 @@ def holds(better: dict[str, Any], worse: dict[str, Any]) -> dict[str, dict[str, 
     return {space: {"fid": [a["fid"], b["fid"]], "lower": a["fid"] < b["fid"],
                     "separated": bootstrap.separated(a["intervals"]["fid"], b["intervals"]["fid"])}
             for space, (a, b) in spaces.items()}
+
+
+def verdict_markdown(claims: list[tuple[str, dict[str, Any], dict[str, Any]]]) -> str:
+    """Chapter 02's rankings as a Markdown table: each claim (better row over worse row) with both FIDs in each
+    space, whether it holds there (lower FID) and whether the intervals are apart, and the FIDs recorded by the
+    shipped runs. Chapter 02."""
+    lines = ["| ranking | recorded FID | FID, classifier | holds, apart | FID, encoder | holds, apart |",
+             "|---|---|---|---|---|---|"]
+    for claim, better, worse in claims:
+        v = holds(better, worse)
+        cells = [f"{better['recorded_fid']:.2f} < {worse['recorded_fid']:.2f}"]
+        for space, digits in (("classifier", 2), ("encoder", 3)):
+            a, b = v[space]["fid"]
+            cells += [f"{a:.{digits}f} vs {b:.{digits}f}",
+                      f"{'yes' if v[space]['lower'] else 'no'}, {'yes' if v[space]['separated'] else 'no'}"]
+        lines.append(f"| {claim} | " + " | ".join(cells) + " |")
+    return "\n".join(lines)
