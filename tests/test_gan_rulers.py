@@ -56,3 +56,17 @@ def test_a_ranking_holds_in_a_space_only_where_its_fid_is_lower_and_apart_where_
     assert verdict["encoder"] == {"fid": [0.50, 0.45], "lower": False, "separated": False}
     with pytest.raises(KeyError):
         gan_rulers.pick(rows, "dcgan", "raw")
+
+
+def test_every_ranking_of_chapter_02_is_found_in_the_shipped_bench():
+    from prodlab import files
+    from prodlab.chapters import ch02_gan
+
+    bench = files.read_json(gan_rulers.BENCH_FILE)
+    assert not bench["quick_mode"] and bench["n"] == 10_000
+    assert len(bench["rows"]) == sum(len(p["recorded_fid"]) for p in gan_rulers.planned_runs())
+    claims = ch02_gan.ranking_claims(bench["rows"])
+    table = gan_rulers.verdict_markdown(claims)
+    assert table.count("\n") == len(claims) + 1 and all(claim in table for claim, _, _ in claims)
+    for _, better, worse in claims:
+        assert better is not worse and better["model"] == worse["model"]
