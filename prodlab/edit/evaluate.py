@@ -164,11 +164,12 @@ def invented(x: Tensor, restored: Tensor) -> Tensor:
     return r.predict(r.features(restored)) != r.predict(r.features(x))
 
 
-def _scores(outputs: dict[str, Tensor], x: Tensor, with_ssim: bool = True,
-            region: Tensor | None = None) -> dict[str, dict[str, float]]:
+def _scores(outputs: dict[str, Tensor], x: Tensor, psnrs: dict[str, Tensor],
+            with_ssim: bool = True) -> dict[str, dict[str, float]]:
+    """Each method's mean PSNR (from its per-image ``psnrs``) and, ``with_ssim``, mean SSIM against ``x``."""
     out = {}
     for method, xhat in outputs.items():
-        row = {"psnr": round(float(psnr(xhat, x, region).mean()), 3)}
+        row = {"psnr": round(float(psnrs[method].mean()), 3)}
         if with_ssim:
             row["ssim"] = round(float(ssim(xhat, x).mean()), 4)
         out[method] = row
@@ -197,7 +198,7 @@ def evaluate_editing(n: int = 1000, seed: int = 0) -> dict[str, Any]:
                region: Tensor | None = None) -> dict[str, dict[str, float]]:
         per_image = {m: psnr(out, x, region) for m, out in outputs.items()}
         rankings[setting] = rank.rank_setting(outputs, per_image, x, spaces, seed)
-        return _scores(outputs, x, with_ssim, region)
+        return _scores(outputs, x, per_image, with_ssim)
 
     for noise, levels in NOISE_LEVELS.items():
         per_level = {lv: scored(f"{noise} {lv:g}", enhancement_outputs(x, noise, lv, seed)[1]) for lv in levels}

@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from prodlab import bootstrap, checkpoints, config, data, files, ruler, runs
+from prodlab import bootstrap, checkpoints, config, data, files, recipes, ruler, runs
 from prodlab.models.gan import GANConfig
 from prodlab.training.gan import GANRecipe, train_gan
 from prodlab.training.gan_measure import ablation_rows, ema_variants, gan_ablation
@@ -57,7 +57,7 @@ def measure_run(plan: dict[str, Any], n: int, seed: int = 0, replicates: int = b
     measure each of its generators in both spaces with intervals of ``replicates`` resamples: its ablation rows,
     with the recorded recipe (what the rows are found by, also in quick mode) and ``recorded_fid``."""
     torch.set_num_threads(1)
-    recipe = GANRecipe(**{**plan["recipe"], "betas": tuple(plan["recipe"]["betas"])})
+    recipe = recipes.from_json(GANRecipe, plan["recipe"])
     if config.quick():
         recipe = dataclasses.replace(recipe, epochs=1, train_limit=QUICK_LIMIT)
     cfg = gan_config(plan["config"])
