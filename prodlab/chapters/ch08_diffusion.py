@@ -139,8 +139,9 @@ def ancestral_result() -> cache.Result:
     return diffusion_measure.bench_sampler_steps(config.budget(1000, 30), 0, counts)
 
 
-def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
-    """FID in both rulers' spaces and ms per image against sampler steps, one line per sampler."""
+def sampler_steps_figure(result: Mapping[str, Any], extra: Sequence[Mapping[str, Any]] = ()) -> Figure:
+    """FID in both rulers' spaces and ms per image against network calls per image, one line per sampler of the
+    bench, and each row of ``extra`` (a distilled student's bench row) as a star."""
     panels = {"fid": "FID, classifier (lower is better)", "second_fid": "FID, encoder (lower is better)",
               "ms_per_image": "CPU ms per image (one thread)"}
     fig = new_figure(12.0, 3.2)
@@ -148,23 +149,84 @@ def sampler_steps_figure(result: Mapping[str, Any]) -> Figure:
     for i, sampler in enumerate(dict.fromkeys(r["sampler"] for r in result["rows"])):
         rows = [r for r in result["rows"] if r["sampler"] == sampler]
         for ax, key in zip(axes, panels, strict=True):
-            ax.plot([r["steps"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}", label=sampler)
+            ax.plot([r["network_calls"] for r in rows], [r[key] for r in rows], "o-", color=f"C{i}", label=sampler)
+    for row in extra:
+        for ax, key in zip(axes, panels, strict=True):
+            ax.plot([row["network_calls"]], [row[key]], "*", color="C3", markersize=13,
+                    label=f"{row['sampler']}, {row['steps']} Euler steps")
     for ax, label in zip(axes, panels.values(), strict=True):
         ax.set_xscale("log")
-        ax.set_xlabel("sampler steps")
+        ax.set_xlabel("network calls per image")
         ax.set_title(label, fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend()
-    fig.suptitle(f"Fewer steps, faster samples: {result['n']:,} samples per point, guidance {result['guidance']:g}")
+        ax.legend(fontsize=7)
+    fig.suptitle(f"Fewer calls, faster samples: {result['n']:,} samples per point, guidance {result['guidance']:g} "
+                 "(2 calls per guided step)")
     return finish(fig)
 
 
 @register("diffusion-sampler-steps", "Sampler steps against FID and time", "§3.3 step 4, beyond the article",
           "08_diffusion",
           "The shipped diffusion model sampled with 5-100 Euler and 2-10 Heun steps, 1,000 samples each "
-          "(data/checkpoints/bench_diffusion.json; python -m prodlab bench diffusion).")
+          "(data/checkpoints/bench_diffusion.json; python -m prodlab bench diffusion), and its distilled student "
+          "(diffusion-fast.json).")
 def diffusion_sampler_steps() -> Figure:
-    return sampler_steps_figure(sampler_steps_bench())
+    return sampler_steps_figure(sampler_steps_bench(), distilled_bench())
+
+
+DISTILLED = "diffusion-fast"  # the shipped student of ``diffusion`` (``training.distill``)
+
+
+def distilled_bench() -> list[dict[str, Any]]:
+    """The student's point of the sampler-steps bench, as its trainer measured it ([] without its checkpoint)."""
+    return [checkpoints.read_meta(DISTILLED)["bench"]] if checkpoints.exists(DISTILLED) else []
+
+
+def distilled_rows() -> list[dict[str, Any]]:
+    """The teacher's shipped sampler and the student, each on 10,000 samples in both rulers' spaces with 95 %
+    intervals, as their JSON records them: ``model``, network calls, FID, recall, ms per image, each ``encoder_``."""
+    rows = []
+    for name in ("diffusion", DISTILLED):
+        meta = checkpoints.read_meta(name)
+        m, cfg = meta["metrics"], meta["config"]
+        second = m["second_ruler"]
+        rows.append({"model": name, "network_calls": diffusion.network_calls(cfg["sampler"], cfg["steps"],
+                                                                             cfg["guidance"] != 1.0),
+                     "fid": m["fid"], "recall": m["recall"], "class_fidelity": m["class_fidelity"],
+                     "encoder_fid": second["fid"], "encoder_recall": second["recall"],
+                     "ms_per_image": m["sample_cpu_ms_per_image"],
+                     "intervals": {**{k: m["intervals"][k] for k in ("fid", "recall")},
+                                   **{f"encoder_{k}": second["intervals"][k] for k in ("fid", "recall")}}})
+    return rows
+
+
+def distilled_paths(seed: int = 0) -> dict[str, torch.Tensor]:
+    """One product per class from the same noise (``seed``): the teacher's full guided solve, the teacher with the
+    student's sampler (its Euler steps, no guidance) and the student; label -> n_classes x C x H x W in [0, 1]."""
+    student, teacher = checkpoints.load(DISTILLED), checkpoints.load("diffusion")
+    labels = torch.arange(teacher.cfg.image.n_classes)
+    noise = torch.randn(len(labels), *teacher.cfg.image.shape, generator=torch.Generator().manual_seed(seed))
+    cheap = diffusion_measure.with_sampling(teacher, **{k: getattr(student.cfg, k) for k in ("sampler", "steps",
+                                                                                             "guidance")})
+    out = {}
+    with config.one_thread(), torch.no_grad():
+        for name, model in (("diffusion", teacher), ("diffusion, Euler", cheap), (DISTILLED, student)):
+            c = model.cfg
+            x = diffusion.sample_trajectory(model, noise.shape, c.objective, c.sampler, c.steps, labels, c.guidance,
+                                            null_label=c.null_label, noise=noise)[-1]
+            out[f"{name}: {diffusion.network_calls(c.sampler, c.steps, c.guidance != 1.0)} calls"] = (x.clamp(-1, 1)
+                                                                                                      + 1) / 2
+    return out
+
+
+@register("diffusion-distilled", "Four network calls: the distilled student beside its teacher",
+          "§3.3 step 4, beyond the article", "08_diffusion",
+          "One product per class from the same noise: diffusion's full sampler, the same network with 4 calls, and "
+          "diffusion-fast, its student trained by python -m prodlab train diffusion-fast.")
+def diffusion_distilled() -> Figure:
+    rows = distilled_paths()
+    return plotting.labelled_rows(list(rows.values()), list(rows), "The same noise, three samplers",
+                                  col_titles=list(data.spec().class_names), label_width=2.4)
 
 
 def guidance_figure(rows: Sequence[Mapping[str, Any]]) -> Figure:

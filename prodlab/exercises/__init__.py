@@ -35,7 +35,13 @@ from prodlab.exercises.ch04 import (  # noqa: F401
 from prodlab.exercises.ch05 import check_crossover, check_height, check_slerp  # noqa: F401
 from prodlab.exercises.ch06 import check_ndcg, check_reciprocal_rank, check_sharded_top_k  # noqa: F401
 from prodlab.exercises.ch07 import check_heel_height, check_mix_code, check_slider_values  # noqa: F401
-from prodlab.exercises.ch08 import check_euler_step, check_flow_noising, check_guidance, check_x0_from_eps  # noqa: F401
+from prodlab.exercises.ch08 import (  # noqa: F401
+    check_euler_step,
+    check_flow_noising,
+    check_guidance,
+    check_window_velocity,
+    check_x0_from_eps,
+)
 from prodlab.exercises.ch09 import check_channel_stats, check_value_direction  # noqa: F401
 from prodlab.exercises.ch10 import check_clip_score, check_masked_attention, check_zero_shot  # noqa: F401
 from prodlab.exercises.core import NOT_DONE, STUB_MESSAGE, ExerciseFailed, NotDone, checker, outcomes  # noqa: F401

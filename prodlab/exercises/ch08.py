@@ -66,3 +66,18 @@ def check_x0_from_eps(fn: Callable[[torch.Tensor, torch.Tensor, torch.Tensor], t
                  (x_t - (1 - a**2) * eps) / a**2,
              "subtract the scaled noise, then divide by a (not the other way round).": x_t / a - s * eps},
             "invert x_t = a x0 + s eps for x0, with a and s from diffusion.alpha_bar(t).", atol=1e-4)
+
+
+def check_window_velocity(fn: Callable[[torch.Tensor, torch.Tensor, float, float], torch.Tensor]) -> None:
+    """Exercise 5: ``fn(x_k, x_next, t, t_next)`` must return the velocity that carries one Euler step from the
+    teacher's state ``x_k`` at time ``t`` to its state ``x_next`` at ``t_next < t``: ``(x_next - x_k) / (t_next - t)``,
+    the distilled student's target (``training.distill.window_batch``)."""
+    g = torch.Generator().manual_seed(5)
+    x, x_next = _batch(g), _batch(g)
+    got = call("window velocity", fn, x.clone(), x_next.clone(), 0.75, 0.5)
+    verdict("window velocity", got, (x_next - x) / (0.5 - 0.75),
+            {"divide by the time step: the velocity is change per unit of time, and a window is 0.25 long.":
+                 x_next - x,
+             "time runs backwards: t_next - t is negative, so the velocity points from x_next back to x_k.":
+                 (x_next - x) / 0.25},
+            "one Euler step x_k + (t_next - t) v must land exactly on x_next.", atol=1e-5)

@@ -104,9 +104,13 @@ class DiffusionFamily(loop.Family):
     def data(self) -> tuple[torch.Tensor, torch.Tensor | None]:
         return self.x, self.y
 
-    def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
+    def schedule(self, state: loop.State) -> None:
+        """Set the learning rate of :func:`learning_rate` for the coming step."""
         for group in self.optimizers["opt"].param_groups:
             group["lr"] = learning_rate(self.recipe, state.step, state.total_steps)
+
+    def step(self, x: torch.Tensor, y: torch.Tensor | None, state: loop.State) -> dict[str, float]:
+        self.schedule(state)
         return diffusion_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator, self.null_label)
 
     def after_step(self, state: loop.State) -> None:

@@ -288,21 +288,27 @@ BENCH_DIFFUSION_FILE = config.CHECKPOINT_DIR / "bench_diffusion.json"
 STEP_COUNTS = {"euler": (5, 10, 25, 50, 100), "heun": (2, 3, 5, 10)}  # Heun: 2 steps - 1 network calls each
 
 
+def bench_row(name: str, model: unet.DiffusionModel, n: int, seed: int = 0, sampler: str | None = None
+              ) -> dict[str, Any]:
+    """One point of the sampler-steps bench: ``model`` (checkpoint ``name``) with its config's sampler, steps and
+    guidance, ``n`` samples, both rulers' FID, precision, recall, class fidelity and CPU ms per image on one thread.
+    ``sampler``: the row's label (default the config's sampler)."""
+    cfg = model.cfg
+    report = measure(name, model, n, seed)
+    return {"sampler": sampler or cfg.sampler, "steps": cfg.steps,
+            "network_calls": diffusion.network_calls(cfg.sampler, cfg.steps, cfg.guidance != 1.0),
+            **{k: report[k] for k in ("fid", "precision", "recall", "class_fidelity")},
+            **({"second_fid": report["second_ruler"]["fid"]} if "second_ruler" in report else {}),
+            "ms_per_image": report["sample_cpu_ms_per_image"]}
+
+
 def bench_sampler_steps(n: int, seed: int = 0, counts: dict[str, tuple[int, ...]] | None = None,
                         model: unet.DiffusionModel | None = None) -> dict[str, Any]:
-    """FID, precision, recall, class fidelity, the second ruler's FID and CPU ms per image of the shipped
-    ``diffusion`` (its guidance scale) at each sampler and step count of ``counts``, ``n`` samples per point, one
-    thread. Chapter 08 plots it."""
+    """:func:`bench_row` of the shipped ``diffusion`` (its guidance scale) at each sampler and step count of
+    ``counts``, ``n`` samples per point. Chapter 08 plots it."""
     model = model or checkpoints.load("diffusion")
-    rows = []
-    for sampler, steps_list in (counts or STEP_COUNTS).items():
-        for steps in steps_list:
-            report = measure("diffusion", with_sampling(model, sampler=sampler, steps=steps), n, seed)
-            rows.append({"sampler": sampler, "steps": steps,
-                         "network_calls": diffusion.network_calls(sampler, steps, model.cfg.guidance != 1.0),
-                         **{k: report[k] for k in ("fid", "precision", "recall", "class_fidelity")},
-                         **({"second_fid": report["second_ruler"]["fid"]} if "second_ruler" in report else {}),
-                         "ms_per_image": report["sample_cpu_ms_per_image"]})
+    rows = [bench_row("diffusion", with_sampling(model, sampler=sampler, steps=steps), n, seed)
+            for sampler, steps_list in (counts or STEP_COUNTS).items() for steps in steps_list]
     return {"n": n, "seed": seed, "guidance": model.cfg.guidance, "shipped_sampler": model.cfg.sampler,
             "shipped_steps": model.cfg.steps, "weights_sha256": checkpoints.read_meta("diffusion")["weights_sha256"],
             "rows": rows}

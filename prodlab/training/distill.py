@@ -1,0 +1,240 @@
+"""A four-call sampler: the shipped diffusion model distilled into a student that takes a few Euler steps (chapter 08).
+
+The shipped ``diffusion`` samples with 12 Heun steps and guidance 1.25: 46 network calls per image. The student is
+a copy of its U-Net, trained to take ``K`` plain Euler steps (one unguided network call each) that land where the
+teacher's guided solve lands at the same ``K + 1`` times ``1 = t_0 > t_1 > ... > t_K = 0``. On each window
+``[t_k, t_{k+1}]`` it regresses the teacher's mean velocity over the window,
+
+    v_k = (x_{k+1} - x_k) / (t_{k+1} - t_k),
+
+from the teacher's own state ``x_k``: the chord of the teacher's curved path, which one Euler step follows exactly.
+Guidance is baked into the targets, so the student needs no unconditional half. This is knowledge distillation of
+the sampler (Luhman & Luhman 2021) cut into windows, as piecewise rectified flow cuts reflow (Yan et al. 2024): a
+window's path is far straighter than the whole path from noise to product, which one chord must follow in
+rectified flow's one-window reflow (Liu et al. 2023). :func:`teacher_states` draws the training set,
+:func:`distill_step` is one optimiser step (chapter 08 runs it by hand) and :func:`train_entry` is
+``python -m prodlab train diffusion-fast``.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import time
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+
+from prodlab import bootstrap, checkpoints, config, data, diffusion, files
+from prodlab.models import unet
+from prodlab.training import diffusion_measure, loop
+from prodlab.training.base import Context, Trained
+from prodlab.training.diffusion import DiffusionFamily, loss_curve
+
+
+@dataclass(frozen=True)
+class DistillRecipe:
+    """How the student is made: the teacher (a shipped diffusion checkpoint, with its shipped sampler), the student's
+    Euler steps, how many teacher trajectories it learns from, and the optimiser (AdamW, warm-up then cosine decay,
+    clipped gradients, a moving average of the weights, as every diffusion model here)."""
+
+    teacher: str = "diffusion"
+    student_steps: int = 4
+    trajectories: int = 15_000
+    epochs: int = 17
+    batch_size: int = 128
+    lr: float = 2e-4
+    warmup_steps: int = 100
+    ema_decay: float = 0.999
+    grad_clip: float = 1.0
+    own_states: bool = True  # windows start on the student's own path (:func:`window_batch`)
+
+    def __post_init__(self) -> None:
+        if self.student_steps < 1 or self.trajectories < self.batch_size or self.epochs < 0 or self.lr <= 0:
+            raise ValueError("student_steps >= 1, trajectories >= batch_size, epochs >= 0 and lr > 0")
+
+
+def student_times(steps: int) -> Tensor:
+    """The student's ``steps + 1`` times from 1 (noise) to 0, evenly spaced, as ``diffusion.time_grid``."""
+    return torch.tensor(diffusion.time_grid(steps))
+
+
+def check_teacher(teacher: unet.DiffusionModel, steps: int) -> int:
+    """How many teacher steps make one student window: the teacher's grid must hold the student's (its step count a
+    multiple of ``steps``); a clear error otherwise."""
+    if teacher.cfg.steps % steps:
+        raise ValueError(f"the teacher samples with {teacher.cfg.steps} steps, which {steps} student steps do not "
+                         f"divide: choose student_steps among the divisors of {teacher.cfg.steps}")
+    return teacher.cfg.steps // steps
+
+
+@torch.no_grad()
+def teacher_chunk(teacher: unet.DiffusionModel, labels: Tensor, steps: int, seed: int) -> Tensor:
+    """The teacher's guided solve of ``labels`` from noise of ``seed``, kept at the student's times: N x (steps+1)
+    x C x H x W, from the noise ``x_1`` to the product ``x_0`` (in [-1, 1], unclamped)."""
+    cfg, every = teacher.cfg, check_teacher(teacher, steps)
+    path = diffusion.sample_trajectory(teacher.eval(), (len(labels), *cfg.image.shape), cfg.objective, cfg.sampler,
+                                       cfg.steps, labels, cfg.guidance, torch.Generator().manual_seed(seed),
+                                       cfg.null_label)
+    return torch.stack(path[::every], 1)
+
+
+def _chunk_job(args: tuple[str, Tensor, int, int]) -> tuple[Tensor, float]:
+    """One worker's chunk and its CPU seconds: the teacher loaded by name (a process gets names, not networks),
+    solved on one thread."""
+    name, labels, steps, seed = args
+    start = time.process_time()
+    with config.one_thread():
+        states = teacher_chunk(checkpoints.load(name, kind="diffusion"), labels, steps, seed)
+    return states, time.process_time() - start
+
+
+CHUNK = 500  # trajectories per worker task; each chunk has its own seed, so the set does not depend on the jobs
+SEED_OFFSET = 1_000_000  # the teacher's noise seeds start here: never the seeds (0, 1, ...) that measure the student
+
+
+def teacher_states(name: str, n: int, steps: int, seed: int = 0, jobs: int = 2) -> dict[str, Tensor]:
+    """``n`` trajectories of the shipped teacher ``name`` at the student's times (:func:`teacher_chunk`) for
+    balanced classes in a seeded order: ``states``, ``labels`` and the workers' ``cpu_seconds``, drawn by ``jobs``
+    processes of one thread. Kept in the cache folder under the teacher's weights' hash (about 31 MB per 1,000):
+    a resumed run or a second recipe does not pay for them twice."""
+    path = config.cache_dir() / (f"teacher-states-{checkpoints.weights_sha256(name)[:16]}-{n}-{steps}-{seed}"
+                                 ".safetensors")
+    if path.is_file():
+        return files.read_tensors(path)
+    teacher = checkpoints.load(name, kind="diffusion")
+    labels = checkpoints.requests(teacher, n, seed)
+    if labels is None:
+        raise ValueError(f"{name} is unconditional; the student is distilled from a class-conditional teacher")
+    check_teacher(teacher, steps)
+    files.check_memory(n * (steps + 1) * math.prod(teacher.cfg.image.shape) * 4, "the teacher's trajectories")
+    tasks = [(name, chunk, steps, SEED_OFFSET + 1_000 * seed + i) for i, chunk in enumerate(labels.split(CHUNK))]
+    with ProcessPoolExecutor(max_workers=max(1, jobs)) as pool:
+        done = list(pool.map(_chunk_job, tasks))
+    result = {"states": torch.cat([s for s, _ in done]), "labels": labels,
+              "cpu_seconds": torch.tensor(sum(c for _, c in done))}
+    files.write_tensors(path, result)
+    return result
+
+
+def window_batch(states: Tensor, generator: torch.Generator, student: nn.Module | None = None,
+                 labels: Tensor | None = None) -> tuple[Tensor, Tensor, Tensor]:
+    """One random window ``k`` per trajectory of ``states`` (N x (K+1) x ...): where it starts, its time ``t_k`` and
+    the velocity whose Euler step lands on the teacher's ``x_{k+1}``, the student's target.
+
+    The window starts at the teacher's ``x_k``, or, given the ``student`` (and the ``labels``), where the student's
+    own Euler steps from the same noise reach at ``t_k``: its small errors add up over the steps, and a student
+    trained only on the teacher's states never learns to come back from its own (DAgger, Ross et al. 2011)."""
+    steps = states.shape[1] - 1
+    times = student_times(steps)
+    k = torch.randint(0, steps, (len(states),), generator=generator)
+    rows = torch.arange(len(states))
+    x = states[rows, k] if student is None else own_states(student, states[:, 0], labels, k, steps)
+    dt = (times[k + 1] - times[k]).view(-1, *([1] * (x.dim() - 1)))
+    return x, times[k], (states[rows, k + 1] - x) / dt
+
+
+@torch.no_grad()
+def own_states(student: nn.Module, noise: Tensor, labels: Tensor | None, k: Tensor, steps: int) -> Tensor:
+    """Row ``i``'s state after ``k[i]`` of the student's ``steps``-step Euler solve from ``noise[i]`` (``k[i] = 0``:
+    the noise itself)."""
+    times, x = student_times(steps).tolist(), noise.clone()
+    for j in range(int(k.max())):
+        go = k > j  # the rows still on their way: each step runs the network on them alone
+        y = None if labels is None else labels[go]
+        x[go] = diffusion.ddim_step(x[go], student(x[go], torch.full((int(go.sum()),), times[j]), y), times[j],
+                                    times[j + 1], "flow")
+    return x
+
+
+def distill_loss(net: nn.Module, states: Tensor, labels: Tensor, generator: torch.Generator,
+                 own: bool = True) -> Tensor:
+    """The student's loss on a batch of trajectories: the squared error of its velocity against the target of
+    :func:`window_batch`, its windows starting on its ``own`` path or on the teacher's."""
+    x, t, v = window_batch(states, generator, net if own else None, labels)
+    return F.mse_loss(net(x, t, labels), v)
+
+
+def distill_step(model: nn.Module, opt: torch.optim.Optimizer, states: Tensor, labels: Tensor,
+                 recipe: DistillRecipe, generator: torch.Generator) -> dict[str, float]:
+    """One optimiser step of the student: :func:`distill_loss`, clipped at ``recipe.grad_clip``, applied. Chapter 08
+    runs it by hand."""
+    loss = distill_loss(model, states, labels, generator, recipe.own_states)
+    opt.zero_grad(set_to_none=True)
+    loss.backward()
+    norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
+    opt.step()
+    return {"loss": float(loss.detach()), "grad_norm": float(norm)}
+
+
+def student_config(teacher: unet.DiffusionConfig, steps: int) -> unet.DiffusionConfig:
+    """The student's config: the teacher's network, sampled with ``steps`` Euler steps and no guidance."""
+    return dataclasses.replace(teacher, sampler="euler", steps=steps, guidance=1.0)
+
+
+def student_of(teacher: unet.DiffusionModel, steps: int) -> unet.DiffusionModel:
+    """The student before training: a copy of the teacher's weights with :func:`student_config`."""
+    student = unet.DiffusionModel(student_config(teacher.cfg, steps))
+    student.load_state_dict(teacher.state_dict())
+    return student
+
+
+class DistillFamily(DiffusionFamily):
+    """The student in the workbook's training loop: diffusion's optimiser, schedule and moving average, with
+    :func:`distill_step` on batches of teacher trajectories instead of images."""
+
+    def step(self, x: Tensor, y: Tensor | None, state: loop.State) -> dict[str, float]:
+        self.schedule(state)
+        return distill_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator)
+
+
+def train_student(recipe: DistillRecipe, ctx: Context, jobs: int = 2) -> tuple[unet.DiffusionModel, loop.State,
+                                                                                dict[str, Tensor]]:
+    """The teacher's trajectories (:func:`teacher_states`), then the student trained on them in the workbook's loop;
+    returns its moving average (CPU, eval mode), the loop's state and the trajectories."""
+    teacher = checkpoints.load(recipe.teacher, kind="diffusion")
+    data.check_fits(teacher.cfg.image, ctx.dataset)
+    check_teacher(teacher, recipe.student_steps)
+    drawn = teacher_states(recipe.teacher, recipe.trajectories, recipe.student_steps, ctx.seed, jobs)
+    family = DistillFamily(lambda: student_of(teacher, recipe.student_steps), drawn["states"], drawn["labels"],
+                           recipe, None)  # type: ignore[arg-type]
+    state = loop.train(family, loop.Setup(ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.threads))
+    return family.ema.cpu().eval(), state, drawn
+
+
+def against_teacher(metrics: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
+    """Issue 27's acceptance: the student's FID at most 15 % above its teacher's full sampler, in each ruler's space
+    (both measured on the same number of samples, the same seed)."""
+    rows = {"classifier": (metrics["fid"], teacher["fid"])}
+    if "second_ruler" in metrics and "second_ruler" in teacher:
+        rows["encoder"] = (metrics["second_ruler"]["fid"], teacher["second_ruler"]["fid"])
+    return {space: {"student_fid": s, "teacher_fid": t, "ratio": round(s / t, 4), "within_15_percent": s <= 1.15 * t}
+            for space, (s, t) in rows.items()}
+
+
+def train_entry(recipe: DistillRecipe, _baseline: None, ctx: Context) -> Trained:
+    """``train diffusion-fast``: the student (:func:`train_student`), then both rulers on 10,000 samples with
+    intervals, beside the teacher's shipped measures of its full sampler, and a point of chapter 08's sampler-steps
+    bench (1,000 samples: ``bench``)."""
+    student, state, drawn = train_student(recipe, ctx)
+    if not ctx.measures:
+        return Trained(student, {}, {})
+    n = config.budget(10_000, 200)
+    metrics = diffusion_measure.measure(ctx.name, student, n, ctx.seed, ctx.dataset,
+                                        config.budget(bootstrap.REPLICATES, 20))
+    teacher = checkpoints.read_meta(recipe.teacher)
+    extra: dict[str, Any] = {
+        "history": loss_curve(state.steps), "train_cpu_seconds_steps": state.cpu_seconds,
+        "teacher_cpu_seconds": round(float(drawn["cpu_seconds"]), 1), "teacher_weights_sha256":
+        teacher["weights_sha256"], "network_calls": diffusion.network_calls("euler", recipe.student_steps, False),
+        "teacher_network_calls": diffusion.network_calls(teacher["config"]["sampler"], teacher["config"]["steps"],
+                                                         teacher["config"]["guidance"] != 1.0),
+        "parameters": unet.parameter_count(student.net),
+        "bench": diffusion_measure.bench_row(ctx.name, student, config.budget(1000, 30), ctx.seed, "distilled")}
+    if teacher["metrics"].get("n") == n:
+        extra["acceptance"] = against_teacher(metrics, teacher["metrics"])
+    return Trained(student, metrics, extra)
