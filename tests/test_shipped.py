@@ -12,7 +12,7 @@ from prodlab import checkpoints, data, metrics, ruler
 from prodlab.models import vae as vae_models
 from prodlab.training import autoencoder as autoencoder_training
 from prodlab.training import clip as clip_training
-from prodlab.training import contrastive, diffusion_measure, registry
+from prodlab.training import contrastive, diffusion_measure, distill, registry
 from prodlab.training import text_diffusion as text_diffusion_training
 
 # Another CPU moves these by far less; another model (or another sampler) by far more. Keys by prefix
@@ -47,6 +47,10 @@ def _reproduced(name: str) -> tuple[dict[str, Any], dict[str, Any]]:
         images, _ = checkpoints.generate(name, 500, seed=0, model=model, batch_size=100)  # as it was measured
         return {"fid": row["fid"]}, {"fid": metrics.fid(ruler.load(dataset=dataset).reference("test"),
                                                         ruler.load(dataset=dataset).features(images))}
+    if kind == "diffusion" and "bench" in meta:  # a distilled student: its bench point (1,000 samples, 4 calls each)
+        report = ruler.generator_report(*checkpoints.generate(name, distill.BENCH_SAMPLES, seed=0),
+                                        ruler.load(dataset=dataset), seed=0)
+        return {k: meta["bench"][k] for k in ("fid", "class_fidelity")}, report
     if kind == "diffusion":  # the recorded sweep's cheapest row: 4 Heun steps, unguided (1,000 samples, 13 ms each)
         row = next(r for r in meta["sampling_sweep"] if r["guidance"] == 1.0 and r["steps"] == 4)
         model = diffusion_measure.with_sampling(checkpoints.load(name), sampler="heun", steps=4, guidance=1.0)

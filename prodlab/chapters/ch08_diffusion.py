@@ -23,7 +23,8 @@ from prodlab.plotting import finish, new_figure
 from prodlab.training import diffusion_measure
 from prodlab.training.diffusion import DiffusionRecipe
 
-FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion")
+FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion",
+          "diffusion-fast")
 METRIC_KEYS = ("fid", "kid", "precision", "recall", "class_fidelity")
 
 
@@ -34,10 +35,14 @@ def screening() -> dict[str, Any]:
 
 def train_cpu_seconds(meta: Mapping[str, Any]) -> float:
     """CPU seconds of a model's training steps, as its JSON records them (the GANs and diffusion models time
-    their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on (its recipe's first stage)."""
+    their steps; the VAE its epochs). ``latent-diffusion`` adds the VAE it stands on (its recipe's first stage), a
+    distilled student its teacher's training and trajectories."""
     own = meta.get("train_cpu_seconds_steps", meta.get("epochs_cpu_seconds", meta.get("train_cpu_seconds", 0.0)))
     if meta["model"] == "latent-diffusion":
         own += checkpoints.read_meta(first_stage(meta))["epochs_cpu_seconds"]
+    if "teacher_cpu_seconds" in meta:
+        teacher = checkpoints.read_meta(meta["recipe"]["fields"]["teacher"])
+        own += meta["teacher_cpu_seconds"] + train_cpu_seconds(teacher)
     return float(own)
 
 

@@ -216,6 +216,9 @@ def against_teacher(metrics: dict[str, Any], teacher: dict[str, Any]) -> dict[st
             for space, (s, t) in rows.items()}
 
 
+BENCH_SAMPLES = 1000  # the student's point of chapter 08's sampler-steps bench, as many samples as the bench's
+
+
 def train_entry(recipe: DistillRecipe, _baseline: None, ctx: Context) -> Trained:
     """``train diffusion-fast``: the student (:func:`train_student`), then both rulers on 10,000 samples with
     intervals, beside the teacher's shipped measures of its full sampler, and a point of chapter 08's sampler-steps
@@ -234,7 +237,8 @@ def train_entry(recipe: DistillRecipe, _baseline: None, ctx: Context) -> Trained
         "teacher_network_calls": diffusion.network_calls(teacher["config"]["sampler"], teacher["config"]["steps"],
                                                          teacher["config"]["guidance"] != 1.0),
         "parameters": unet.parameter_count(student.net),
-        "bench": diffusion_measure.bench_row(ctx.name, student, config.budget(1000, 30), ctx.seed, "distilled")}
+        "bench": diffusion_measure.bench_row(ctx.name, student, config.budget(BENCH_SAMPLES, 30), ctx.seed,
+                                             "distilled")}
     if teacher["metrics"].get("n") == n:
         extra["acceptance"] = against_teacher(metrics, teacher["metrics"])
     return Trained(student, metrics, extra)
