@@ -7,8 +7,10 @@ teacher's guided solve lands at the same ``K + 1`` times ``1 = t_0 > t_1 > ... >
 
     v_k = (x_{k+1} - x_k) / (t_{k+1} - t_k),
 
-from the teacher's own state ``x_k``: the chord of the teacher's curved path, which one Euler step follows exactly.
-Guidance is baked into the targets, so the student needs no unconditional half. This is knowledge distillation of
+the chord of the teacher's curved path, which one Euler step follows exactly. The window starts where the student's
+own steps have brought it (:func:`window_batch`; at the teacher's ``x_k`` with ``own_states=False``), so that it
+learns to come back onto the teacher's path from its own small errors, which add up over the steps. Guidance is
+baked into the targets, so the student needs no unconditional half. This is knowledge distillation of
 the sampler (Luhman & Luhman 2021) cut into windows, as piecewise rectified flow cuts reflow (Yan et al. 2024): a
 window's path is far straighter than the whole path from noise to product, which one chord must follow in
 rectified flow's one-window reflow (Liu et al. 2023). :func:`teacher_states` draws the training set,
