@@ -20,7 +20,7 @@ from prodlab.chapters.ch04_evaluation import SPACE_KEYS  # the metrics measured 
 from prodlab.figures import register
 from prodlab.models.unet import parameter_count
 from prodlab.plotting import finish, new_figure
-from prodlab.training import diffusion_measure
+from prodlab.training import diffusion_measure, distill
 from prodlab.training.diffusion import DiffusionRecipe
 
 FAMILY = ("dcgan", "cdcgan", "vae", "vae-sharp", "latent-diffusion", "diffusion-short", "diffusion",
@@ -211,16 +211,15 @@ def distilled_paths(seed: int = 0) -> dict[str, torch.Tensor]:
     student, teacher = checkpoints.load(DISTILLED), checkpoints.load("diffusion")
     labels = torch.arange(teacher.cfg.image.n_classes)
     noise = torch.randn(len(labels), *teacher.cfg.image.shape, generator=torch.Generator().manual_seed(seed))
-    cheap = diffusion_measure.with_sampling(teacher, **{k: getattr(student.cfg, k) for k in ("sampler", "steps",
-                                                                                             "guidance")})
+    untrained = distill.student_of(teacher, student.cfg.steps)  # the teacher's weights, the student's sampler
     out = {}
     with config.one_thread(), torch.no_grad():
-        for name, model in (("diffusion", teacher), ("diffusion, Euler", cheap), (DISTILLED, student)):
+        for name, model in (("diffusion", teacher), ("diffusion, Euler", untrained), (DISTILLED, student)):
             c = model.cfg
             x = diffusion.sample_trajectory(model, noise.shape, c.objective, c.sampler, c.steps, labels, c.guidance,
                                             null_label=c.null_label, noise=noise)[-1]
-            out[f"{name}: {diffusion.network_calls(c.sampler, c.steps, c.guidance != 1.0)} calls"] = (x.clamp(-1, 1)
-                                                                                                      + 1) / 2
+            calls = diffusion.network_calls(c.sampler, c.steps, c.guidance != 1.0)
+            out[f"{name}: {calls} calls"] = (x.clamp(-1, 1) + 1) / 2
     return out
 
 
