@@ -17,8 +17,6 @@ from typing import NamedTuple
 
 import numpy as np
 import torch
-from scipy import integrate, stats
-from scipy.spatial.distance import jensenshannon
 from torch import Tensor, nn
 from torch.nn import functional as F
 
@@ -106,6 +104,8 @@ def _fit_1d_discriminator(cfg: OneDConfig) -> nn.Module:
 
 def train_1d_discriminator(cfg: OneDConfig | None = None) -> OneDResult:
     """Train an MLP discriminator with the article's L_D on N(data) vs N(gen) and compare it with D*."""
+    from scipy import integrate, stats  # SciPy takes seconds to import: only the functions that use it do
+
     cfg = cfg or OneDConfig()
     with config.one_thread():
         net = _fit_1d_discriminator(cfg)
@@ -129,6 +129,8 @@ def train_1d_discriminator(cfg: OneDConfig | None = None) -> OneDResult:
 
 def value_at_optimum(data_mean: float, data_std: float, gen_mean: float, gen_std: float) -> float:
     """``V(D*, G) = E_pdata[log D*] + E_pg[log(1 - D*)]`` for two 1-D Gaussians, by adaptive quadrature."""
+    from scipy import integrate, stats  # seconds to import: only where used
+
     p, q = stats.norm(data_mean, data_std), stats.norm(gen_mean, gen_std)
 
     def integrand(x: float) -> float:
@@ -147,6 +149,9 @@ def jsd_on_grid(data_mean: float, data_std: float, gen_mean: float, gen_std: flo
 
     Independent of :func:`value_at_optimum` (a different formula and a different integrator).
     """
+    from scipy import stats  # seconds to import: only where used
+    from scipy.spatial.distance import jensenshannon  # (SciPy's)
+
     lo = min(data_mean - 12 * data_std, gen_mean - 12 * gen_std)
     hi = max(data_mean + 12 * data_std, gen_mean + 12 * gen_std)
     x = np.linspace(lo, hi, num)

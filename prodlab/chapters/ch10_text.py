@@ -13,7 +13,6 @@ from __future__ import annotations
 from typing import Any
 
 import torch
-import torchvision.transforms.functional as TF
 from matplotlib.figure import Figure
 from torch import Tensor
 
@@ -213,7 +212,9 @@ def pattern_results() -> dict[str, Any]:
         kept = [float((ruler_patterns(r, by_prompt.sdedit(model, photos, prompts, t) if t > 0 else
                                       model.to_images(model.to_latents(photos))) == PATTERN).float().mean())
                 for t in STARTS]
-    blurred = [photos if s == 0 else TF.gaussian_blur(photos, 5, s) for s in BLURS]
+    from torchvision.transforms.functional import gaussian_blur  # seconds to import: only where it is used
+
+    blurred = [photos if s == 0 else gaussian_blur(photos, 5, s) for s in BLURS]
     return {"n": len(asked), "photos": len(dotted), "confusion": table.tolist(), "starts": list(STARTS),
             "kept": kept, "blurs": list(BLURS),
             "ruler_blur": [float((ruler_patterns(r, b) == PATTERN).float().mean()) for b in blurred],

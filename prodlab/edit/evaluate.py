@@ -11,7 +11,6 @@ from typing import Any
 
 import torch
 from torch import Tensor
-from torchmetrics.functional.image import structural_similarity_index_measure
 
 from prodlab import config, data, ruler
 from prodlab.degrade import MASKS, downsample, gaussian_noise, missing_mask, salt_and_pepper
@@ -49,6 +48,8 @@ def ssim(x: Tensor, target: Tensor) -> Tensor:
 
     Chapter 05 (notebooks/05_editing.ipynb).
     """
+    from torchmetrics.functional.image import structural_similarity_index_measure  # seconds to import: on first use
+
     return structural_similarity_index_measure(x, target, data_range=1.0, reduction="none")
 
 

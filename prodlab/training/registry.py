@@ -141,6 +141,13 @@ def _text_diffusion_config(image: ImageSpec) -> TextDiffusionConfig:
 # decay over 1,500). Swapping in the teacher's solve for its first three windows or for its last left the encoder's FID
 # at 0.155 and 0.154: the gap is spread over the windows. Shipped: 15,000 trajectories, about 2,000 steps. A one-window
 # reflow of 6,000 pairs had reached only 3.74 / 0.293.
+# Tried on the shipped student and dropped (2,000 samples as above; the shipped student: 2.41 / 0.162): a hinge
+# discriminator on its last step's image at weights 0.03 and 0.1 (400 steps) gave 2.42 / 0.156 and 2.42 / 0.154, a
+# small D telling its images from real ones no better than chance (hinge loss 1.85 of 2); the teacher's own solve
+# from the student's state as every window's target (DAgger's expert query) gave 2.68 / 0.182 after 300 steps, as
+# the last window's alone 2.52 / 0.170. On 2,000 of its own training trajectories the student is 1.21 x the teacher's
+# FID on the same noise (2.49 against 2.07), as on new noise: it underfits the teacher's map (squared error of its
+# last state 0.0024 on training noise, 0.0036 on new), so more trajectories alone will not close the gap.
 DISTILL_RECIPE = distill.DistillRecipe()
 
 
