@@ -104,7 +104,7 @@ def _fit_1d_discriminator(cfg: OneDConfig) -> nn.Module:
 
 def train_1d_discriminator(cfg: OneDConfig | None = None) -> OneDResult:
     """Train an MLP discriminator with the article's L_D on N(data) vs N(gen) and compare it with D*."""
-    from scipy import integrate, stats  # SciPy takes seconds to import: only the functions that use it do
+    from scipy import integrate, stats  # SciPy takes seconds to import: only where used
 
     cfg = cfg or OneDConfig()
     with config.one_thread():
@@ -129,7 +129,7 @@ def train_1d_discriminator(cfg: OneDConfig | None = None) -> OneDResult:
 
 def value_at_optimum(data_mean: float, data_std: float, gen_mean: float, gen_std: float) -> float:
     """``V(D*, G) = E_pdata[log D*] + E_pg[log(1 - D*)]`` for two 1-D Gaussians, by adaptive quadrature."""
-    from scipy import integrate, stats  # seconds to import: only where used
+    from scipy import integrate, stats  # SciPy takes seconds to import: only where used
 
     p, q = stats.norm(data_mean, data_std), stats.norm(gen_mean, gen_std)
 
@@ -149,8 +149,8 @@ def jsd_on_grid(data_mean: float, data_std: float, gen_mean: float, gen_std: flo
 
     Independent of :func:`value_at_optimum` (a different formula and a different integrator).
     """
-    from scipy import stats  # seconds to import: only where used
-    from scipy.spatial.distance import jensenshannon  # (SciPy's)
+    from scipy import stats  # SciPy takes seconds to import: only where used
+    from scipy.spatial.distance import jensenshannon
 
     lo = min(data_mean - 12 * data_std, gen_mean - 12 * gen_std)
     hi = max(data_mean + 12 * data_std, gen_mean + 12 * gen_std)
