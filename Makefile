@@ -57,12 +57,20 @@ lint: $(STAMP)
 # the checker run again (which must pass). One execution thus runs every cell of the full notebook in order, asserts
 # and all, in quick mode (any error fails), and the student edition end to end (tests/test_student.py says why).
 # --durations: the 30 slowest units in the log, where the time of a run on a fresh machine (cold caches) goes.
+# -m "not integration": the tests marked integration (whole commands, several processes, browsers, every shipped
+# model measured again: tens of seconds each) are left to `make test-integration`; CI runs both (.ci/run).
 TEST_WORKERS ?= 2
 CHECKED := _build/checked
+QUICK_PYTEST := PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) \
+  --dist loadfile --durations=30
 test: setup lint
 	rm -rf $(CHECKED) && $(BIN)/python -m prodlab.student --checked --out $(CHECKED)
-	PRODLAB_QUICK=1 OMP_WAIT_POLICY=PASSIVE OMP_NUM_THREADS=1 $(BIN)/python -m pytest -n $(TEST_WORKERS) --dist loadfile \
-	  --durations=30 --nbval-lax --nbval-current-env $(CHECKED)/*.ipynb tests
+	$(QUICK_PYTEST) -m "not integration" --nbval-lax --nbval-current-env $(CHECKED)/*.ipynb tests
+
+# The integration tier, in quick mode as make test: the tests marked integration, and only those.
+.PHONY: test-integration
+test-integration: setup
+	$(QUICK_PYTEST) -m integration tests
 
 lab: setup
 	$(BIN)/jupyter lab notebooks

@@ -49,6 +49,7 @@ def test_every_family_trains_one_quick_epoch_and_samples_the_folders_shape(model
         assert np.bincount(labels).tolist() == [2] * 5
 
 
+@pytest.mark.integration
 def test_a_ruler_trained_on_the_folder_measures_its_models(shop, capsys):
     assert main(["train", "classifier", "--data", "shop", "--set", "epochs=12"]) == 0
     if not checkpoints.exists("dcgan", shop / "runs" / "shop" / "dcgan-quick"):

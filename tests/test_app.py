@@ -24,6 +24,7 @@ from conftest import BROWSER_MISSING, CHROMIUM, CHROMIUM_FLAGS, IN_CI, free_port
 
 from prodlab import config
 
+pytestmark = pytest.mark.integration  # Voila in Chromium: make test-integration
 NOTEBOOK = config.REPO_ROOT / "notebooks" / "07_explorer.ipynb"
 VOILA = Path(sys.executable).parent / "voila"
 APP_TIMEOUT_MS = 240_000  # the whole notebook in quick mode, on a busy 2-core machine

@@ -89,6 +89,7 @@ def test_the_glossary_pairs_the_articles_terms_and_corrects_its_two_errors():
     assert "prior" in kl and "p(z)" in kl
 
 
+@pytest.mark.integration
 def test_the_site_is_built_offline_with_its_own_mathjax(site):
     for page in ["book/intro.html", *CHAPTERS]:
         html = (site / page).read_text(encoding="utf-8")
@@ -189,6 +190,7 @@ def _require_widget_javascript() -> None:
         pytest.skip(reason)
 
 
+@pytest.mark.integration
 def test_the_explorer_chapter_loads_its_widget_javascript_from_the_site(site):
     _require_widget_javascript()
     html = (site / EXPLORER).read_text(encoding="utf-8")
@@ -288,6 +290,7 @@ def offline_page() -> Iterator[tuple[object, list[str]]]:
             browser.close()
 
 
+@pytest.mark.integration
 def test_the_book_in_a_browser_renders_maths_images_and_a_working_table_of_contents(server):
     with offline_page() as (page, outside):
         _check_page(page, server)  # index.html redirects to the introduction
@@ -308,6 +311,7 @@ WIDGET_IMAGES = """() => [...document.querySelectorAll(".cell_output .jupyter-wi
     .map(img => img.complete ? img.naturalWidth : 0)"""
 
 
+@pytest.mark.integration
 def test_the_explorer_chapter_in_a_browser_draws_its_stored_widgets_offline(server):
     """Chapter 07's four explorers, as stored by the full run: their sliders and product images, drawn by the
     html-manager from the site's own copy, with every other host blocked."""

@@ -22,7 +22,7 @@ from conftest import BROWSER_MISSING, CHROMIUM, CHROMIUM_FLAGS, free_port, needs
 
 from prodlab import config
 
-pytestmark = needs_browser
+pytestmark = [needs_browser, pytest.mark.integration]  # JupyterLab in Chromium: make test-integration
 NOTEBOOK = config.REPO_ROOT / "notebooks" / "07_explorer.ipynb"
 RUN_TIMEOUT_MS = 300_000  # the whole notebook, in quick mode, on a busy 2-core machine (about 20 s when idle)
 

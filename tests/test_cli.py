@@ -50,6 +50,7 @@ def shipped(tmp_path, monkeypatch):
     return tmp_path
 
 
+@pytest.mark.integration
 def test_train_writes_a_checkpoint_that_evaluate_reproduces(tmp_path, monkeypatch, capsys):
     monkeypatch.setenv("PRODLAB_QUICK", "1")  # one short epoch on 4,096 images
     assert main(["train", "classifier", "--checkpoint-dir", str(tmp_path)]) == 0
@@ -139,6 +140,7 @@ def test_sample_writes_uint8_images_and_balanced_labels(shipped):
         assert np.array_equal(f["images"], first)  # same seed, same samples
 
 
+@pytest.mark.integration
 def test_evaluate_generator_reports_every_metric(shipped, capsys):
     assert main(["evaluate", "replay", "--json", "--n", "600", "--checkpoint-dir", str(shipped)]) == 0
     result = json.loads(capsys.readouterr().out)

@@ -36,7 +36,8 @@ GAN_RECIPE = gan_training.GANRecipe(epochs=2, batch_size=16, train_limit=96, ema
 STOP_AT = 11  # Ctrl-C in the second epoch
 LIMIT_S = 300  # a hung collective fails the test instead of hanging it
 PARAMS_SEEN: dict[str, str] = {}
-pytestmark = pytest.mark.filterwarnings("ignore::prodlab.training.vae.PosteriorCollapseWarning")  # 16 steps
+pytestmark = [pytest.mark.integration,  # processes that train together: make test-integration
+              pytest.mark.filterwarnings("ignore::prodlab.training.vae.PosteriorCollapseWarning")]  # 16 steps
 
 
 def _params_hash(model: torch.nn.Module) -> str:

@@ -296,8 +296,9 @@ def test_exercise_checkers_accept_the_answer_and_reject_a_mistake(capsys):
                                     / diffusion.alpha_bar(t)[:, None, None, None])
 
 
-@pytest.mark.parametrize("name, overrides", [("diffusion", ["train_limit=256"]),
-                                             ("latent-diffusion", ["train_limit=1024"])])
+@pytest.mark.parametrize("name, overrides", [
+    pytest.param("diffusion", ["train_limit=256"], marks=pytest.mark.integration),  # tens of seconds
+    ("latent-diffusion", ["train_limit=1024"])])
 def test_both_train_end_to_end_in_quick_mode_and_sample(name, overrides, tmp_path, monkeypatch):
     """The code that makes the shipped checkpoints runs through the CLI (quick recipe, smaller still)."""
     from prodlab import config

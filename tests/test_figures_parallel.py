@@ -131,6 +131,7 @@ raise SystemExit(cli.main(["figures", "--out", {out!r}, "--jobs", "2"]))
 """
 
 
+@pytest.mark.integration
 def test_ctrl_c_stops_the_workers_and_exits_130(tmp_path):
     marks = tmp_path / "drawing"
     marks.mkdir()

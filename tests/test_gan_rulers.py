@@ -28,6 +28,7 @@ def test_a_recorded_config_of_either_format_gives_the_gan_it_describes():
     assert not new.conditional and (new.latent_dim, new.width) == (8, 16)
 
 
+@pytest.mark.integration
 def test_one_run_is_trained_again_and_measured_in_both_spaces(monkeypatch):
     monkeypatch.setenv(config.QUICK_ENV, "1")
     plan = min(gan_rulers.planned_runs(), key=lambda p: p["recipe"]["epochs"])

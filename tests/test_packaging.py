@@ -90,10 +90,17 @@ def test_environment_yml_installs_this_package_with_its_extras():
 def test_readme_commands_exist_in_the_makefile():
     readme = (ROOT / "README.md").read_text()
     makefile = (ROOT / "Makefile").read_text()
-    for target in ("figures", "test", "lab"):
+    for target in ("figures", "test", "test-integration", "lab"):
         assert f"make {target}" in readme
         assert f"\n{target}:" in makefile
-    assert "make test" in (ROOT / ".ci" / "run").read_text()
+
+
+def test_make_test_leaves_out_the_integration_tier_and_ci_runs_both():
+    makefile = (ROOT / "Makefile").read_text()
+    target = {name: makefile.split(f"\n{name}:", 1)[1].split("\n\n", 1)[0] for name in ("test", "test-integration")}
+    assert '-m "not integration"' in target["test"] and "-m integration tests" in target["test-integration"]
+    commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
+    assert commands.index("make test") < commands.index("make test-integration")  # the README's command first
 
 
 def test_lock_is_exact_pins_of_everything_but_prodlab():

@@ -64,6 +64,7 @@ def test_the_colour_map_recovers_a_known_affine_map_and_stays_where_the_drawing_
     assert torch.equal(recolour.recoloured(x, before, after)[..., :1], x[..., :1])  # beyond the blur's reach
 
 
+@pytest.mark.integration
 def test_the_shipped_gan_recolours_as_asked_and_keeps_the_class():
     """The issue's target (90 % asked, 90 % class kept) on 100 held-out test products, each made a colour it does
     not have (the notebook measures 500, the other method and the re-patterning too)."""

@@ -47,6 +47,7 @@ def executed(tmp_path_factory):
     return nbformat.read(out, as_version=4), photos, seconds, root
 
 
+@pytest.mark.integration
 def test_papermill_runs_notebook_09_on_a_new_folder_in_quick_mode(executed):
     nb, photos, seconds, root = executed
     assert seconds < LIMIT_S
@@ -64,6 +65,7 @@ def test_papermill_runs_notebook_09_on_a_new_folder_in_quick_mode(executed):
     assert not (config.REPO_ROOT / "runs" / "corner-shop").exists()
 
 
+@pytest.mark.integration
 def test_the_report_command_writes_html_and_passes_the_parameters(executed, tmp_path, monkeypatch, capsys):
     nb, photos, _, root = executed
     asked = {}

@@ -15,6 +15,8 @@ from prodlab.training import clip as clip_training
 from prodlab.training import contrastive, diffusion_measure, distill, registry
 from prodlab.training import text_diffusion as text_diffusion_training
 
+pytestmark = pytest.mark.integration  # every shipped model measured again: make test-integration
+
 # Another CPU moves these by far less; another model (or another sampler) by far more. Keys by prefix
 # (``test_accuracy_colour`` is a ``test_accuracy``).
 TOLERANCE = {"test_accuracy": (0.002, 0.0), "class_fidelity": (0.005, 0.0), "fid": (0.0, 0.02),

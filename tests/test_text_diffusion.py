@@ -176,6 +176,7 @@ def test_the_training_set_leaves_the_held_out_combinations_out_and_tokenises_the
 # ---------------------------------------------------------------- the command line: train, sample by words
 
 
+@pytest.mark.integration
 def test_the_model_trains_measures_and_draws_from_a_prompt_through_the_command_line(tmp_path, monkeypatch, capsys):
     import numpy as np
 

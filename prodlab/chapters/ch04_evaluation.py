@@ -215,7 +215,7 @@ def eval_coverage(sweeps: dict | None = None) -> Figure:
 
 
 RANKED = ("dcgan", "cdcgan", "vae", "diffusion")  # the generators section 7 ranks with both rulers
-RANK_N = 2_000  # samples per generator (quick mode: 500)
+RANK_N = 2_000  # samples per generator (quick mode: 200)
 SPACE_KEYS = ("fid", "precision", "recall", "density", "coverage")
 FEW_STEPS = "diffusion-4"  # the shipped diffusion weights, sampled as the classifier alone would choose at 4 steps
 
@@ -234,10 +234,10 @@ def ranked_models() -> dict[str, torch.nn.Module]:
 @cache.computation("two-rulers", "the shipped generators measured in both rulers' feature spaces, with intervals")
 def two_rulers() -> cache.Result:
     """The samples of :func:`ranked_models` (``RANK_N``, seed 0, balanced requests) measured with the classifier
-    and with the second ruler (``ruler.load_second``), each metric with its 95 % bootstrap interval (quick mode: 500
-    samples, 50 resamples). Cached: the diffusion model needs minutes for its samples (``python -m prodlab compute
+    and with the second ruler (``ruler.load_second``), each metric with its 95 % bootstrap interval (quick mode: 200
+    samples, 20 resamples). Cached: the diffusion model needs minutes for its samples (``python -m prodlab compute
     two-rulers``)."""
-    n, replicates, first, second = config.budget(RANK_N, 500), config.budget(200, 50), ruler.load(), ruler.load_second()
+    n, replicates, first, second = config.budget(RANK_N, 200), config.budget(200, 20), ruler.load(), ruler.load_second()
     if second is None:
         raise checkpoints.CheckpointError("no second ruler is shipped: python -m prodlab train encoder")
     rows = []
