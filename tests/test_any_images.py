@@ -31,6 +31,7 @@ def test_the_import_lists_the_broken_files_and_the_catalogue(shop, photo_folder,
     assert "shop" in out and f"3 x {SIZE} x {SIZE}, 5 classes" in out and "fashion-mnist" in out
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("model", ["dcgan", "cdcgan", "vae", "diffusion"])
 def test_every_family_trains_one_quick_epoch_and_samples_the_folders_shape(model, shop, tmp_path):
     assert main(["train", model, "--data", "shop", "--set", "epochs=1"]) == 0
@@ -61,6 +62,7 @@ def test_a_ruler_trained_on_the_folder_measures_its_models(shop, capsys):
     assert len(result["class_share"]) == 5
 
 
+@pytest.mark.integration
 def test_search_by_a_new_photo_finds_products_of_its_class_in_the_imported_catalogue(shop, photo_folder, tmp_path,
                                                                                     capsys):
     """``search PHOTO --data NAME --k 5 --json`` (issue 25) with a photo of each class the folder never held: most

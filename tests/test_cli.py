@@ -166,6 +166,7 @@ SHRINK = {"vae": [],  # vae: the plain quick recipe, with its reference VAE
           "dcgan": ["train_limit=512", "batch_size=32"], "cdcgan": ["train_limit=512", "batch_size=32"]}
 
 
+@pytest.mark.integration
 @pytest.mark.parametrize("name", list(SHRINK))
 def test_every_recipe_trains_end_to_end_in_quick_mode(name, tmp_path, monkeypatch):
     """The code that makes each shipped checkpoint runs through the CLI (quick recipe, smaller still)."""

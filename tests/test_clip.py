@@ -148,6 +148,7 @@ def test_a_model_that_knows_every_product_finds_and_reads_all_of_them(monkeypatc
 # ---------------------------------------------------------------- the command line: train, search by words
 
 
+@pytest.mark.integration
 def test_the_recipe_trains_end_to_end_through_the_command_line(tmp_path, monkeypatch):
     from prodlab import checkpoints, config
     from prodlab.cli import main
