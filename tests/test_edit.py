@@ -10,7 +10,6 @@ import pytest
 import torch
 from PIL import Image
 from scipy import ndimage
-from torchmetrics.functional.image import peak_signal_noise_ratio
 
 from prodlab import cli, data, edit, imageio, ruler
 from prodlab.datasets.spec import ImageSpec
@@ -128,6 +127,9 @@ def test_mean_fill_uses_the_average_training_product(x):
 
 
 def test_psnr_matches_torchmetrics_and_respects_the_region(x):
+    # Imported here: torchmetrics loads torchvision, 10 s that every test worker would pay while collecting.
+    from torchmetrics.functional.image import peak_signal_noise_ratio
+
     y = edit.gaussian_noise(x, 0.1)
     ours = edit.psnr(y, x)
     ref = torch.stack([peak_signal_noise_ratio(a, b, data_range=1.0) for a, b in zip(y, x, strict=True)])

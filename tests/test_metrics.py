@@ -10,7 +10,6 @@ import prdc
 import pytest
 import scipy.linalg
 import torch
-from torchmetrics.image.kid import poly_mmd
 
 from prodlab import data, metrics, ruler, ruler_checks
 
@@ -62,6 +61,9 @@ def _mmd2_by_hand(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_kid_is_the_unbiased_cubic_mmd2():
+    # Imported here: torchmetrics loads torchvision, 10 s that every test worker would pay while collecting.
+    from torchmetrics.image.kid import poly_mmd
+
     gen = torch.Generator().manual_seed(2)
     x = torch.randn(40, 5, generator=gen, dtype=torch.float64)
     y = torch.randn(40, 5, generator=gen, dtype=torch.float64) + 0.4

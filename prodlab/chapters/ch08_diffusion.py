@@ -82,9 +82,9 @@ def family_report(name: str, n: int, replicates: int) -> dict[str, Any]:
 @cache.computation("diffusion-family", "GAN, VAE and diffusion models on both rulers: metrics, intervals, budgets")
 def family_result() -> cache.Result:
     """One row per model of :data:`FAMILY` with a checkpoint: both rulers' metrics on 10,000 samples with 95 %
-    bootstrap intervals (quick mode: 200 samples, 20 resamples; :func:`family_report`), training CPU-minutes,
+    bootstrap intervals (quick mode: 100 samples, 20 resamples; :func:`family_report`), training CPU-minutes,
     parameters and the sampling time measured here (200 samples; quick mode 50)."""
-    n, replicates = config.budget(10_000, 200), config.budget(FAMILY_REPLICATES, 20)
+    n, replicates = config.budget(10_000, 100), config.budget(FAMILY_REPLICATES, 20)
     rows = []
     for name in FAMILY:
         if not checkpoints.exists(name):
