@@ -164,7 +164,8 @@ def test_makefile_installs_with_the_lock_and_never_refreshes_it_by_itself():
     makefile = (ROOT / "Makefile").read_text()
     stamp_rule = next(line for line in makefile.splitlines() if line.startswith("$(STAMP):"))
     assert "requirements.lock" in stamp_rule.split(":", 1)[1], "a new lock should reinstall .venv"
-    assert 'uv pip install --quiet -c requirements.lock -e ".[dev]"' in makefile, "the install should use the lock"
+    assert 'uv pip install --quiet --compile-bytecode -c requirements.lock -e ".[dev]"' in makefile, (
+        "the install should use the lock, and compile the modules once (this machine never writes bytecode itself)")
     assert "pip install --quiet -c requirements.lock uv" in makefile, "uv itself is the locked one"
     assert "\nlock:" in makefile
     for line in makefile.splitlines():
