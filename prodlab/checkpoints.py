@@ -123,6 +123,14 @@ _UNET_RENAMES = {"down28": "down1", "pool28": "pool1", "down14": "down2", "pool1
                  "up14_up": "up2_up", "up14": "up2", "up28": "up1"}
 
 
+def conditional_fields(fields: dict[str, Any]) -> dict[str, Any]:
+    """A GAN's or diffusion model's recorded config fields without the image, format 2's class count read as format
+    3's ``conditional`` (fields already of format 3 keep theirs)."""
+    own = {k: v for k, v in fields.items() if k not in ("image", "n_classes")}
+    own.setdefault("conditional", fields.get("n_classes", 0) > 0)
+    return own
+
+
 def _upgrade(meta: dict[str, Any]) -> dict[str, Any]:
     """A format-2 checkpoint description read as format 3 (in memory; the file is left as it is)."""
     if meta.get("format") != 2:
@@ -130,7 +138,7 @@ def _upgrade(meta: dict[str, Any]) -> dict[str, Any]:
     image = fashion_mnist.SPEC.to_json()
     cfg = {**meta.get("config", {})}
     if meta.get("kind") in ("gan", "diffusion"):
-        cfg["conditional"] = cfg.pop("n_classes", 0) > 0
+        cfg = conditional_fields(cfg)
     cfg.pop("n_classes", None)
     if meta.get("kind") == "latent-diffusion":
         cfg["first_stage"] = {"image": image, "latent_dim": cfg.pop("latent_dim")}

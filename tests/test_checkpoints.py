@@ -155,6 +155,17 @@ def test_format_2_checkpoints_are_read_as_format_3(tmp_path):
         checkpoints.load("classifier", tmp_path)
 
 
+@pytest.mark.parametrize(("fields", "conditional"), [
+    ({"n_classes": 10, "width": 16}, True),  # format 2: a class count
+    ({"n_classes": 0, "width": 16}, False),
+    ({"image": {"channels": 1}, "conditional": False, "width": 16}, False),  # format 3 keeps its own
+    ({"image": {"channels": 1}, "conditional": True, "width": 16}, True),
+])
+def test_a_generator_s_recorded_config_reads_the_class_count_as_conditional(fields, conditional):
+    """What reading a format-2 GAN or diffusion checkpoint and re-training chapter 02's recorded ablation runs share."""
+    assert checkpoints.conditional_fields(fields) == {"width": 16, "conditional": conditional}
+
+
 def test_names_lists_the_checkpoints_present(tmp_path):
     assert checkpoints.names(tmp_path) == []
     _save_small(tmp_path)

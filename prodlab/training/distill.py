@@ -173,16 +173,17 @@ def distill_step(model: nn.Module, opt: torch.optim.Optimizer, states: Tensor, l
     return {"loss": float(loss.detach()), "grad_norm": float(norm)}
 
 
+STUDENT_SAMPLING = {"sampler": "euler", "guidance": 1.0}  # how a student samples: its steps, no guidance
+
+
 def student_config(teacher: unet.DiffusionConfig, steps: int) -> unet.DiffusionConfig:
     """The student's config: the teacher's network, sampled with ``steps`` Euler steps and no guidance."""
-    return dataclasses.replace(teacher, sampler="euler", steps=steps, guidance=1.0)
+    return dataclasses.replace(teacher, steps=steps, **STUDENT_SAMPLING)
 
 
 def student_of(teacher: unet.DiffusionModel, steps: int) -> unet.DiffusionModel:
     """The student before training: a copy of the teacher's weights with :func:`student_config`."""
-    student = unet.DiffusionModel(student_config(teacher.cfg, steps))
-    student.load_state_dict(teacher.state_dict())
-    return student
+    return diffusion_measure.with_sampling(teacher, steps=steps, **STUDENT_SAMPLING).train()
 
 
 class DistillFamily(DiffusionFamily):

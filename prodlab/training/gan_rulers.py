@@ -46,9 +46,7 @@ def planned_runs() -> list[dict[str, Any]]:
 
 def gan_config(fields: dict[str, Any]) -> GANConfig:
     """A recorded config (this format's, or format 2's with a class count) for Fashion-MNIST."""
-    own = {k: v for k, v in fields.items() if k not in ("image", "n_classes")}
-    own.setdefault("conditional", fields.get("n_classes", 0) > 0)
-    return GANConfig(data.spec(), **own)
+    return GANConfig(data.spec(), **checkpoints.conditional_fields(fields))
 
 
 def measure_run(plan: dict[str, Any], n: int, seed: int = 0, replicates: int = bootstrap.REPLICATES
