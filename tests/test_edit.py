@@ -127,7 +127,7 @@ def test_mean_fill_uses_the_average_training_product(x):
 
 
 def test_psnr_matches_torchmetrics_and_respects_the_region(x):
-    # Imported here: torchmetrics loads torchvision, 10 s that every test worker would pay while collecting.
+    # Imported here: torchmetrics loads torchvision, 5 s that every test worker would pay while collecting.
     from torchmetrics.functional.image import peak_signal_noise_ratio
 
     y = edit.gaussian_noise(x, 0.1)

@@ -61,7 +61,7 @@ def _mmd2_by_hand(x: np.ndarray, y: np.ndarray) -> float:
 
 
 def test_kid_is_the_unbiased_cubic_mmd2():
-    # Imported here: torchmetrics loads torchvision, 10 s that every test worker would pay while collecting.
+    # Imported here: torchmetrics loads torchvision, 5 s that every test worker would pay while collecting.
     from torchmetrics.image.kid import poly_mmd
 
     gen = torch.Generator().manual_seed(2)
