@@ -87,7 +87,7 @@ def test_every_family_rebuilds_from_its_checkpoint_json(kind, tmp_path):
            "diffusion": unet.DiffusionConfig(spec, width=8), "latent-diffusion": unet.LatentDiffusionConfig(vae),
            "encoder": encoder_models.EncoderConfig(spec, widths=(8, 16), projection_dim=4),
            "clip": text_config, "autoencoder": first_stage,
-           "text-diffusion": td_models.TextDiffusionConfig(first_stage, text_config, width=8, depth=1, heads=2)}[kind]
+           "text-diffusion": td_models.TextDiffusionConfig(first_stage, text_config, width=8, heads=2)}[kind]
     build = models.FAMILIES[kind][0]
     torch.manual_seed(0)
     model = build(cfg)

@@ -6,6 +6,7 @@ prompt edits keep what they must."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 
 import pytest
 import torch
@@ -17,6 +18,7 @@ from prodlab.datasets import colour
 from prodlab.edit import by_prompt
 from prodlab.models import autoencoder as ae
 from prodlab.models import text_diffusion as td
+from prodlab.models import unet
 from prodlab.models.clip import CLIPConfig
 from prodlab.training import autoencoder as ae_training
 from prodlab.training import clip as clip_training
@@ -36,9 +38,11 @@ def _model(**fields) -> td.TextDiffusion:
     torch.manual_seed(0)
     text = CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC), width=16, heads=2, image_widths=(8, 16),
                       embed_dim=8)
-    cfg = td.TextDiffusionConfig(_autoencoder().cfg, text, width=32, depth=2, heads=2, steps=2, **fields)
+    cfg = td.TextDiffusionConfig(_autoencoder().cfg, text, width=16, heads=2, steps=2, **fields)
     model = td.TextDiffusion(cfg)
-    for p in (*model.net.out.parameters(), *(q for b in model.net.blocks for q in b.modulation.parameters())):
+    zeroed = (model.net.head[-1], *(c.attn.out_proj for c in model.net.cross),
+              *(m.conv2 for m in model.net.modules() if isinstance(m, unet.ResBlock)))
+    for p in (q for m in zeroed for q in m.parameters()):
         torch.nn.init.normal_(p, std=0.1)
     return model.eval()
 
@@ -85,14 +89,39 @@ def test_cross_attention_reads_the_words_and_the_end_token_never_the_padding():
     tokens = model.cfg.tokenizer.encode(["a red dress", "a pair of green dotted trousers"])
     z, t = torch.randn(2, *model.cfg.first_stage.latent_shape), torch.tensor([0.3, 0.8])
     weights = model.cross_attention(z, t, tokens)
-    assert weights.shape == (model.cfg.depth, 2, 64, model.cfg.tokenizer.length)
-    assert torch.allclose(weights.sum(-1), torch.ones(()))
-    assert float((weights * (tokens == 0)[None, :, None, :]).abs().max()) == 0.0
+    assert weights.shape == (len(model.net.cross), 2, model.cfg.tokenizer.length,
+                             *model.cfg.first_stage.latent_shape[1:])
+    assert torch.allclose(weights.sum(2), torch.ones(()))
+    assert float((weights * (tokens == 0)[None, :, :, None, None]).abs().max()) == 0.0
+    # the coarse stages' maps are brought to the grid by repetition: the 2 x 2 middle is constant on 4 x 4 blocks
+    middle = weights[2]
+    assert torch.equal(middle, middle[..., ::4, ::4].repeat_interleave(4, -1).repeat_interleave(4, -2))
     # the prediction is that of the words and the end token alone: cutting the padding off changes nothing
-    context, padding = model.context(tokens[:1])
+    context, padding, summary = model.context(tokens[:1])
     words = ~padding[0]
     assert torch.allclose(model(z[:1], t[:1], tokens[:1]), model.net(z[:1], t[:1], context[:, words],
-                                                                     padding[:, words]), atol=1e-6)
+                                                                     padding[:, words], summary), atol=1e-6)
+
+
+def test_the_denoiser_starts_as_chapter_08s_u_net_with_the_prompt_s_summary_in_its_embedding():
+    """Cross-attention starts at zero: a fresh denoiser's prediction is the plain U-Net's levels for the time
+    embedding plus the summary's projection, whatever the prompt's other tokens."""
+    model = td.TextDiffusion(_model().cfg).eval()
+    for m in (model.net.head[-1], *(m.conv2 for m in model.net.modules() if isinstance(m, unet.ResBlock))):
+        for p in m.parameters():
+            torch.nn.init.normal_(p, std=0.1)  # every input moves the prediction, but the cross-attention's
+    z, t = torch.randn(1, *model.cfg.first_stage.latent_shape), torch.tensor([0.4])
+    context, padding, summary = model.context(model.cfg.tokenizer.encode(["a red striped dress"]))
+    emb = model.net.embedding(t, None) + model.net.text_proj(summary)
+    assert torch.allclose(model.net(z, t, context, padding, summary), model.net.levels(z, emb), atol=1e-6)
+    assert not torch.allclose(model.net.levels(z, emb), model.net.levels(z, model.net.embedding(t, None)))
+
+
+def test_a_latent_grid_the_u_net_cannot_halve_twice_is_refused():
+    spec = dataclasses.replace(SPEC, height=24, width=24)  # a 6 x 6 latent grid
+    first, words = ae.AutoencoderConfig(spec, widths=(8, 16, 16), latent_channels=2), _model().cfg.text
+    with pytest.raises(ValueError, match="divisible by 4"):
+        td.TextDiffusionConfig(first, dataclasses.replace(words, image=spec), width=16, heads=2)
 
 
 def test_the_prompt_moves_the_prediction_and_the_empty_prompt_is_the_missing_one():

@@ -7,11 +7,12 @@ Three parts, as in Stable Diffusion (Rombach et al. 2022), each visible in one p
   works on the grid, standardised per channel (``z_mean``, ``z_std``), and the decoder draws the pixels;
 * the text encoder: CLIP in miniature's (``prodlab.models.clip``), frozen, its per-token outputs the *context* the
   denoiser reads; a prompt's padding is masked, its end token always present (the empty prompt is that token alone);
-* the denoiser (:class:`LatentTransformer`): a small diffusion transformer (DiT, Peebles & Xie 2023) over the grid's
-  positions, one token each. Every block has self-attention between positions, cross-attention from each position
-  to the prompt's tokens (where the words enter), and an MLP; the time enters by adaptive layer norm (DiT's adaLN:
-  a shift, a scale and a gate per sub-layer computed from the time embedding, started at zero so that each block
-  starts as the identity).
+* the denoiser (:class:`LatentUNet`): chapter 08's U-Net on the grid (8 x 8, 4 x 4, 2 x 2 and back), reading the
+  prompt in two ways, as Stable Diffusion XL does (Podell et al. 2023): after each of its five stages a
+  cross-attention layer (:class:`CrossAttention`) lets every latent position read the prompt's tokens (where the
+  words enter, position by position), and the prompt's summary (the end token, which attended to every word) joins
+  the time embedding that every residual block adds. Each cross-attention layer starts at zero, so the network
+  starts as chapter 08's.
 
 It is chapter 08's flow matching with the prompt's tokens in place of the labels: ``diffusion.diffusion_loss`` drops a
 share of the prompts (replaced by the empty prompt) so the same network learns the unconditional prediction, and
@@ -36,13 +37,14 @@ from prodlab.models import conditions
 from prodlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from prodlab.models.clip import CLIPConfig, TextEncoder
 from prodlab.models.conditions import Conditioned
-from prodlab.models.unet import timestep_embedding
+from prodlab.models.unet import UNet
 
 
 @dataclass(frozen=True)
 class TextDiffusionConfig(Conditioned):
     """Shape of the text-to-product model (what a checkpoint's JSON records as ``config``): its first stage's and its
-    text encoder's configs, the denoiser's width, depth and heads, and how it samples.
+    text encoder's configs, the denoiser's width (channels on the full latent grid, twice that below) and its
+    cross-attention heads, and how it samples.
 
     ``conditional`` is always true: asked for labels (the common generator interface), it writes their captions.
     Chapter 10 (notebooks/10_text_to_product.ipynb).
@@ -50,8 +52,7 @@ class TextDiffusionConfig(Conditioned):
 
     first_stage: AutoencoderConfig
     text: CLIPConfig
-    width: int = 128
-    depth: int = 4
+    width: int = 64
     heads: int = 4
     objective: str = "flow"
     sampler: str = "heun"
@@ -62,8 +63,11 @@ class TextDiffusionConfig(Conditioned):
     def __post_init__(self) -> None:
         if self.sampler not in diffusion.SAMPLERS.get(self.objective, ()):
             raise ValueError(f"sampler {self.sampler!r} does not fit objective {self.objective!r}")
-        if self.width % self.heads or self.depth < 1 or self.steps < 1:
-            raise ValueError("width must be divisible by heads, depth and steps at least 1")
+        if self.width < 8 or self.width % 8 or self.width % self.heads or self.steps < 1:
+            raise ValueError("width must be a multiple of 8 and of heads, and steps at least 1")
+        if any(side % 4 for side in self.first_stage.latent_shape[1:]):
+            raise ValueError(f"the U-Net halves the latent grid twice: its sides must be divisible by 4, not "
+                             f"{self.first_stage.latent_shape[1:]}")
         if self.first_stage.image != self.text.image or not self.conditional:
             raise ValueError("the first stage and the text encoder must be of the same catalogue, and the model "
                              "conditional")
@@ -77,65 +81,46 @@ class TextDiffusionConfig(Conditioned):
         return self.text.tokenizer
 
 
-class Block(nn.Module):
-    """One DiT block with cross-attention: ``h += gate * SelfAttn(modulate(LN(h)))``, ``h += CrossAttn(LN(h),
-    context)``, ``h += gate * MLP(modulate(LN(h)))``; shift, scale and gate come from the time embedding.
+class CrossAttention(nn.Module):
+    """``h += CrossAttn(GroupNorm(h), context)`` on a feature map N x C x h x w: each position's query reads the
+    prompt's tokens (padding masked). The output projection starts at zero, so the layer starts as the identity.
 
-    With ``keep_attention`` set, the cross-attention weights (N x positions x tokens, the mean over heads) are kept
-    in ``attention``: which latent positions read which word. Chapter 10 (notebooks/10_text_to_product.ipynb).
+    With ``keep_attention`` set, the weights (the mean over heads, N x tokens x h x w) are kept in ``attention``:
+    which positions of the map read which word. Chapter 10 (notebooks/10_text_to_product.ipynb).
     """
 
-    def __init__(self, width: int, heads: int, context_width: int) -> None:
+    def __init__(self, channels: int, heads: int, context_width: int) -> None:
         super().__init__()
-        self.norm1, self.norm2, self.norm3 = (nn.LayerNorm(width, elementwise_affine=False) for _ in range(3))
-        self.self_attn = nn.MultiheadAttention(width, heads, batch_first=True)
-        self.cross_attn = nn.MultiheadAttention(width, heads, kdim=context_width, vdim=context_width,
-                                                batch_first=True)
-        self.mlp = nn.Sequential(nn.Linear(width, 4 * width), nn.GELU(approximate="tanh"), nn.Linear(4 * width, width))
-        self.modulation = nn.Linear(width, 6 * width)
-        nn.init.zeros_(self.modulation.weight)
-        nn.init.zeros_(self.modulation.bias)
+        self.norm = nn.GroupNorm(8, channels)
+        self.attn = nn.MultiheadAttention(channels, heads, kdim=context_width, vdim=context_width, batch_first=True)
+        nn.init.zeros_(self.attn.out_proj.weight)
+        nn.init.zeros_(self.attn.out_proj.bias)
         self.keep_attention = False
         self.attention: Tensor | None = None
 
-    def forward(self, h: Tensor, emb: Tensor, context: Tensor, padding: Tensor) -> Tensor:
-        shift1, scale1, gate1, shift2, scale2, gate2 = self.modulation(F.silu(emb))[:, None].chunk(6, dim=-1)
-        x = self.norm1(h) * (1 + scale1) + shift1
-        h = h + gate1 * self.self_attn(x, x, x, need_weights=False)[0]
-        out, weights = self.cross_attn(self.norm2(h), context, context, key_padding_mask=padding,
-                                       need_weights=self.keep_attention)
-        self.attention = weights if self.keep_attention else None
-        h = h + out
-        return h + gate2 * self.mlp(self.norm3(h) * (1 + scale2) + shift2)
+    def forward(self, h: Tensor, context: Tensor, padding: Tensor) -> Tensor:
+        n, c, hh, ww = h.shape
+        q = self.norm(h).flatten(2).transpose(1, 2)  # one query per position: N x hw x C
+        out, weights = self.attn(q, context, context, key_padding_mask=padding, need_weights=self.keep_attention)
+        self.attention = weights.transpose(1, 2).unflatten(2, (hh, ww)) if self.keep_attention else None
+        return h + out.transpose(1, 2).reshape(n, c, hh, ww)
 
 
-class LatentTransformer(nn.Module):
-    """``f(z_t, t, context)``: latents N x C x h x w -> one token per position (a linear map of its C numbers plus a
-    learned position embedding) -> :class:`Block` s -> the prediction N x C x h x w (final layer started at zero).
-
-    Chapter 10 (notebooks/10_text_to_product.ipynb).
+class LatentUNet(UNet):
+    """``f(z_t, t, prompt)``: chapter 08's U-Net (no label tables) on latents N x C x h x w, the prompt's summary
+    N x width added to its time embedding through an MLP, a :class:`CrossAttention` to the prompt's tokens after
+    each of its five stages. Chapter 10 (notebooks/10_text_to_product.ipynb).
     """
 
     def __init__(self, cfg: TextDiffusionConfig) -> None:
-        super().__init__()
-        c, h, w = cfg.first_stage.latent_shape
-        self.width = cfg.width
-        self.inp = nn.Linear(c, cfg.width)
-        self.position = nn.Parameter(torch.randn(h * w, cfg.width) * 0.02)
-        self.time_mlp = nn.Sequential(nn.Linear(cfg.width, cfg.width), nn.SiLU(), nn.Linear(cfg.width, cfg.width))
-        self.blocks = nn.ModuleList(Block(cfg.width, cfg.heads, cfg.text.width) for _ in range(cfg.depth))
-        self.norm_out = nn.LayerNorm(cfg.width, elementwise_affine=False)
-        self.out = nn.Linear(cfg.width, c)
-        nn.init.zeros_(self.out.weight)
-        nn.init.zeros_(self.out.bias)
+        super().__init__(cfg.width, 0, cfg.first_stage.latent_channels)
+        self.text_proj = nn.Sequential(nn.Linear(cfg.text.width, self.emb_dim), nn.SiLU(),
+                                       nn.Linear(self.emb_dim, self.emb_dim))
+        self.cross = nn.ModuleList(CrossAttention(c, cfg.heads, cfg.text.width) for c in self.stage_widths)
 
-    def forward(self, z: Tensor, t: Tensor, context: Tensor, padding: Tensor) -> Tensor:
-        n, c, hh, ww = z.shape
-        h = self.inp(z.flatten(2).transpose(1, 2)) + self.position
-        emb = self.time_mlp(timestep_embedding(t, self.width))
-        for block in self.blocks:
-            h = block(h, emb, context, padding)
-        return self.out(self.norm_out(h)).transpose(1, 2).reshape(n, c, hh, ww)
+    def forward(self, z: Tensor, t: Tensor, context: Tensor, padding: Tensor, summary: Tensor) -> Tensor:
+        emb = self.embedding(t, None) + self.text_proj(summary)
+        return self.levels(z, emb, lambda h, i: self.cross[i](h, context, padding))
 
 
 class TextDiffusion(nn.Module):
@@ -149,16 +134,18 @@ class TextDiffusion(nn.Module):
     def __init__(self, cfg: TextDiffusionConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.net = LatentTransformer(cfg)
+        self.net = LatentUNet(cfg)
         self.text_encoder = TextEncoder(cfg.text).requires_grad_(False)
         self.autoencoder = Autoencoder(cfg.first_stage).requires_grad_(False)
         self.register_buffer("z_mean", torch.zeros(cfg.first_stage.latent_channels, 1, 1))
         self.register_buffer("z_std", torch.ones(cfg.first_stage.latent_channels, 1, 1))
 
-    def context(self, tokens: Tensor) -> tuple[Tensor, Tensor]:
-        """The frozen text encoder's per-token features N x L x width and the padding mask (True: ignore)."""
+    def context(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+        """The frozen text encoder's per-token features N x L x width, the padding mask (True: ignore) and the
+        prompt's summary N x width (the end token's features)."""
         with torch.no_grad():
-            return self.text_encoder.eval().tokens(tokens), ~text.mask(tokens)
+            features = self.text_encoder.eval().tokens(tokens)
+            return features, ~text.mask(tokens), features[torch.arange(len(tokens)), text.end_positions(tokens)]
 
     def forward(self, z: Tensor, t: Tensor, tokens: Tensor | None = None) -> Tensor:
         """The prediction for standardised latents ``z`` at times ``t`` given prompts' ``tokens`` (None: the
@@ -213,14 +200,16 @@ class TextDiffusion(nn.Module):
 
     @torch.no_grad()
     def cross_attention(self, z: Tensor, t: Tensor, tokens: Tensor) -> Tensor:
-        """Every block's cross-attention weights at ``(z, t)`` for ``tokens``: depth x N x positions x L."""
-        blocks = list(self.net.blocks)
-        for block in blocks:
-            block.keep_attention = True
+        """Each stage's cross-attention weights at ``(z, t)`` for ``tokens``, brought to the latent grid (a coarse
+        position's weight repeated over the positions it covers, as DAAM does, Tang et al. 2023): stages x N x L x h
+        x w, each position's weights summing to one over the tokens."""
+        layers, (_, h, w) = list(self.net.cross), self.cfg.first_stage.latent_shape
+        for layer in layers:
+            layer.keep_attention = True
         try:
             self.eval()(z, t, tokens)
-            return torch.stack([block.attention for block in blocks])
+            return torch.stack([F.interpolate(layer.attention, size=(h, w)) for layer in layers])
         finally:
-            for block in blocks:
-                block.keep_attention = False
-                block.attention = None
+            for layer in layers:
+                layer.keep_attention = False
+                layer.attention = None

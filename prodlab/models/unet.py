@@ -21,6 +21,7 @@ schedulers. No attention: at 7 x 7 it bought nothing measurable on this CPU budg
 from __future__ import annotations
 
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
 
 import torch
@@ -134,13 +135,25 @@ class UNet(nn.Module):
             emb = emb + table(column)
         return emb
 
+    @property
+    def stage_widths(self) -> tuple[int, ...]:
+        """The channels after each of the five stages :meth:`levels` passes to ``mix``."""
+        w, w2 = self.down1.conv2.out_channels, self.down2.conv2.out_channels
+        return w, w2, w2, w2, w
+
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
-        emb = self.embedding(t, y)
-        h1 = self.down1(self.stem(x), emb)  # full size
-        h2 = self.down2(self.pool1(h1), emb)  # half size
-        h = self.mid2(self.mid1(self.pool2(h2), emb), emb)  # quarter size
-        h = self.up2(torch.cat([self.up_mid(h), h2], dim=1), emb)
-        h = self.up1(torch.cat([self.up2_up(h), h1], dim=1), emb)
+        return self.levels(x, self.embedding(t, y))
+
+    def levels(self, x: Tensor, emb: Tensor, mix: Callable[[Tensor, int], Tensor] | None = None) -> Tensor:
+        """Down, middle and up for the embedding ``emb``. ``mix(h, i)``, when given, rewrites the output of stage
+        ``i`` (of five: each level down, the first middle block, each level up); chapter 10's denoiser reads the
+        prompt there by cross-attention."""
+        mix = mix or (lambda h, _: h)
+        h1 = mix(self.down1(self.stem(x), emb), 0)  # full size
+        h2 = mix(self.down2(self.pool1(h1), emb), 1)  # half size
+        h = self.mid2(mix(self.mid1(self.pool2(h2), emb), 2), emb)  # quarter size
+        h = mix(self.up2(torch.cat([self.up_mid(h), h2], dim=1), emb), 3)
+        h = mix(self.up1(torch.cat([self.up2_up(h), h1], dim=1), emb), 4)
         return self.head(h)
 
 

@@ -39,11 +39,10 @@ from prodlab.training.diffusion import DiffusionRecipe, loss_curve, train_diffus
 @dataclass(frozen=True)
 class TextDiffusionRecipe(DiffusionRecipe):
     """Chapter 08's diffusion recipe (``width``: the denoiser's; ``label_dropout``: prompt dropout) with the parts
-    it is built from, the denoiser's depth and the held-out combinations. Chapter 10."""
+    it is built from, the denoiser's cross-attention heads and the held-out combinations. Chapter 10."""
 
     first_stage: str = "colour-autoencoder"
     text_model: str = "clip"
-    depth: int = 4
     heads: int = 4
     held_out: tuple[tuple[str, str, str], ...] = clip_training.CLIPRecipe().held_out
 
@@ -51,7 +50,7 @@ class TextDiffusionRecipe(DiffusionRecipe):
 def build(recipe: TextDiffusionRecipe, autoencoder: Autoencoder, clip: CLIP, latents: Tensor) -> TextDiffusion:
     """A fresh model: the recipe's denoiser, frozen copies of the first stage and of CLIP's text encoder, and the
     per-channel statistics of the training photos' latents ``latents`` (N x C x h x w). Chapter 10."""
-    cfg = TextDiffusionConfig(autoencoder.cfg, clip.cfg, recipe.width, recipe.depth, recipe.heads, recipe.objective)
+    cfg = TextDiffusionConfig(autoencoder.cfg, clip.cfg, recipe.width, recipe.heads, recipe.objective)
     model = TextDiffusion(cfg)
     model.autoencoder.load_state_dict(autoencoder.state_dict())
     model.text_encoder.load_state_dict(clip.text_encoder.state_dict())
