@@ -64,15 +64,15 @@ def round_trip(model: TextDiffusion, n: int = 10, dataset: str = colour.NAME) ->
 def word_attention(model: TextDiffusion, photo: torch.Tensor, prompt: str, t: float = 0.5, seed: int = 0
                    ) -> tuple[list[str], torch.Tensor]:
     """The words of ``prompt`` (and the end token) and how much each latent position attends to each, averaged over
-    the blocks and heads: words x h x w, for the photo's latent noised to time ``t``."""
+    the cross-attention layers (each brought to the latent grid) and their heads: words x h x w, for the photo's
+    latent noised to time ``t``."""
     tokens = model.cfg.tokenizer.encode([prompt])
     z0 = model.to_latents(photo[None])
     z_t = (1 - t) * z0 + t * torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
-    weights = model.cross_attention(z_t, torch.tensor([t]), tokens).mean(0)[0]  # positions x L
+    weights = model.cross_attention(z_t, torch.tensor([t]), tokens).mean(0)[0]  # L x h x w
     n_words = int((tokens[0] > 0).sum())
-    _, h, w = model.cfg.first_stage.latent_shape
     words = [model.cfg.tokenizer.words[i] for i in tokens[0, :n_words].tolist()]
-    return words, weights[:, :n_words].T.reshape(n_words, h, w)
+    return words, weights[:n_words]
 
 
 def attention_figure(words: list[str], maps: torch.Tensor, photo: torch.Tensor) -> Figure:
