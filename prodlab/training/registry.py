@@ -126,7 +126,8 @@ AUTOENCODER_RECIPE = autoencoder_training.AutoencoderRecipe(epochs=3)
 # dots 0.944 / 0.884 / 0.53 conditioned on the labels, 0.919 / 0.849 / 0.43 on the prompt's summary alone, and
 # 0.926 / 0.856 / 0.50 with the summary plus cross-attention to the tokens at every stage (2.8 M parameters, 42 ms
 # an image), the dots still rising. That last one is shipped: a step of 128 latents costs 0.73 CPU-s, and nine epochs
-# (about 3,900 steps, about 48 CPU-minutes) fit the 90-minute budget beside CLIP (10) and the first stage (20).
+# (3,897 steps, planned at 48 CPU-minutes) took 41.7, within the 90-minute budget beside CLIP (10) and the first stage
+# (20). Measured on 5,000 balanced requests: seen class 0.943, colour 1.000, pattern 0.908; dotted requests 0.62.
 TEXT_DIFFUSION_RECIPE = text_diffusion_training.TextDiffusionRecipe(epochs=9, batch_size=128, lr=1e-3, width=64)
 
 
