@@ -124,6 +124,18 @@ def test_a_latent_grid_the_u_net_cannot_halve_twice_is_refused():
         td.TextDiffusionConfig(first, dataclasses.replace(words, image=spec), width=16, heads=2)
 
 
+def test_each_region_s_attention_shares_sum_to_one_and_every_word_has_a_role():
+    from prodlab.chapters import ch10_text as ch10
+
+    shares = ch10.attention_by_region(_model(), 3)
+    assert set(shares) == {"product", "background"}
+    assert all(sum(row.values()) == pytest.approx(1.0, abs=1e-5) for row in shares.values())
+    roles = {ch10.word_role(w) for w in _model().cfg.tokenizer.words[1:]}  # every word but the padding
+    assert roles == set(ch10.WORD_ROLES)
+    assert [ch10.word_role(w) for w in ("an", "red", "dotted", "trousers", "<end>")] == [
+        "article", "colour", "pattern", "product", "end"]
+
+
 def test_the_prompt_moves_the_prediction_and_the_empty_prompt_is_the_missing_one():
     model = _model()
     z, t = torch.randn(2, *model.cfg.first_stage.latent_shape), torch.tensor([0.5, 0.5])

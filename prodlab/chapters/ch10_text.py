@@ -13,11 +13,12 @@ from __future__ import annotations
 from typing import Any
 
 import torch
+import torch.nn.functional as F
 from matplotlib.figure import Figure
 from torch import Tensor
 
-from prodlab import cache, checkpoints, config, data, plotting, recipes, ruler, runs
-from prodlab.datasets import colour
+from prodlab import cache, checkpoints, config, data, plotting, recipes, ruler, runs, text
+from prodlab.datasets import colour, fashion_mnist
 from prodlab.edit import by_prompt
 from prodlab.models.clip import CLIP
 from prodlab.models.text_diffusion import TextDiffusion
@@ -73,6 +74,40 @@ def word_attention(model: TextDiffusion, photo: torch.Tensor, prompt: str, t: fl
     n_words = int((tokens[0] > 0).sum())
     words = [model.cfg.tokenizer.words[i] for i in tokens[0, :n_words].tolist()]
     return words, weights[:n_words]
+
+
+WORD_ROLES = ("article", "product", "colour", "pattern", "end")  # what each word of a caption names
+
+
+def word_role(word: str) -> str:
+    """The role of a caption's word: the article, the product's noun phrase, its colour, its pattern, the end token."""
+    if word in ("a", "an"):
+        return "article"
+    if word == text.END:
+        return "end"
+    if word in dict(colour.COLOURS):
+        return "colour"
+    return "pattern" if word in colour.ADJECTIVES.values() else "product"
+
+
+def attention_by_region(model: TextDiffusion, n: int, t: float = 0.5) -> dict[str, dict[str, float]]:
+    """For the first ``n`` test photos with their captions (:func:`word_attention` at time ``t``): the share of a
+    latent position's cross-attention that each role of word receives, averaged over the positions on the product
+    and over those on the background (a position is on the product when most of its pixels are, by the
+    catalogue's own silhouette). Each region's shares sum to one."""
+    photos = data.to_float(data.load("test", dataset=colour.NAME)[0][:n])
+    labels = clip_training.catalogue_labels(colour.NAME, "test")[:n]
+    _, shape = colour.silhouette(fashion_mnist.load("test")[0][:n])
+    _, h, w = model.cfg.first_stage.latent_shape
+    on = F.adaptive_avg_pool2d(shape, (h, w))[:, 0] > 0.5  # N x h x w
+    totals = {region: torch.zeros(len(WORD_ROLES)) for region in ("product", "background")}
+    for photo, caption, mask in zip(photos, model.captions(labels), on, strict=True):
+        words, maps = word_attention(model, photo, caption, t)
+        for word, m in zip(words, maps, strict=True):
+            role = WORD_ROLES.index(word_role(word))
+            totals["product"][role] += m[mask].mean() / n
+            totals["background"][role] += m[~mask].mean() / n
+    return {region: dict(zip(WORD_ROLES, v.tolist(), strict=True)) for region, v in totals.items()}
 
 
 def attention_figure(words: list[str], maps: torch.Tensor, photo: torch.Tensor) -> Figure:

@@ -134,6 +134,18 @@ def pattern_masks(kind: torch.Tensor, params: torch.Tensor, size: int) -> torch.
     return table[kind, torch.arange(len(kind))].float()
 
 
+def silhouette(grey: torch.Tensor, size: int = SIZE) -> tuple[torch.Tensor, torch.Tensor]:
+    """The grey products (uint8 N x h x w x 1) centred on the canvas, float N x 1 x size x size in [0, 1], and
+    where the product is (1.0) and is not (0.0): the ``grey`` and ``shape`` of :func:`render_stages`.
+    Chapter 00 (notebooks/00_products.ipynb); chapter 10 reads which latent positions lie on the product."""
+    h, w = grey.shape[1:3]
+    if size < max(h, w):
+        raise ValueError(f"the canvas ({size}) must be at least as large as the product ({h} x {w})")
+    top, left = (size - h) // 2, (size - w) // 2
+    g = F.pad(grey[..., 0].float() / 255.0, (left, size - w - left, top, size - h - top)).unsqueeze(1)
+    return g, _closing((g > 0.04).float())
+
+
 def render_stages(grey: torch.Tensor, colour: torch.Tensor, pattern: torch.Tensor, generator: torch.Generator,
                   size: int = SIZE) -> dict[str, torch.Tensor]:
     """Every stage of colouring the grey products ``grey`` (uint8 N x h x w x 1) with ``colour`` and ``pattern``
@@ -144,12 +156,8 @@ def render_stages(grey: torch.Tensor, colour: torch.Tensor, pattern: torch.Tenso
     ``generator`` supplies each image's jitter and pattern phase, so the same seed gives the same images.
     Chapter 00 (notebooks/00_products.ipynb).
     """
-    n, h, w = grey.shape[:3]
-    if size < max(h, w):
-        raise ValueError(f"the canvas ({size}) must be at least as large as the product ({h} x {w})")
-    top, left = (size - h) // 2, (size - w) // 2
-    g = F.pad(grey[..., 0].float() / 255.0, (left, size - w - left, top, size - h - top)).unsqueeze(1)
-    shape = _closing((g > 0.04).float())
+    n = len(grey)
+    g, shape = silhouette(grey, size)
     shade = g / g.flatten(1).amax(1).clamp_min(1e-6).view(-1, 1, 1, 1)
     jitter = (torch.rand(n, 3, 1, 1, generator=generator) * 2 - 1) * JITTER
     params = torch.stack([torch.randint(0, 12, (n,), generator=generator),
