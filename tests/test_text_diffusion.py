@@ -13,7 +13,7 @@ import torch
 import torch.nn.functional as F
 from torch.distributions import Normal, kl_divergence
 
-from prodlab import data, diffusion
+from prodlab import data, diffusion, text
 from prodlab.datasets import colour
 from prodlab.edit import by_prompt
 from prodlab.models import autoencoder as ae
@@ -36,9 +36,9 @@ def _model(**fields) -> td.TextDiffusion:
     """A small untrained model on the colour catalogue's words, its last layer drawn at random so that every input
     moves the prediction."""
     torch.manual_seed(0)
-    text = CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC), width=16, heads=2, image_widths=(8, 16),
-                      embed_dim=8)
-    cfg = td.TextDiffusionConfig(_autoencoder().cfg, text, width=16, heads=2, steps=2, **fields)
+    words = CLIPConfig(SPEC, clip_training.catalogue_tokenizer(SPEC), width=16, heads=2, image_widths=(8, 16),
+                       embed_dim=8)
+    cfg = td.TextDiffusionConfig(_autoencoder().cfg, words, width=16, heads=2, steps=2, **fields)
     model = td.TextDiffusion(cfg)
     zeroed = (model.net.head[-1], *(c.attn.out_proj for c in model.net.cross),
               *(m.conv2 for m in model.net.modules() if isinstance(m, unet.ResBlock)))
@@ -115,6 +115,23 @@ def test_the_denoiser_starts_as_chapter_08s_u_net_with_the_prompt_s_summary_in_i
     emb = model.net.embedding(t, None) + model.net.text_proj(summary)
     assert torch.allclose(model.net(z, t, context, padding, summary), model.net.levels(z, emb), atol=1e-6)
     assert not torch.allclose(model.net.levels(z, emb), model.net.levels(z, model.net.embedding(t, None)))
+
+
+def test_the_prompt_s_summary_is_the_text_encoder_s_own_for_either_encoder():
+    """The transformer's summary is its end token; the bag of words' is the mean of the words (its end token's
+    features are the same for every prompt, so reading them would tell the denoiser nothing)."""
+    words = _model().cfg.text
+    tokens = words.tokenizer.encode(["a red dress", "a blue striped bag"])
+    for kind in ("transformer", "bag"):
+        torch.manual_seed(0)
+        model = td.TextDiffusion(dataclasses.replace(_model().cfg, text=dataclasses.replace(words, text_encoder=kind)))
+        features, _, summary = model.context(tokens)
+        assert not torch.allclose(summary[0], summary[1])
+        assert torch.allclose(model.text_encoder.project(summary), model.text_encoder(tokens))
+    # the bag's summary is the mean of the words, and its end token's features are the same in both prompts
+    assert torch.allclose(summary, (features * (tokens > 1)[..., None]).sum(1) / (tokens > 1).sum(1, keepdim=True))
+    end = text.end_positions(tokens)
+    assert torch.allclose(features[0, end[0]], features[1, end[1]])
 
 
 def test_a_latent_grid_the_u_net_cannot_halve_twice_is_refused():

@@ -87,16 +87,17 @@ class TextEncoder(nn.Module):
             h = self.transformer(h + self.positions, src_key_padding_mask=~keep)
         return self.norm(h) * keep[..., None]
 
-    def forward(self, tokens: Tensor) -> Tensor:
-        """The prompts' embeddings N x embed_dim (not normalised): the end token's features for the transformer,
-        the mean over the words for the bag."""
-        h = self.tokens(tokens)
+    def summary(self, h: Tensor, tokens: Tensor) -> Tensor:
+        """The prompts' summaries N x width of their per-token features ``h`` (:meth:`tokens`): the end token's
+        features for the transformer, the mean over the words for the bag."""
         if self.transformer is not None:
-            summary = h[torch.arange(len(tokens)), text.end_positions(tokens)]
-        else:
-            words = (tokens > 1)[..., None]  # the words, not the end token
-            summary = (h * words).sum(1) / words.sum(1).clamp_min(1)
-        return self.project(summary)
+            return h[torch.arange(len(tokens)), text.end_positions(tokens)]
+        words = (tokens > 1)[..., None]  # the words, not the end token
+        return (h * words).sum(1) / words.sum(1).clamp_min(1)
+
+    def forward(self, tokens: Tensor) -> Tensor:
+        """The prompts' embeddings N x embed_dim (not normalised): the projection of their :meth:`summary`."""
+        return self.project(self.summary(self.tokens(tokens), tokens))
 
 
 class CLIP(nn.Module):

@@ -142,10 +142,11 @@ class TextDiffusion(nn.Module):
 
     def context(self, tokens: Tensor) -> tuple[Tensor, Tensor, Tensor]:
         """The frozen text encoder's per-token features N x L x width, the padding mask (True: ignore) and the
-        prompt's summary N x width (the end token's features)."""
+        prompt's summary N x width (the encoder's own: the end token's features for its transformer)."""
+        encoder = self.text_encoder.eval()
         with torch.no_grad():
-            features = self.text_encoder.eval().tokens(tokens)
-            return features, ~text.mask(tokens), features[torch.arange(len(tokens)), text.end_positions(tokens)]
+            features = encoder.tokens(tokens)
+            return features, ~text.mask(tokens), encoder.summary(features, tokens)
 
     def forward(self, z: Tensor, t: Tensor, tokens: Tensor | None = None) -> Tensor:
         """The prediction for standardised latents ``z`` at times ``t`` given prompts' ``tokens`` (None: the
