@@ -16,6 +16,20 @@ import numpy as np
 import pytest
 from PIL import Image
 
+# ---------------------------------------------------------------- the Makefile's targets
+# (tests/test_packaging.py, tests/test_student.py)
+
+MAKEFILE = Path(__file__).resolve().parents[1] / "Makefile"
+
+
+def make_recipe(target: str) -> str:
+    """The recipe of Makefile ``target`` (its lines up to the next blank line), ``$(QUICK_PYTEST)`` written out as
+    the Makefile defines it, so that a test reads the command that runs."""
+    makefile = MAKEFILE.read_text(encoding="utf-8")
+    quick = makefile.split("\nQUICK_PYTEST :=", 1)[1].split("\n\n", 1)[0].split("\ntest:", 1)[0]
+    return makefile.split(f"\n{target}:", 1)[1].split("\n\n", 1)[0].replace("$(QUICK_PYTEST)", quick)
+
+
 # ---------------------------------------------------------------- loopback ports and the headless browser
 # (tests/test_browser.py, tests/test_app.py, tests/test_book.py, tests/test_ddp.py)
 

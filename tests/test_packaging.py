@@ -9,6 +9,7 @@ import tomllib
 from importlib import metadata
 
 import yaml
+from conftest import make_recipe
 from packaging.requirements import Requirement
 from packaging.utils import canonicalize_name
 from packaging.version import Version
@@ -96,8 +97,7 @@ def test_readme_commands_exist_in_the_makefile():
 
 
 def test_make_test_leaves_out_the_integration_tier_and_ci_runs_both():
-    makefile = (ROOT / "Makefile").read_text()
-    target = {name: makefile.split(f"\n{name}:", 1)[1].split("\n\n", 1)[0] for name in ("test", "test-integration")}
+    target = {name: make_recipe(name) for name in ("test", "test-integration")}
     assert '-m "not integration"' in target["test"] and "-m integration tests" in target["test-integration"]
     commands = [line.strip() for line in (ROOT / ".ci" / "run").read_text().splitlines()]
     assert commands.index("make test") < commands.index("make test-integration")  # the README's command first

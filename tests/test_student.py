@@ -29,6 +29,7 @@ import tokenize
 
 import nbformat
 import pytest
+from conftest import make_recipe
 from IPython.core.inputtransformer2 import TransformerManager
 
 from prodlab import config, exercises, student
@@ -128,9 +129,7 @@ def test_a_solution_without_its_checker_is_refused():
 
 
 def test_make_test_runs_the_checked_edition_under_nbval():
-    makefile = (config.REPO_ROOT / "Makefile").read_text(encoding="utf-8")
-    quick = makefile.split("\nQUICK_PYTEST :=", 1)[1].split("\ntest:", 1)[0]  # the pytest command, shared
-    target = makefile.split("\ntest:", 1)[1].split("\n\n", 1)[0].replace("$(QUICK_PYTEST)", quick)
+    target = make_recipe("test")
     assert "prodlab.student --checked --out $(CHECKED)" in target and "--nbval-lax" in target
     assert "$(CHECKED)/*.ipynb" in target and "--dist loadfile" in target and "PRODLAB_QUICK=1" in target
 
