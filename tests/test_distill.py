@@ -68,6 +68,44 @@ def test_on_its_own_path_a_window_starts_where_the_students_euler_steps_reach():
     assert torch.allclose(landed, states[rows, k + 1], atol=1e-5)  # and its target leads back onto the teacher's
 
 
+def test_each_time_is_answered_by_the_expert_whose_window_holds_it():
+    experts = distill.student_of(_teacher(), 4, experts=True).eval()
+    nets = unet.unets(experts)
+    assert experts.cfg.experts == 4 and len(nets) == 4
+    for net in nets[1:]:  # experts that differ, so that a wrong dispatch shows
+        for p in net.parameters():
+            p.data.add_(0.05 * torch.randn_like(p))
+    grid = distill.student_times(4)
+    assert experts.net.window(grid).tolist() == [0, 1, 2, 3, 3]  # t = 0 ends the last window
+    t = torch.tensor([1.0, 0.9, 0.75, 0.7, 0.5, 0.3, 0.25, 0.1])
+    assert experts.net.window(t).tolist() == [0, 0, 1, 1, 2, 2, 3, 3]  # (t_{k+1}, t_k] is window k
+    x, labels = torch.randn(8, *SPEC.shape), torch.arange(8) % SPEC.n_classes
+    with torch.no_grad():
+        mixed = experts(x, t, labels)
+        for row, k in enumerate(experts.net.window(t).tolist()):
+            alone = nets[k](x[row:row + 1], t[row:row + 1], labels[row:row + 1])
+            assert torch.allclose(mixed[row:row + 1], alone, atol=1e-5), row
+    assert not torch.allclose(nets[0](x[:1], t[:1], labels[:1]), nets[1](x[:1], t[:1], labels[:1]))
+
+
+def test_a_student_of_experts_starts_as_its_teacher_and_round_trips_through_its_checkpoint(tmp_path):
+    teacher = _teacher()
+    student = distill.student_of(teacher, 4, experts=True).eval()
+    (net,) = unet.unets(teacher)
+    assert unet.parameter_count(student) == 4 * unet.parameter_count(teacher)
+    x, t, labels = torch.randn(4, *SPEC.shape), torch.tensor([1.0, 0.75, 0.5, 0.25]), torch.arange(4)
+    with torch.no_grad():
+        assert torch.allclose(student(x, t, labels), net(x, t, labels), atol=1e-5)  # every expert is the teacher
+    checkpoints.save("diffusion-fast", student, dataset=data.DEFAULT, recipe=None, command="x", seed=0,
+                     train_seconds=0.0, metrics={}, directory=tmp_path)
+    loaded = checkpoints.load("diffusion-fast", tmp_path, kind="diffusion")
+    assert loaded.cfg == student.cfg and loaded.cfg.experts == 4
+    assert all(torch.equal(a, b) for a, b in zip(loaded.state_dict().values(), student.state_dict().values(),
+                                                 strict=True))
+    with pytest.raises(ValueError, match="experts must be >= 1"):
+        dataclasses.replace(student.cfg, experts=0)
+
+
 def test_distill_step_is_the_loss_backpropagated_and_applied():
     teacher = _teacher()
     states = distill.teacher_chunk(teacher, torch.arange(8) % SPEC.n_classes, 4, seed=0)

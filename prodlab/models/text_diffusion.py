@@ -37,7 +37,7 @@ from prodlab.models import conditions
 from prodlab.models.autoencoder import Autoencoder, AutoencoderConfig
 from prodlab.models.clip import CLIPConfig, TextEncoder
 from prodlab.models.conditions import Conditioned
-from prodlab.models.unet import UNet
+from prodlab.models.unet import UNet, check_unet
 
 
 @dataclass(frozen=True)
@@ -61,13 +61,10 @@ class TextDiffusionConfig(Conditioned):
     conditional: bool = True
 
     def __post_init__(self) -> None:
-        if self.sampler not in diffusion.SAMPLERS.get(self.objective, ()):
-            raise ValueError(f"sampler {self.sampler!r} does not fit objective {self.objective!r}")
-        if self.width < 8 or self.width % 8 or self.width % self.heads or self.steps < 1:
-            raise ValueError("width must be a multiple of 8 and of heads, and steps at least 1")
-        if any(side % 4 for side in self.first_stage.latent_shape[1:]):
-            raise ValueError(f"the U-Net halves the latent grid twice: its sides must be divisible by 4, not "
-                             f"{self.first_stage.latent_shape[1:]}")
+        check_unet(self.objective, self.sampler, self.width, self.steps, self.first_stage.latent_shape[1:],
+                   "latent grid")
+        if self.width % self.heads:
+            raise ValueError(f"width {self.width} must be a multiple of heads ({self.heads})")
         if self.first_stage.image != self.text.image or not self.conditional:
             raise ValueError("the first stage and the text encoder must be of the same catalogue, and the model "
                              "conditional")

@@ -50,23 +50,34 @@ class DiffusionConfig(Conditioned):
     sampler: str = "heun"  # "euler" or "heun" for flow, "ddim" for eps
     steps: int = 4  # sampler steps (Heun: two network calls per step but the last)
     guidance: float = 1.0  # classifier-free guidance scale; 1: the conditional prediction alone
+    experts: int = 1  # U-Nets, one per window of an even grid of that many steps (:class:`WindowExperts`)
 
     def __post_init__(self) -> None:
-        if self.objective not in diffusion.OBJECTIVES:
-            raise ValueError(f"objective must be one of {', '.join(diffusion.OBJECTIVES)}, not {self.objective!r}")
-        if self.sampler not in diffusion.SAMPLERS[self.objective]:
-            raise ValueError(f"sampler for {self.objective!r} must be one of "
-                             f"{', '.join(diffusion.SAMPLERS[self.objective])}, not {self.sampler!r}")
-        if self.width < 8 or self.width % 8 or self.steps < 1:
-            raise ValueError("width must be a multiple of 8 (>= 8) and steps >= 1")
-        if self.image.height % 4 or self.image.width % 4:
-            raise ValueError(f"the U-Net halves the image twice: its sides must be divisible by 4, not "
-                             f"{self.image.height} x {self.image.width}")
+        if self.experts < 1:
+            raise ValueError(f"experts must be >= 1, not {self.experts}")
+        check_unet(self.objective, self.sampler, self.width, self.steps, (self.image.height, self.image.width),
+                   "image")
 
     @property
     def null_label(self) -> int | tuple[int, ...]:
         """The "no label" token of guidance (:func:`conditions.null_label`)."""
         return conditions.null_label(self)
+
+
+def check_unet(objective: str, sampler: str, width: int, steps: int, sides: tuple[int, int], grid: str) -> None:
+    """What every U-Net config must hold (chapter 08's and chapter 10's): a sampler of its objective, a width that
+    GroupNorm's 8 groups divide, a step at least, and sides of its ``grid`` (the image, a latent grid) that the two
+    halvings divide; a clear ``ValueError`` otherwise."""
+    if objective not in diffusion.OBJECTIVES:
+        raise ValueError(f"objective must be one of {', '.join(diffusion.OBJECTIVES)}, not {objective!r}")
+    if sampler not in diffusion.SAMPLERS[objective]:
+        raise ValueError(f"sampler for {objective!r} must be one of {', '.join(diffusion.SAMPLERS[objective])}, "
+                         f"not {sampler!r}")
+    if width < 8 or width % 8 or steps < 1:
+        raise ValueError("width must be a multiple of 8 (>= 8) and steps >= 1")
+    if any(side % 4 for side in sides):
+        raise ValueError(f"the U-Net halves the {grid} twice: its sides must be divisible by 4, not "
+                         f"{sides[0]} x {sides[1]}")
 
 
 def timestep_embedding(t: Tensor, dim: int) -> Tensor:
@@ -157,6 +168,33 @@ class UNet(nn.Module):
         return self.head(h)
 
 
+class WindowExperts(nn.Module):
+    """One U-Net per window of an even grid of ``K`` steps from ``t = 1`` to 0: the net for time ``t`` is expert
+    ``k``, whose window ``(t_{k+1}, t_k]`` holds it (``t_k = 1 - k / K``). Each call runs one U-Net, so sampling
+    costs what one U-Net costs while the model holds ``K`` times its parameters, each free to specialise in its
+    part of the path: eDiff-I's ensemble of expert denoisers (Balaji et al. 2022), here a distilled student's."""
+
+    def __init__(self, experts: list[UNet]) -> None:
+        super().__init__()
+        self.experts = nn.ModuleList(experts)
+
+    def window(self, t: Tensor) -> Tensor:
+        """Each time's expert: ``floor((1 - t) K)``, within a hair of a grid time, clamped to ``[0, K - 1]``."""
+        return ((1 - t.float()) * len(self.experts) + 1e-4).floor().long().clamp(0, len(self.experts) - 1)
+
+    def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
+        k, out = self.window(t), torch.empty_like(x)
+        for i in k.unique().tolist():
+            rows = k == i
+            out[rows] = self.experts[i](x[rows], t[rows], None if y is None else y[rows])
+        return out
+
+
+def unets(model: DiffusionModel) -> list[UNet]:
+    """The U-Nets of a diffusion model: its one, or its window experts in order."""
+    return list(model.net.experts) if isinstance(model.net, WindowExperts) else [model.net]
+
+
 class DiffusionModel(nn.Module):
     """A trained U-Net with its objective and default sampler: what ``diffusion`` ships (images in [-1, 1] inside).
 
@@ -167,7 +205,8 @@ class DiffusionModel(nn.Module):
     def __init__(self, cfg: DiffusionConfig) -> None:
         super().__init__()
         self.cfg = cfg
-        self.net = UNet(cfg.width, cfg.n_classes, cfg.image.channels, cfg.condition_sizes[1:])
+        nets = [UNet(cfg.width, cfg.n_classes, cfg.image.channels, cfg.condition_sizes[1:]) for _ in range(cfg.experts)]
+        self.net: nn.Module = nets[0] if cfg.experts == 1 else WindowExperts(nets)
 
     def forward(self, x: Tensor, t: Tensor, y: Tensor | None = None) -> Tensor:
         return self.net(x, t, y)

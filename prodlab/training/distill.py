@@ -31,7 +31,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
-from prodlab import bootstrap, checkpoints, config, data, diffusion, files
+from prodlab import bootstrap, checkpoints, config, data, diffusion, files, runs
 from prodlab.models import unet
 from prodlab.training import diffusion_measure, loop
 from prodlab.training.base import Context, Trained
@@ -54,10 +54,24 @@ class DistillRecipe:
     ema_decay: float = 0.999
     grad_clip: float = 1.0
     own_states: bool = True  # windows start on the student's own path (:func:`window_batch`)
+    expert_epochs: int = 26  # then one U-Net per step (``unet.WindowExperts``), each the student so far; 0: none
+    expert_lr: float = 1e-4  # their peak learning rate (no warm-up: they start trained)
 
     def __post_init__(self) -> None:
         if self.student_steps < 1 or self.trajectories < self.batch_size or self.epochs < 0 or self.lr <= 0:
             raise ValueError("student_steps >= 1, trajectories >= batch_size, epochs >= 0 and lr > 0")
+        if self.expert_epochs < 0 or self.expert_lr <= 0:
+            raise ValueError("expert_epochs >= 0 and expert_lr > 0")
+
+    @property
+    def experts(self) -> bool:
+        """Whether the student ends as one U-Net per step."""
+        return self.expert_epochs > 0
+
+    def expert_phase(self) -> DistillRecipe:
+        """The recipe of the experts' phase: its epochs and learning rate, no warm-up, the rest as before."""
+        return dataclasses.replace(self, epochs=self.expert_epochs, lr=self.expert_lr, warmup_steps=0,
+                                   expert_epochs=0)
 
 
 def student_times(steps: int) -> Tensor:
@@ -176,14 +190,19 @@ def distill_step(model: nn.Module, opt: torch.optim.Optimizer, states: Tensor, l
 STUDENT_SAMPLING = {"sampler": "euler", "guidance": 1.0}  # how a student samples: its steps, no guidance
 
 
-def student_config(teacher: unet.DiffusionConfig, steps: int) -> unet.DiffusionConfig:
-    """The student's config: the teacher's network, sampled with ``steps`` Euler steps and no guidance."""
-    return dataclasses.replace(teacher, steps=steps, **STUDENT_SAMPLING)
+def student_config(teacher: unet.DiffusionConfig, steps: int, experts: bool = False) -> unet.DiffusionConfig:
+    """The student's config: the teacher's network (one per step with ``experts``), sampled with ``steps`` Euler
+    steps and no guidance."""
+    return dataclasses.replace(teacher, steps=steps, experts=steps if experts else 1, **STUDENT_SAMPLING)
 
 
-def student_of(teacher: unet.DiffusionModel, steps: int) -> unet.DiffusionModel:
-    """The student before training: a copy of the teacher's weights with :func:`student_config`."""
-    return diffusion_measure.with_sampling(teacher, steps=steps, **STUDENT_SAMPLING).train()
+def student_of(teacher: unet.DiffusionModel, steps: int, experts: bool = False) -> unet.DiffusionModel:
+    """The student before training: :func:`student_config`, each of its U-Nets a copy of the teacher's."""
+    (net,) = unet.unets(teacher)
+    student = unet.DiffusionModel(student_config(teacher.cfg, steps, experts))
+    for copy in unet.unets(student):
+        copy.load_state_dict(net.state_dict())
+    return student.train()
 
 
 class DistillFamily(DiffusionFamily):
@@ -195,18 +214,40 @@ class DistillFamily(DiffusionFamily):
         return distill_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator)
 
 
-def train_student(recipe: DistillRecipe, ctx: Context, jobs: int = 2) -> tuple[unet.DiffusionModel, loop.State,
-                                                                                dict[str, Tensor]]:
-    """The teacher's trajectories (:func:`teacher_states`), then the student trained on them in the workbook's loop;
-    returns its moving average (CPU, eval mode), the loop's state and the trajectories."""
+def _phase(start: unet.DiffusionModel, experts: bool, drawn: dict[str, Tensor], recipe: DistillRecipe,
+           ctx: Context, run: runs.Run) -> tuple[unet.DiffusionModel, loop.State]:
+    """One phase of training: the student (:func:`student_of` ``start``) in the workbook's loop on the teacher's
+    trajectories, its state in ``run``; returns its moving average (CPU, eval mode) and the loop's state."""
+    family = DistillFamily(lambda: student_of(start, recipe.student_steps, experts), drawn["states"],
+                           drawn["labels"], recipe, None)  # type: ignore[arg-type]
+    state = loop.train(family, loop.Setup(run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.threads))
+    return family.ema.cpu().eval(), state
+
+
+def train_student(recipe: DistillRecipe, ctx: Context, jobs: int = 2) -> tuple[unet.DiffusionModel,
+                                                                                list[loop.State], dict[str, Tensor]]:
+    """The teacher's trajectories (:func:`teacher_states`), then the student trained on them: one U-Net for every
+    step, then (``expert_epochs``) a copy of it per step, each trained on its own window (its run
+    ``NAME-experts``). Returns the student, each phase's loop state and the trajectories."""
     teacher = checkpoints.load(recipe.teacher, kind="diffusion")
     data.check_fits(teacher.cfg.image, ctx.dataset)
     check_teacher(teacher, recipe.student_steps)
     drawn = teacher_states(recipe.teacher, recipe.trajectories, recipe.student_steps, ctx.seed, jobs)
-    family = DistillFamily(lambda: student_of(teacher, recipe.student_steps), drawn["states"], drawn["labels"],
-                           recipe, None)  # type: ignore[arg-type]
-    state = loop.train(family, loop.Setup(ctx.run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.threads))
-    return family.ema.cpu().eval(), state, drawn
+    student, state = _phase(teacher, False, drawn, recipe, ctx, ctx.run)
+    if not recipe.experts:
+        return student, [state], drawn
+    experts, second = _phase(student, True, drawn, recipe.expert_phase(), ctx,
+                             runs.Run(f"{ctx.run.name}-experts", ctx.run.directory))
+    return experts, [state, second], drawn
+
+
+def joined_history(states: list[loop.State]) -> list[dict[str, float]]:
+    """The phases' steps as one run: each phase's steps and CPU clock continued from where the last ended."""
+    rows, step, cpu = [], 0, 0.0
+    for state in states:
+        rows += [{**r, "step": r["step"] + step, "cpu_seconds": r["cpu_seconds"] + cpu} for r in state.steps]
+        step, cpu = step + state.step, cpu + state.cpu_seconds
+    return rows
 
 
 def against_teacher(metrics: dict[str, Any], teacher: dict[str, Any]) -> dict[str, Any]:
@@ -226,7 +267,7 @@ def train_entry(recipe: DistillRecipe, _baseline: None, ctx: Context) -> Trained
     """``train diffusion-fast``: the student (:func:`train_student`), then both rulers on 10,000 samples with
     intervals, beside the teacher's shipped measures of its full sampler, and a point of chapter 08's sampler-steps
     bench (1,000 samples: ``bench``)."""
-    student, state, drawn = train_student(recipe, ctx)
+    student, states, drawn = train_student(recipe, ctx)
     if not ctx.measures:
         return Trained(student, {}, {})
     n = config.budget(10_000, 200)
@@ -234,7 +275,8 @@ def train_entry(recipe: DistillRecipe, _baseline: None, ctx: Context) -> Trained
                                         config.budget(bootstrap.REPLICATES, 20))
     teacher = checkpoints.read_meta(recipe.teacher)
     extra: dict[str, Any] = {
-        "history": loss_curve(state.steps), "train_cpu_seconds_steps": state.cpu_seconds,
+        "history": loss_curve(joined_history(states)),
+        "train_cpu_seconds_steps": sum(state.cpu_seconds for state in states),
         "teacher_cpu_seconds": round(float(drawn["cpu_seconds"]), 1), "teacher_weights_sha256":
         teacher["weights_sha256"], "network_calls": diffusion.network_calls("euler", recipe.student_steps, False),
         "teacher_network_calls": diffusion.network_calls(teacher["config"]["sampler"], teacher["config"]["steps"],

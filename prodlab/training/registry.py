@@ -156,7 +156,7 @@ DISTILL_RECIPE = distill.DistillRecipe()
 def _distilled_config(image: ImageSpec) -> DiffusionConfig:
     """The student's config: the shipped diffusion U-Net, sampled by plain Euler steps without guidance."""
     return distill.student_config(diffusion_training.image_config(diffusion_training.SHIPPED_RECIPE, image),
-                                  DISTILL_RECIPE.student_steps)
+                                  DISTILL_RECIPE.student_steps, DISTILL_RECIPE.experts)
 
 
 def _latent_config(image: ImageSpec) -> LatentDiffusionConfig:
@@ -200,7 +200,8 @@ ENTRIES: dict[str, Entry] = {e.name: e for e in (
           diffusion_training.QUICK_RECIPE, diffusion_measure.train_diffusion_entry,
           description="the diffusion recipe cut to 5 epochs, the cdcgan's CPU budget (chapter 08's family table)"),
     Entry("diffusion-fast", "diffusion", _distilled_config, DISTILL_RECIPE,
-          dataclasses.replace(DISTILL_RECIPE, trajectories=256, epochs=1, batch_size=64, warmup_steps=2),
+          dataclasses.replace(DISTILL_RECIPE, trajectories=256, epochs=1, batch_size=64, warmup_steps=2,
+                              expert_epochs=1),
           distill.train_entry,
           description="diffusion distilled into 4 Euler steps without guidance: 4 network calls, not 46 (chapter 08)"),
     Entry("colour-diffusion", "diffusion", DiffusionConfig, diffusion_training.COLOUR_RECIPE,
