@@ -144,6 +144,29 @@ def test_training_the_student_lowers_its_loss_and_its_error_at_the_end(tmp_path,
     assert end_error(family.model.eval()) < 0.7 * before  # four Euler steps land nearer the guided solve's end
 
 
+def test_the_recipe_trains_one_network_then_one_per_window(tmp_path, monkeypatch):
+    teacher, labels = _teacher(), torch.arange(32) % SPEC.n_classes
+    states = distill.teacher_chunk(teacher, labels, 4, seed=0)
+    monkeypatch.setattr(distill.checkpoints, "load", lambda name, kind=None: teacher)
+    monkeypatch.setattr(distill, "teacher_states", lambda *args: {"states": states, "labels": labels,
+                                                                  "cpu_seconds": torch.tensor(1.0)})
+    recipe = distill.DistillRecipe(trajectories=32, batch_size=16, epochs=1, warmup_steps=1, expert_epochs=2)
+    phase = recipe.expert_phase()
+    assert (phase.epochs, phase.lr, phase.warmup_steps, phase.experts) == (2, recipe.expert_lr, 0, False)
+    ctx = Context("diffusion-fast", None, data.DEFAULT, 0, False, False, runs.Run("phases", tmp_path), False, None, 1)
+    student, phases, _ = distill.train_student(recipe, ctx)
+    assert student.cfg.experts == 4 and [s.step for s in phases] == [2, 4]
+    assert (tmp_path / "phases").is_dir() and (tmp_path / "phases-experts").is_dir()  # each phase resumable
+    heads = [net.head[-1].weight for net in unet.unets(student)]
+    assert not torch.equal(heads[0], heads[3])  # started equal, each trained on its own window
+    history = distill.joined_history(phases)
+    assert [r["step"] for r in history] == list(range(1, 7))
+    assert history[2]["cpu_seconds"] > history[1]["cpu_seconds"]  # the second phase's clock goes on
+    single = distill.train_student(dataclasses.replace(recipe, expert_epochs=0), dataclasses.replace(
+        ctx, run=runs.Run("single", tmp_path)))[0]
+    assert single.cfg.experts == 1 and len(unet.unets(single)) == 1
+
+
 def test_acceptance_compares_each_space_with_the_teachers_full_sampler():
     teacher = {"fid": 2.0, "second_ruler": {"fid": 0.10}}
     verdict = distill.against_teacher({"fid": 2.2, "second_ruler": {"fid": 0.12}}, teacher)
@@ -202,9 +225,9 @@ def test_the_trainer_runs_in_quick_mode(tmp_path, monkeypatch):
     recipe = dataclasses.replace(registry.entry("diffusion-fast").quick, trajectories=64, batch_size=32)
     ctx = Context("diffusion-fast", registry.entry("diffusion-fast").config(SPEC), data.DEFAULT, 0, False, False,
                   runs.Run("fast", tmp_path), with_baseline=False, threads=1)
-    student, state, drawn = distill.train_student(recipe, ctx, jobs=1)
-    assert state.step == 2 and drawn["states"].shape[:2] == (64, 5)
-    assert student.cfg.steps == 4 and not student.training
+    student, phases, drawn = distill.train_student(recipe, ctx, jobs=1)
+    assert [state.step for state in phases] == [2, 2] and drawn["states"].shape[:2] == (64, 5)
+    assert student.cfg.steps == 4 and student.cfg.experts == 4 and not student.training
 
 
 def test_the_window_velocity_exercise_accepts_the_chord_and_names_two_mistakes(capsys):

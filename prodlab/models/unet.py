@@ -15,7 +15,8 @@ n_classes`` is the "no label" token that classifier-free guidance (Ho & Salimans
 On a catalogue with attributes (colour, pattern) each attribute has its own table and the embeddings add up,
 ``embed(y) + embed_colour(c) + embed_pattern(p)``, each with its own "no label" token (``models.conditions``).
 It is small enough to read in the notebook; chapter 08 checks its noising and sampling maths against diffusers'
-schedulers. No attention: at 7 x 7 it bought nothing measurable on this CPU budget.
+schedulers. No attention: at 7 x 7 it bought nothing measurable on this CPU budget. A few-step student may hold one
+U-Net per window of its time grid (:class:`WindowExperts`, ``DiffusionConfig.experts``), still one call a step.
 """
 
 from __future__ import annotations

@@ -13,7 +13,9 @@ learns to come back onto the teacher's path from its own small errors, which add
 baked into the targets, so the student needs no unconditional half. This is knowledge distillation of
 the sampler (Luhman & Luhman 2021) cut into windows, as piecewise rectified flow cuts reflow (Yan et al. 2024): a
 window's path is far straighter than the whole path from noise to product, which one chord must follow in
-rectified flow's one-window reflow (Liu et al. 2023). :func:`teacher_states` draws the training set,
+rectified flow's one-window reflow (Liu et al. 2023). One network serves every window at first; then each window
+gets its own copy of it (``unet.WindowExperts``), trained on that window alone: four times the parameters, the same
+cost a step (``expert_epochs``; :func:`train_student`). :func:`teacher_states` draws the training set,
 :func:`distill_step` is one optimiser step (chapter 08 runs it by hand) and :func:`train_entry` is
 ``python -m prodlab train diffusion-fast``.
 """
