@@ -159,7 +159,8 @@ DISTILL_RECIPE = distill.DistillRecipe()
 
 
 def _distilled_config(image: ImageSpec) -> DiffusionConfig:
-    """The student's config: the shipped diffusion U-Net, sampled by plain Euler steps without guidance."""
+    """The student's config: the shipped diffusion U-Net (one per step when the recipe trains experts), sampled by
+    plain Euler steps without guidance."""
     return distill.student_config(diffusion_training.image_config(diffusion_training.SHIPPED_RECIPE, image),
                                   DISTILL_RECIPE.student_steps, DISTILL_RECIPE.experts)
 
