@@ -153,6 +153,19 @@ def test_each_region_s_attention_shares_sum_to_one_and_every_word_has_a_role():
         "article", "colour", "pattern", "product", "end"]
 
 
+def test_a_batch_of_photos_gets_the_maps_each_photo_gets_alone():
+    from prodlab.chapters import ch10_text as ch10
+
+    model, photos = _model(), torch.rand(3, SPEC.channels, SPEC.height, SPEC.width)
+    prompts = ["a red dress", "a green striped shirt", "a blue bag"]
+    batch = ch10.word_attentions(model, photos, prompts)
+    for photo, prompt, (words, maps) in zip(photos, prompts, batch, strict=True):
+        alone_words, alone = ch10.word_attention(model, photo, prompt)
+        assert words == alone_words == [*prompt.split(), "<end>"]
+        torch.testing.assert_close(maps, alone, atol=1e-6, rtol=1e-5)
+    assert not torch.allclose(batch[0][1][0], batch[2][1][0])  # the photos and their words differ
+
+
 def test_the_prompt_moves_the_prediction_and_the_empty_prompt_is_the_missing_one():
     model = _model()
     z, t = torch.randn(2, *model.cfg.first_stage.latent_shape), torch.tensor([0.5, 0.5])

@@ -66,14 +66,24 @@ def word_attention(model: TextDiffusion, photo: torch.Tensor, prompt: str, t: fl
                    ) -> tuple[list[str], torch.Tensor]:
     """The words of ``prompt`` (and the end token) and how much each latent position attends to each, averaged over
     the cross-attention layers (each brought to the latent grid) and their heads: words x h x w, for the photo's
-    latent noised to time ``t``."""
-    tokens = model.cfg.tokenizer.encode([prompt])
-    z0 = model.to_latents(photo[None])
-    z_t = (1 - t) * z0 + t * torch.randn(z0.shape, generator=torch.Generator().manual_seed(seed))
-    weights = model.cross_attention(z_t, torch.tensor([t]), tokens).mean(0)[0]  # L x h x w
-    n_words = int((tokens[0] > 0).sum())
-    words = [model.cfg.tokenizer.words[i] for i in tokens[0, :n_words].tolist()]
-    return words, weights[:n_words]
+    latent noised to time ``t`` (:func:`word_attentions` of one photo)."""
+    return word_attentions(model, photo[None], [prompt], t, seed)[0]
+
+
+def word_attentions(model: TextDiffusion, photos: torch.Tensor, prompts: list[str], t: float = 0.5, seed: int = 0
+                    ) -> list[tuple[list[str], torch.Tensor]]:
+    """:func:`word_attention` for a batch of photos, each with its prompt, in one forward pass: every latent noised
+    with the same noise of ``seed``, so that a photo's maps do not depend on the batch it came in."""
+    tokens = model.cfg.tokenizer.encode(prompts)
+    z0 = model.to_latents(photos)
+    noise = torch.randn(z0.shape[1:], generator=torch.Generator().manual_seed(seed))
+    z_t = (1 - t) * z0 + t * noise
+    weights = model.cross_attention(z_t, torch.full((len(z0),), t), tokens).mean(0)  # N x L x h x w
+    rows = []
+    for row, maps in zip(tokens, weights, strict=True):
+        n_words = int((row > 0).sum())
+        rows.append(([model.cfg.tokenizer.words[i] for i in row[:n_words].tolist()], maps[:n_words]))
+    return rows
 
 
 WORD_ROLES = ("article", "product", "colour", "pattern", "end")  # what each word of a caption names
@@ -94,15 +104,14 @@ def attention_by_region(model: TextDiffusion, n: int, t: float = 0.5) -> dict[st
     """For the first ``n`` test photos with their captions (:func:`word_attention` at time ``t``): the share of a
     latent position's cross-attention that each role of word receives, averaged over the positions on the product
     and over those on the background (a position is on the product when most of its pixels are, by the
-    catalogue's own silhouette). Each region's shares sum to one."""
+    catalogue's own silhouette), in one forward pass (:func:`word_attentions`). Each region's shares sum to one."""
     photos = data.to_float(data.load("test", dataset=colour.NAME)[0][:n])
     labels = clip_training.catalogue_labels(colour.NAME, "test")[:n]
     _, shape = colour.silhouette(fashion_mnist.load("test")[0][:n])
     _, h, w = model.cfg.first_stage.latent_shape
     on = F.adaptive_avg_pool2d(shape, (h, w))[:, 0] > 0.5  # N x h x w
     totals = {region: torch.zeros(len(WORD_ROLES)) for region in ("product", "background")}
-    for photo, caption, mask in zip(photos, model.captions(labels), on, strict=True):
-        words, maps = word_attention(model, photo, caption, t)
+    for (words, maps), mask in zip(word_attentions(model, photos, model.captions(labels), t), on, strict=True):
         for word, m in zip(words, maps, strict=True):
             role = WORD_ROLES.index(word_role(word))
             totals["product"][role] += m[mask].mean() / n
