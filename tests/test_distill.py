@@ -124,6 +124,39 @@ def test_distill_step_is_the_loss_backpropagated_and_applied():
     assert all(torch.equal(p, q) for p, q in zip(a.parameters(), b.parameters(), strict=True))
 
 
+def test_the_end_to_end_loss_is_the_students_own_solve_against_the_teachers_product():
+    teacher, labels = _teacher(), torch.arange(8) % SPEC.n_classes
+    states = distill.teacher_chunk(teacher, labels, 4, seed=0)
+    student = distill.student_of(teacher, 4, experts=True)
+    for net in unet.unets(student)[1:]:
+        for p in net.parameters():
+            p.data.add_(0.05 * torch.randn_like(p))
+    loss = distill.end_to_end_loss(student, states, labels)
+    with torch.no_grad():
+        end = diffusion.sample_trajectory(student, states[:, 0].shape, "flow", "euler", 4, labels, 1.0,
+                                          noise=states[:, 0])[-1]  # the sampler the student ships with
+    assert float(loss) == pytest.approx(16 * float((end - states[:, -1]).pow(2).mean()), rel=1e-5)
+    loss.backward()
+    for net in unet.unets(student):  # every step's network hears of the product's error
+        assert net.head[-1].weight.grad.abs().sum() > 0
+
+
+def test_a_joint_step_adds_the_weighted_end_to_end_term():
+    teacher, labels = _teacher(), torch.arange(8) % SPEC.n_classes
+    states = distill.teacher_chunk(teacher, labels, 4, seed=0)
+    recipe = distill.DistillRecipe(trajectories=8, batch_size=8, joint_weight=3.0, joint_batch=5)
+    rows = {}
+    for joint in (False, True):
+        student = distill.student_of(teacher, 4, experts=True)
+        opt = torch.optim.AdamW(student.parameters(), lr=0.0)
+        rows[joint] = distill.distill_step(student, opt, states, labels, recipe, torch.Generator().manual_seed(5),
+                                           joint)["loss"]
+    e2e = float(distill.end_to_end_loss(distill.student_of(teacher, 4, experts=True), states[:5], labels[:5]))
+    assert e2e > 0 and rows[True] == pytest.approx(rows[False] + 3.0 * e2e, rel=1e-5)
+    with pytest.raises(ValueError, match="joint_batch"):
+        dataclasses.replace(recipe, joint_batch=0)
+
+
 def test_training_the_student_lowers_its_loss_and_its_error_at_the_end(tmp_path, monkeypatch):
     teacher = _teacher()
     labels = torch.arange(64) % SPEC.n_classes
@@ -150,19 +183,28 @@ def test_the_recipe_trains_one_network_then_one_per_window(tmp_path, monkeypatch
     monkeypatch.setattr(distill.checkpoints, "load", lambda name, kind=None: teacher)
     monkeypatch.setattr(distill, "teacher_states", lambda *args: {"states": states, "labels": labels,
                                                                   "cpu_seconds": torch.tensor(1.0)})
-    recipe = distill.DistillRecipe(trajectories=32, batch_size=16, epochs=1, warmup_steps=1, expert_epochs=2)
-    phase = recipe.expert_phase()
-    assert (phase.epochs, phase.lr, phase.warmup_steps, phase.experts) == (2, recipe.expert_lr, 0, False)
+    recipe = distill.DistillRecipe(trajectories=32, batch_size=16, epochs=1, warmup_steps=1, expert_epochs=2,
+                                   joint_epochs=1, joint_batch=4)
+    phase, joint = recipe.expert_phase(), recipe.joint_phase()
+    assert (phase.epochs, phase.lr, phase.warmup_steps, phase.experts, phase.joint_epochs) == (
+        2, recipe.expert_lr, 0, False, 0)
+    assert (joint.epochs, joint.lr, joint.warmup_steps, joint.experts, joint.joint_epochs) == (
+        1, recipe.expert_lr, 0, False, 0)
     ctx = Context("diffusion-fast", None, data.DEFAULT, 0, False, False, runs.Run("phases", tmp_path), False, None, 1)
     student, phases, _ = distill.train_student(recipe, ctx)
-    assert student.cfg.experts == 4 and [s.step for s in phases] == [2, 4]
-    assert (tmp_path / "phases").is_dir() and (tmp_path / "phases-experts").is_dir()  # each phase resumable
+    assert student.cfg.experts == 4 and [s.step for s in phases] == [2, 4, 2]
+    for run in ("phases", "phases-experts", "phases-joint"):  # each phase resumable
+        assert (tmp_path / run).is_dir()
     heads = [net.head[-1].weight for net in unet.unets(student)]
     assert not torch.equal(heads[0], heads[3])  # started equal, each trained on its own window
     history = distill.joined_history(phases)
-    assert [r["step"] for r in history] == list(range(1, 7))
+    assert [r["step"] for r in history] == list(range(1, 9))
     assert history[2]["cpu_seconds"] > history[1]["cpu_seconds"]  # the second phase's clock goes on
-    single = distill.train_student(dataclasses.replace(recipe, expert_epochs=0), dataclasses.replace(
+    assert history[6]["loss"] > history[5]["loss"]  # the joint phase's loss holds the end-to-end term
+    two = distill.train_student(dataclasses.replace(recipe, joint_epochs=0), dataclasses.replace(
+        ctx, run=runs.Run("two", tmp_path)))
+    assert two[0].cfg.experts == 4 and len(two[1]) == 2
+    single = distill.train_student(dataclasses.replace(recipe, expert_epochs=0, joint_epochs=0), dataclasses.replace(
         ctx, run=runs.Run("single", tmp_path)))[0]
     assert single.cfg.experts == 1 and len(unet.unets(single)) == 1
 
@@ -226,7 +268,7 @@ def test_the_trainer_runs_in_quick_mode(tmp_path, monkeypatch):
     ctx = Context("diffusion-fast", registry.entry("diffusion-fast").config(SPEC), data.DEFAULT, 0, False, False,
                   runs.Run("fast", tmp_path), with_baseline=False, threads=1)
     student, phases, drawn = distill.train_student(recipe, ctx, jobs=1)
-    assert [state.step for state in phases] == [2, 2] and drawn["states"].shape[:2] == (64, 5)
+    assert [state.step for state in phases] == [2, 2, 2] and drawn["states"].shape[:2] == (64, 5)
     assert student.cfg.steps == 4 and student.cfg.experts == 4 and not student.training
 
 

@@ -15,13 +15,16 @@ the sampler (Luhman & Luhman 2021) cut into windows, as piecewise rectified flow
 window's path is far straighter than the whole path from noise to product, which one chord must follow in
 rectified flow's one-window reflow (Liu et al. 2023). One network serves every window at first; then each window
 gets its own copy of it (``unet.WindowExperts``), trained on that window alone: four times the parameters, the same
-cost a step (``expert_epochs``; :func:`train_student`). :func:`teacher_states` draws the training set,
-:func:`distill_step` is one optimiser step (chapter 08 runs it by hand) and :func:`train_entry` is
-``python -m prodlab train diffusion-fast``.
+cost a step (``expert_epochs``). Last, the four steps are trained together (``joint_epochs``): the window loss plus
+the error of the student's whole solve against the teacher's product, back-propagated through every step
+(:func:`end_to_end_loss`), so that an early step learns what the later ones make of its error (:func:`train_student`).
+:func:`teacher_states` draws the training set, :func:`distill_step` is one optimiser step (chapter 08 runs it by hand)
+and :func:`train_entry` is ``python -m prodlab train diffusion-fast``.
 """
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import math
 import time
@@ -57,13 +60,18 @@ class DistillRecipe:
     grad_clip: float = 1.0
     own_states: bool = True  # windows start on the student's own path (:func:`window_batch`)
     expert_epochs: int = 26  # then one U-Net per step (``unet.WindowExperts``), each the student so far; 0: none
-    expert_lr: float = 1e-4  # their peak learning rate (no warm-up: they start trained)
+    expert_lr: float = 1e-4  # their peak learning rate (no warm-up: they start trained), and the joint phase's
+    joint_epochs: int = 12  # then the steps trained together (:func:`end_to_end_loss`); 0: none
+    joint_weight: float = 10.0  # the end-to-end term's weight beside the window loss in that phase
+    joint_batch: int = 48  # trajectories of each batch (at most) solved whole for it, back-propagated
 
     def __post_init__(self) -> None:
         if self.student_steps < 1 or self.trajectories < self.batch_size or self.epochs < 0 or self.lr <= 0:
             raise ValueError("student_steps >= 1, trajectories >= batch_size, epochs >= 0 and lr > 0")
         if self.expert_epochs < 0 or self.expert_lr <= 0:
             raise ValueError("expert_epochs >= 0 and expert_lr > 0")
+        if self.joint_epochs < 0 or self.joint_weight < 0 or self.joint_batch < 1:
+            raise ValueError("joint_epochs >= 0, joint_weight >= 0 and joint_batch >= 1")
 
     @property
     def experts(self) -> bool:
@@ -73,7 +81,11 @@ class DistillRecipe:
     def expert_phase(self) -> DistillRecipe:
         """The recipe of the experts' phase: its epochs and learning rate, no warm-up, the rest as before."""
         return dataclasses.replace(self, epochs=self.expert_epochs, lr=self.expert_lr, warmup_steps=0,
-                                   expert_epochs=0)
+                                   expert_epochs=0, joint_epochs=0)
+
+    def joint_phase(self) -> DistillRecipe:
+        """The recipe of the joint phase: the experts' learning rate for ``joint_epochs``, no warm-up."""
+        return dataclasses.replace(self.expert_phase(), epochs=self.joint_epochs)
 
 
 def student_times(steps: int) -> Tensor:
@@ -177,11 +189,26 @@ def distill_loss(net: nn.Module, states: Tensor, labels: Tensor, generator: torc
     return F.mse_loss(net(x, t, labels), v)
 
 
+def end_to_end_loss(net: nn.Module, states: Tensor, labels: Tensor) -> Tensor:
+    """The squared error of the student's whole Euler solve from each trajectory's noise against the teacher's
+    product, times ``K^2`` (a velocity's error over one of the ``K`` windows): differentiable through every step, so
+    that a step's gradient holds what the later steps make of its error."""
+    steps = states.shape[1] - 1
+    times, x = student_times(steps).tolist(), states[:, 0]
+    for t, t_next in zip(times[:-1], times[1:], strict=True):
+        x = diffusion.ddim_step(x, net(x, torch.full((len(x),), t), labels), t, t_next, "flow")
+    return F.mse_loss(x, states[:, -1]) * steps**2
+
+
 def distill_step(model: nn.Module, opt: torch.optim.Optimizer, states: Tensor, labels: Tensor,
-                 recipe: DistillRecipe, generator: torch.Generator) -> dict[str, float]:
-    """One optimiser step of the student: :func:`distill_loss`, clipped at ``recipe.grad_clip``, applied. Chapter 08
-    runs it by hand."""
+                 recipe: DistillRecipe, generator: torch.Generator, joint: bool = False) -> dict[str, float]:
+    """One optimiser step of the student: :func:`distill_loss` (``joint``: plus ``joint_weight`` times
+    :func:`end_to_end_loss` on the batch's first ``joint_batch`` trajectories), clipped at ``recipe.grad_clip``,
+    applied. Chapter 08 runs it by hand."""
     loss = distill_loss(model, states, labels, generator, recipe.own_states)
+    if joint:
+        rows = slice(recipe.joint_batch)
+        loss = loss + recipe.joint_weight * end_to_end_loss(model, states[rows], labels[rows])
     opt.zero_grad(set_to_none=True)
     loss.backward()
     norm = torch.nn.utils.clip_grad_norm_(model.parameters(), recipe.grad_clip)
@@ -202,26 +229,35 @@ def student_of(teacher: unet.DiffusionModel, steps: int, experts: bool = False) 
     """The student before training: :func:`student_config`, each of its U-Nets a copy of the teacher's."""
     (net,) = unet.unets(teacher)
     student = unet.DiffusionModel(student_config(teacher.cfg, steps, experts))
-    for copy in unet.unets(student):
-        copy.load_state_dict(net.state_dict())
+    for expert in unet.unets(student):
+        expert.load_state_dict(net.state_dict())
     return student.train()
 
 
 class DistillFamily(DiffusionFamily):
     """The student in the workbook's training loop: diffusion's optimiser, schedule and moving average, with
-    :func:`distill_step` on batches of teacher trajectories instead of images."""
+    :func:`distill_step` (``joint``: with its end-to-end term) on batches of teacher trajectories instead of
+    images."""
+
+    joint = False
 
     def step(self, x: Tensor, y: Tensor | None, state: loop.State) -> dict[str, float]:
         self.schedule(state)
-        return distill_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator)
+        return distill_step(self.net, self.optimizers["opt"], x, y, self.recipe, state.generator, self.joint)
 
 
 def _phase(start: unet.DiffusionModel, experts: bool, drawn: dict[str, Tensor], recipe: DistillRecipe,
-           ctx: Context, run: runs.Run) -> tuple[unet.DiffusionModel, loop.State]:
-    """One phase of training: the student (:func:`student_of` ``start``) in the workbook's loop on the teacher's
-    trajectories, its state in ``run``; returns its moving average (CPU, eval mode) and the loop's state."""
-    family = DistillFamily(lambda: student_of(start, recipe.student_steps, experts), drawn["states"],
-                           drawn["labels"], recipe, None)  # type: ignore[arg-type]
+           ctx: Context, run: runs.Run, joint: bool = False) -> tuple[unet.DiffusionModel, loop.State]:
+    """One phase of training: the student (:func:`student_of` ``start``; ``start`` itself when it already has
+    its experts) in the workbook's loop on the teacher's trajectories, its state in ``run``; returns its moving
+    average (CPU, eval mode) and the loop's state."""
+    def make() -> unet.DiffusionModel:
+        if start.cfg.experts > 1:  # already the student's shape: trained on as it is
+            return copy.deepcopy(start).requires_grad_().train()
+        return student_of(start, recipe.student_steps, experts)
+
+    family = DistillFamily(make, drawn["states"], drawn["labels"], recipe, None)  # type: ignore[arg-type]
+    family.joint = joint
     state = loop.train(family, loop.Setup(run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.threads))
     return family.ema.cpu().eval(), state
 
@@ -230,17 +266,23 @@ def train_student(recipe: DistillRecipe, ctx: Context, jobs: int = 2) -> tuple[u
                                                                                 list[loop.State], dict[str, Tensor]]:
     """The teacher's trajectories (:func:`teacher_states`), then the student trained on them: one U-Net for every
     step, then (``expert_epochs``) a copy of it per step, each trained on its own window (its run
-    ``NAME-experts``). Returns the student, each phase's loop state and the trajectories."""
+    ``NAME-experts``), then (``joint_epochs``) all steps together (run ``NAME-joint``). Returns the student, each
+    phase's loop state and the trajectories."""
     teacher = checkpoints.load(recipe.teacher, kind="diffusion")
     data.check_fits(teacher.cfg.image, ctx.dataset)
     check_teacher(teacher, recipe.student_steps)
     drawn = teacher_states(recipe.teacher, recipe.trajectories, recipe.student_steps, ctx.seed, jobs)
     student, state = _phase(teacher, False, drawn, recipe, ctx, ctx.run)
-    if not recipe.experts:
-        return student, [state], drawn
-    experts, second = _phase(student, True, drawn, recipe.expert_phase(), ctx,
-                             runs.Run(f"{ctx.run.name}-experts", ctx.run.directory))
-    return experts, [state, second], drawn
+    states = [state]
+    if recipe.experts:
+        student, second = _phase(student, True, drawn, recipe.expert_phase(), ctx,
+                                 runs.Run(f"{ctx.run.name}-experts", ctx.run.directory))
+        states.append(second)
+    if recipe.joint_epochs:
+        student, third = _phase(student, recipe.experts, drawn, recipe.joint_phase(), ctx,
+                                runs.Run(f"{ctx.run.name}-joint", ctx.run.directory), joint=True)
+        states.append(third)
+    return student, states, drawn
 
 
 def joined_history(states: list[loop.State]) -> list[dict[str, float]]:
