@@ -135,7 +135,7 @@ def test_the_end_to_end_loss_is_the_students_own_solve_against_the_teachers_prod
     with torch.no_grad():
         end = diffusion.sample_trajectory(student, states[:, 0].shape, "flow", "euler", 4, labels, 1.0,
                                           noise=states[:, 0])[-1]  # the sampler the student ships with
-    assert float(loss) == pytest.approx(16 * float((end - states[:, -1]).pow(2).mean()), rel=1e-5)
+    assert loss.item() == pytest.approx(16 * float((end - states[:, -1]).pow(2).mean()), rel=1e-5)
     loss.backward()
     for net in unet.unets(student):  # every step's network hears of the product's error
         assert net.head[-1].weight.grad.abs().sum() > 0
