@@ -170,7 +170,7 @@ def test_training_the_student_lowers_its_loss_and_its_error_at_the_end(tmp_path,
         return float((x - states[:, -1]).pow(2).mean())
 
     before = end_error(distill.student_of(teacher, 4))
-    family = distill.DistillFamily(lambda: distill.student_of(teacher, 4), states, labels, recipe, None)
+    family = distill.DistillFamily(lambda: distill.student_of(teacher, 4), states, labels, recipe)
     state = loop.train(family, loop.Setup(runs.Run("distill-test", tmp_path), progress=False, threads=1))
     first, last = state.steps[0]["loss"], sum(r["loss"] for r in state.steps[-4:]) / 4
     assert last < 0.7 * first

@@ -28,6 +28,7 @@ import copy
 import dataclasses
 import math
 import time
+from collections.abc import Callable
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from typing import Any
@@ -191,13 +192,12 @@ def distill_loss(net: nn.Module, states: Tensor, labels: Tensor, generator: torc
 
 def end_to_end_loss(net: nn.Module, states: Tensor, labels: Tensor) -> Tensor:
     """The squared error of the student's whole Euler solve from each trajectory's noise against the teacher's
-    product, times ``K^2`` (a velocity's error over one of the ``K`` windows): differentiable through every step, so
-    that a step's gradient holds what the later steps make of its error."""
+    product, times ``K^2`` (a velocity's error over one of the ``K`` windows): the student's own sampler, run with
+    its gradients, so that a step's gradient holds what the later steps make of its error."""
     steps = states.shape[1] - 1
-    times, x = student_times(steps).tolist(), states[:, 0]
-    for t, t_next in zip(times[:-1], times[1:], strict=True):
-        x = diffusion.ddim_step(x, net(x, torch.full((len(x),), t), labels), t, t_next, "flow")
-    return F.mse_loss(x, states[:, -1]) * steps**2
+    end = diffusion.sample_trajectory(net, tuple(states[:, 0].shape), "flow", "euler", steps, labels,
+                                      noise=states[:, 0])[-1]
+    return F.mse_loss(end, states[:, -1]) * steps**2
 
 
 def distill_step(model: nn.Module, opt: torch.optim.Optimizer, states: Tensor, labels: Tensor,
@@ -239,7 +239,10 @@ class DistillFamily(DiffusionFamily):
     :func:`distill_step` (``joint``: with its end-to-end term) on batches of teacher trajectories instead of
     images."""
 
-    joint = False
+    def __init__(self, make: Callable[[], nn.Module], states: Tensor, labels: Tensor, recipe: DistillRecipe,
+                 joint: bool = False) -> None:
+        super().__init__(make, states, labels, recipe, None)  # type: ignore[arg-type]
+        self.joint = joint
 
     def step(self, x: Tensor, y: Tensor | None, state: loop.State) -> dict[str, float]:
         self.schedule(state)
@@ -256,8 +259,7 @@ def _phase(start: unet.DiffusionModel, experts: bool, drawn: dict[str, Tensor], 
             return copy.deepcopy(start).requires_grad_().train()
         return student_of(start, recipe.student_steps, experts)
 
-    family = DistillFamily(make, drawn["states"], drawn["labels"], recipe, None)  # type: ignore[arg-type]
-    family.joint = joint
+    family = DistillFamily(make, drawn["states"], drawn["labels"], recipe, joint)
     state = loop.train(family, loop.Setup(run, ctx.seed, ctx.progress, ctx.resume, ctx.device, ctx.threads))
     return family.ema.cpu().eval(), state
 
